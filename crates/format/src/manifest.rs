@@ -1,0 +1,143 @@
+//! Restore points: what was captured, when, from where, and where its data is.
+//!
+//! A manifest is JSON sealed under the master key (so it is easy to evolve and to inspect
+//! with `lifeboat points --json`); its stored id is the hash of the sealed bytes. Readers
+//! ignore fields they do not know, so fields can be added without a version change; the
+//! `version` changes only when a reader must not misread a manifest.
+
+use serde::{Deserialize, Serialize};
+
+use crate::seal::{self, Domain};
+use crate::{FORMAT_VERSION, FormatError, Id};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestorePoint {
+    pub version: u32,
+    /// When the capture started: the point in time this restore point represents.
+    pub time: jiff::Timestamp,
+    pub finished: jiff::Timestamp,
+    pub hostname: String,
+    /// The plan's name, when taken from a plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
+    /// The site the resources were captured at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    pub resources: Vec<ResourcePoint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourcePoint {
+    pub name: String,
+    /// The plan's resource kind: `files`, `postgres`, ...
+    pub kind: String,
+    /// Where it was captured from (a path or a URL without credentials).
+    pub source: String,
+    #[serde(flatten)]
+    pub status: ResourceStatus,
+    /// The tree holding what was captured; absent when the capture failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<Id>,
+    /// The restore point this capture was compared against to skip unchanged files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Id>,
+    #[serde(default)]
+    pub stats: CaptureStats,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ResourceStatus {
+    Complete,
+    Failed { error: String },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CaptureStats {
+    pub files: u64,
+    pub dirs: u64,
+    /// Bytes of content captured.
+    pub bytes: u64,
+    /// Files read (the others were unchanged since the parent and not read).
+    pub files_read: u64,
+    pub chunks_new: u64,
+    /// Plaintext bytes of chunks the repository did not have.
+    pub bytes_new: u64,
+    /// Bytes written to the repository (compressed and sealed).
+    pub bytes_stored: u64,
+    pub duration_ms: u64,
+}
+
+impl RestorePoint {
+    pub fn is_complete(&self) -> bool {
+        self.resources
+            .iter()
+            .all(|r| r.status == ResourceStatus::Complete)
+    }
+
+    pub fn resource(&self, name: &str) -> Option<&ResourcePoint> {
+        self.resources.iter().find(|r| r.name == name)
+    }
+
+    pub fn seal(&self, key: &[u8; 32]) -> Vec<u8> {
+        let json = serde_json::to_vec(self).expect("a restore point always serialises");
+        seal::seal(key, Domain::Manifest, &json)
+    }
+
+    pub fn unseal(key: &[u8; 32], sealed: &[u8]) -> Result<Self, FormatError> {
+        let json = seal::unseal(key, Domain::Manifest, sealed)?;
+        let point: RestorePoint = serde_json::from_slice(&json)
+            .map_err(|e| FormatError::corrupt("restore point manifest", e.to_string()))?;
+        if point.version != FORMAT_VERSION {
+            return Err(FormatError::UnsupportedVersion {
+                what: "restore point manifest",
+                found: point.version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        Ok(point)
+    }
+
+    /// Every tree root the restore point refers to.
+    pub fn roots(&self) -> impl Iterator<Item = Id> + '_ {
+        self.resources.iter().filter_map(|r| r.root)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_status_shape() {
+        let p = RestorePoint {
+            version: FORMAT_VERSION,
+            time: jiff::Timestamp::UNIX_EPOCH,
+            finished: jiff::Timestamp::UNIX_EPOCH,
+            hostname: "h".into(),
+            plan: None,
+            site: Some("primary".into()),
+            tags: vec![],
+            resources: vec![ResourcePoint {
+                name: "docs".into(),
+                kind: "files".into(),
+                source: "/srv/docs".into(),
+                status: ResourceStatus::Failed {
+                    error: "boom".into(),
+                },
+                root: None,
+                parent: None,
+                stats: CaptureStats::default(),
+            }],
+        };
+        let key = [9u8; 32];
+        assert_eq!(RestorePoint::unseal(&key, &p.seal(&key)).unwrap(), p);
+        let json = serde_json::to_value(&p.resources[0]).unwrap();
+        assert_eq!(json["status"], "failed");
+        assert_eq!(json["error"], "boom");
+        assert!(!p.is_complete());
+    }
+}

@@ -1,0 +1,348 @@
+//! Pass three: rules that span sections (one primary, dependency cycles, what a check
+//! refers to...). Runs on whatever decoded, so it reports alongside decoding errors; rules
+//! that would misfire on a partly decoded plan look at the declared names instead.
+
+use crate::decode::Draft;
+use crate::diagnostic::Diagnostic;
+use crate::read::{FieldPath, SpanIndex};
+use crate::schema::*;
+
+pub(crate) fn validate(draft: &Draft, spans: &SpanIndex) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let primary = check_roles(draft, spans, &mut out);
+    if draft.resources.is_empty() && draft.site_roles.is_empty() {
+        // An empty document: the role and repository errors say enough.
+    } else if spans.value("resources").is_none() {
+        out.push(
+            Diagnostic::warning("resources", 0..0, "the plan protects no resources")
+                .with_help("add `[resources.<name>]` sections"),
+        );
+    }
+    if let Some(primary) = &primary {
+        check_resource_bindings(draft, primary, spans, &mut out);
+    }
+    check_dependency_cycles(draft, spans, &mut out);
+    check_sql_checks(draft, spans, &mut out);
+    check_traffic(draft, spans, &mut out);
+    check_watch(draft, spans, &mut out);
+    out
+}
+
+fn path(keys: &[&str]) -> FieldPath {
+    keys.iter()
+        .fold(FieldPath::root(), |path, key| path.key(key))
+}
+
+/// Exactly one primary, at least one standby. Returns the primary's name.
+fn check_roles(draft: &Draft, spans: &SpanIndex, out: &mut Vec<Diagnostic>) -> Option<String> {
+    let primaries: Vec<&String> = draft
+        .site_roles
+        .iter()
+        .filter(|(_, role)| **role == Some(Role::Primary))
+        .map(|(name, _)| name)
+        .collect();
+    let some_role_unknown = draft.site_roles.values().any(Option::is_none);
+    match primaries.as_slice() {
+        [] if !some_role_unknown => {
+            out.push(
+                Diagnostic::error("sites", spans.key_or_parent("sites"), "no primary site")
+                    .with_help("exactly one site has `role = \"primary\"`, e.g. `[sites.primary]` with `role = \"primary\"`"),
+            );
+            None
+        }
+        [] => None,
+        [only] => {
+            let has_standby = draft
+                .site_roles
+                .values()
+                .any(|role| *role == Some(Role::Standby));
+            if !has_standby && !some_role_unknown {
+                out.push(
+                    Diagnostic::warning(
+                        "sites",
+                        spans.key_or_parent("sites"),
+                        "no standby site: backups run, but there is nowhere to fail over to",
+                    )
+                    .with_help(
+                        "add a site with `role = \"standby\"` (it may be `on_demand = true`)",
+                    ),
+                );
+            }
+            Some((*only).clone())
+        }
+        [first, others @ ..] => {
+            for other in others {
+                let role_path = path(&["sites", other, "role"]);
+                out.push(
+                    Diagnostic::error(role_path.as_str(), spans.key_or_parent(role_path.as_str()), format!("two primary sites: `{first}` and `{other}`"))
+                        .with_help("exactly one site has `role = \"primary\"`; the others are \"standby\" or \"drill\""),
+                );
+            }
+            None
+        }
+    }
+}
+
+fn check_resource_bindings(
+    draft: &Draft,
+    primary: &str,
+    spans: &SpanIndex,
+    out: &mut Vec<Diagnostic>,
+) {
+    let standbys: Vec<&str> = draft
+        .site_roles
+        .iter()
+        .filter(|(_, role)| **role == Some(Role::Standby))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    for (name, resource) in &draft.resources {
+        let resource_path = path(&["resources", name]);
+        let span = spans.key_or_parent(resource_path.as_str());
+        let bound = resource.bound_sites();
+        // A binding that failed to decode has its own error; do not add "not bound".
+        let written_at = |site: &str| {
+            spans
+                .value(resource_path.key("at").key(site).as_str())
+                .is_some()
+        };
+        if !bound.contains(&primary) && !written_at(primary) {
+            out.push(
+                Diagnostic::error(resource_path.as_str(), span.clone(), format!("resource `{name}` is not bound at the primary site `{primary}`: there is nothing to back up"))
+                    .with_help(format!("add `at.{primary} = {{ ... }}` to the resource")),
+            );
+        }
+        if !standbys.is_empty()
+            && !standbys
+                .iter()
+                .any(|site| bound.contains(site) || written_at(site))
+        {
+            out.push(
+                Diagnostic::warning(
+                    resource_path.as_str(),
+                    span.clone(),
+                    format!(
+                        "resource `{name}` is bound at no standby site: it cannot be restored there"
+                    ),
+                )
+                .with_help(format!("add `at.{} = {{ ... }}`", standbys[0])),
+            );
+        }
+        if let ResourceKind::Command(command) = &resource.kind {
+            check_command_resource(name, command, primary, &standbys, spans, out);
+        }
+    }
+}
+
+fn check_command_resource(
+    name: &str,
+    command: &CommandResource,
+    primary: &str,
+    standbys: &[&str],
+    spans: &SpanIndex,
+    out: &mut Vec<Diagnostic>,
+) {
+    if let Some(binding) = command.at.get(primary)
+        && binding.capture.is_none()
+    {
+        let binding_path = path(&["resources", name, "at", primary]);
+        out.push(
+            Diagnostic::error(
+                binding_path.as_str(),
+                spans.key_or_parent(binding_path.as_str()),
+                format!("resource `{name}` has no `capture` at the primary site"),
+            )
+            .with_help("`capture` prints the document on stdout; backups run it at the primary"),
+        );
+    }
+    let applies_somewhere = standbys.iter().any(|site| {
+        command
+            .at
+            .get(*site)
+            .is_some_and(|binding| binding.apply.is_some())
+    });
+    let bound_at_standby = standbys.iter().any(|site| command.at.contains_key(*site));
+    if bound_at_standby && !applies_somewhere {
+        let resource_path = path(&["resources", name]);
+        out.push(Diagnostic::warning(
+            resource_path.as_str(),
+            spans.key_or_parent(resource_path.as_str()),
+            format!("resource `{name}` has no `apply` at any standby site: it cannot be restored"),
+        ));
+    }
+    if let Some(discover) = &command.discover {
+        let uses_item = command.at.values().any(|binding| {
+            [&binding.capture, &binding.apply]
+                .into_iter()
+                .flatten()
+                .any(|command| command.argv().iter().any(|arg| arg.contains("{item}")))
+        });
+        if !uses_item {
+            let discover_path = path(&["resources", name, "discover"]);
+            out.push(
+                Diagnostic::warning(
+                    discover_path.as_str(),
+                    spans.key_or_parent(discover_path.as_str()),
+                    "`discover` is set but no `capture` or `apply` uses `{item}`",
+                )
+                .with_help(format!(
+                    "every discovered item would run the same command; pass `{{item}}`, e.g. {:?}",
+                    [discover.program(), "{item}"]
+                )),
+            );
+        }
+    }
+}
+
+/// Reports each `depends_on` cycle once, at the first resource on it.
+fn check_dependency_cycles(draft: &Draft, spans: &SpanIndex, out: &mut Vec<Diagnostic>) {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        Unvisited,
+        OnStack,
+        Done,
+    }
+    let names: Vec<&str> = draft.resources.keys().map(String::as_str).collect();
+    let mut marks = vec![Mark::Unvisited; names.len()];
+    // Iterative depth-first search: plans are small, but never recurse on user input.
+    for start in 0..names.len() {
+        if marks[start] != Mark::Unvisited {
+            continue;
+        }
+        let mut stack: Vec<(usize, usize)> = vec![(start, 0)];
+        marks[start] = Mark::OnStack;
+        while let Some(top) = stack.last_mut() {
+            let (node, next) = *top;
+            let dependencies = &draft.resources[node].depends_on;
+            let Some(dependency) = dependencies.get(next) else {
+                marks[node] = Mark::Done;
+                stack.pop();
+                continue;
+            };
+            top.1 += 1;
+            let Some(target) = names.iter().position(|name| name == dependency) else {
+                continue; // unknown resource: reported while decoding
+            };
+            if target == node {
+                continue; // self-dependency: reported while decoding
+            }
+            match marks[target] {
+                Mark::Unvisited => {
+                    marks[target] = Mark::OnStack;
+                    stack.push((target, 0));
+                }
+                Mark::OnStack => {
+                    let cycle_start = stack
+                        .iter()
+                        .position(|(index, _)| *index == target)
+                        .unwrap_or(0);
+                    let mut cycle: Vec<&str> = stack[cycle_start..]
+                        .iter()
+                        .map(|(index, _)| names[*index])
+                        .collect();
+                    cycle.push(names[target]);
+                    let first = names[target];
+                    let depends_path = path(&["resources", first, "depends_on"]);
+                    out.push(
+                        Diagnostic::error(
+                            depends_path.as_str(),
+                            spans.key_or_parent(depends_path.as_str()),
+                            format!("dependency cycle: {}", cycle.join(" → ")),
+                        )
+                        .with_help(
+                            "restores run in `depends_on` order, so the chain must not loop back",
+                        ),
+                    );
+                }
+                Mark::Done => {}
+            }
+        }
+    }
+}
+
+fn check_sql_checks(draft: &Draft, spans: &SpanIndex, out: &mut Vec<Diagnostic>) {
+    for (site_name, site) in &draft.sites {
+        for (position, check) in site.checks.iter().enumerate() {
+            let CheckProbe::Sql { resource, .. } = &check.probe else {
+                continue;
+            };
+            let Some(target) = draft.resources.get(resource) else {
+                continue; // unknown: reported while decoding
+            };
+            let resource_path = FieldPath::root()
+                .key("sites")
+                .key(site_name)
+                .key("checks")
+                .index(position)
+                .key("resource");
+            let span = spans
+                .value(resource_path.as_str())
+                .unwrap_or_else(|| spans.key_or_parent(resource_path.as_str()));
+            let is_database = matches!(
+                target.kind,
+                ResourceKind::Postgres(_) | ResourceKind::Mysql(_) | ResourceKind::Sqlite(_)
+            );
+            if !is_database {
+                out.push(Diagnostic::error(
+                    resource_path.as_str(),
+                    span,
+                    format!("an sql check needs a postgres, mysql or sqlite resource; `{resource}` is a {} resource", target.kind_name()),
+                ));
+            } else if target.binding(site_name).is_none() {
+                out.push(
+                    Diagnostic::error(resource_path.as_str(), span, format!("resource `{resource}` is not bound at site `{site_name}`, so this check cannot reach it"))
+                        .with_help(format!("add `at.{site_name}` to resource `{resource}`")),
+                );
+            }
+        }
+    }
+}
+
+fn check_traffic(draft: &Draft, spans: &SpanIndex, out: &mut Vec<Diagnostic>) {
+    let Some(traffic) = &draft.traffic else {
+        return;
+    };
+    let bound = traffic.bound_sites();
+    for (site, role) in &draft.site_roles {
+        let serves = matches!(role, Some(Role::Primary | Role::Standby));
+        let written = spans
+            .value(path(&["traffic", "at", site]).as_str())
+            .is_some();
+        if serves && !bound.contains(&site.as_str()) && !written {
+            out.push(
+                Diagnostic::warning(
+                    "traffic",
+                    spans.key_or_parent("traffic"),
+                    format!(
+                        "traffic has no binding for site `{site}`: it cannot be switched there"
+                    ),
+                )
+                .with_help(format!("add `at.{site} = {{ ... }}` to `[traffic]`")),
+            );
+        }
+    }
+}
+
+fn check_watch(draft: &Draft, spans: &SpanIndex, out: &mut Vec<Diagnostic>) {
+    let Some(watch) = &draft.watch else {
+        return;
+    };
+    if watch.failure_threshold < watch.interval {
+        out.push(
+            Diagnostic::error("watch.failure_threshold", spans.key_or_parent("watch.failure_threshold"), "`failure_threshold` is shorter than `interval`: a single failed probe would count as an outage")
+                .with_help("make `failure_threshold` a few intervals long"),
+        );
+    }
+    if watch.timeout > watch.interval {
+        out.push(Diagnostic::warning(
+            "watch.timeout",
+            spans.key_or_parent("watch.timeout"),
+            "`timeout` is longer than `interval`: probes will overlap",
+        ));
+    }
+    if watch.decision == Decision::Automatic && draft.fence.is_none() {
+        out.push(
+            Diagnostic::warning("watch.decision", spans.key_or_parent("watch.decision"), "automatic failover without `[fence]`: the old primary may keep serving (split brain)")
+                .with_help("add `[fence] run = [[...]]` to stop the old primary before traffic moves"),
+        );
+    }
+}

@@ -1,0 +1,229 @@
+//! Broken plans: every problem reported at once, with file, line, field and help.
+
+use expect_test::expect;
+
+use crate::{MINIMAL, errors_of, fixture, parse_err};
+
+#[test]
+fn independent_errors_are_all_reported_with_line_and_field() {
+    let errors = lifeboat_plan::load(&fixture("multi-error.toml")).expect_err("broken plan");
+    let found = errors_of(&errors);
+    let expected: Vec<(usize, &str, &str)> = vec![
+        (
+            6,
+            "objectives.rpo",
+            "invalid duration `15 minutes` for `rpo`: durations are written without spaces, e.g. `15m` or `1h30m`",
+        ),
+        (8, "sites", "no primary site"),
+        (16, "resources.docs.colour", "unknown field `colour`"),
+        (
+            22,
+            "resources.db.exclude",
+            "`exclude` must be an array, found a string",
+        ),
+        (24, "resources.db.at.drr", "unknown site `drr`"),
+    ];
+    let found: Vec<(usize, &str, &str)> = found
+        .iter()
+        .map(|(l, p, m)| (*l, p.as_str(), m.as_str()))
+        .collect();
+    assert_eq!(found, expected);
+
+    let unknown_site = errors
+        .errors()
+        .find(|d| d.path == "resources.db.at.drr")
+        .expect("unknown site");
+    assert_eq!(unknown_site.help.as_deref(), Some("did you mean `dr`?"));
+
+    let json = serde_json::to_value(errors.to_json()).expect("json");
+    assert_eq!(
+        json[0]["file"]
+            .as_str()
+            .map(|f| f.ends_with("multi-error.toml")),
+        Some(true)
+    );
+    assert_eq!(json[0]["line"], 6);
+    assert_eq!(json[0]["column"], 7);
+    assert_eq!(json[0]["severity"], "error");
+    assert_eq!(json[0]["path"], "objectives.rpo");
+}
+
+#[test]
+fn plain_rendering_shows_every_error_with_a_pointer() {
+    let source = std::fs::read_to_string(fixture("multi-error.toml")).expect("fixture");
+    let errors = lifeboat_plan::parse(&source, std::path::Path::new("multi-error.toml"))
+        .expect_err("broken");
+    expect![[r#"
+        error: invalid duration `15 minutes` for `rpo`: durations are written without spaces, e.g. `15m` or `1h30m`
+         --> multi-error.toml:6:7 (objectives.rpo)
+          |
+        6 | rpo = "15 minutes"
+          |       ^^^^^^^^^^^^
+          = help: write durations as strings such as "500ms", "30s", "15m", "1h30m" or "7d"
+
+        error: no primary site
+         --> multi-error.toml:8:2 (sites)
+          |
+        8 | [sites.main]
+          |  ^^^^^
+          = help: exactly one site has `role = "primary"`, e.g. `[sites.primary]` with `role = "primary"`
+
+        error: unknown field `colour`
+          --> multi-error.toml:16:1 (resources.docs.colour)
+           |
+        16 | colour = "blue"
+           | ^^^^^^
+           = help: expected one of `kind`, `rpo`, `depends_on`, `verify`, `include`, `exclude`, `sync`, `at`
+
+        error: `exclude` must be an array, found a string
+          --> multi-error.toml:22:11 (resources.db.exclude)
+           |
+        22 | exclude = "scratch"
+           |           ^^^^^^^^^
+
+        error: unknown site `drr`
+          --> multi-error.toml:24:4 (resources.db.at.drr)
+           |
+        24 | at.drr = { url = "postgres://lifeboat@10.1.0.5/postgres", password = { env = "PG_PASSWORD" } }
+           |    ^^^
+           = help: did you mean `dr`?
+
+        multi-error.toml: 5 errors, 0 warnings
+    "#]]
+    .assert_eq(&errors.render_plain());
+}
+
+#[test]
+fn the_miette_report_lists_every_error_with_its_location() {
+    let source = std::fs::read_to_string(fixture("multi-error.toml")).expect("fixture");
+    let errors = lifeboat_plan::parse(&source, std::path::Path::new("multi-error.toml"))
+        .expect_err("broken");
+    let mut rendered = String::new();
+    miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+        .with_width(200)
+        .render_report(&mut rendered, &errors)
+        .expect("renders");
+    for location in [
+        "multi-error.toml:6:7",
+        "multi-error.toml:16:1",
+        "multi-error.toml:22:11",
+        "multi-error.toml:24:4",
+    ] {
+        assert!(
+            rendered.contains(location),
+            "{location} missing from:\n{rendered}"
+        );
+    }
+    assert!(
+        rendered.contains("resources.db.at.drr"),
+        "labels carry the field path:\n{rendered}"
+    );
+    assert!(rendered.contains("did you mean `dr`?"));
+}
+
+#[test]
+fn a_syntax_error_is_one_diagnostic_with_line_and_column() {
+    let source = MINIMAL.replace("role = \"standby\"", "role = standby\"");
+    let errors = parse_err(&source);
+    let [diagnostic] = errors.diagnostics() else {
+        panic!("one diagnostic expected: {}", errors.render_plain());
+    };
+    assert!(
+        diagnostic.message.starts_with("TOML syntax error"),
+        "{}",
+        diagnostic.message
+    );
+    assert_eq!(errors.line_column(diagnostic.span.start), (10, 8));
+}
+
+#[test]
+fn two_primaries_and_bad_references() {
+    let source = format!(
+        "{}\n[resources.a]\nkind = \"files\"\ndepends_on = [\"b\", \"nope\"]\nat.primary = {{ path = \"/a\" }}\n[resources.b]\nkind = \"files\"\ndepends_on = [\"a\"]\nat.primary = {{ path = \"/b\" }}\n",
+        MINIMAL.replace("role = \"standby\"", "role = \"primary\"")
+    );
+    let errors = parse_err(&source);
+    let messages: Vec<String> = errors
+        .errors()
+        .map(|d| format!("{}: {}", d.path, d.message))
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            "sites.dr.role: two primary sites: `primary` and `dr`",
+            "resources.a.depends_on: dependency cycle: a → b → a",
+            "resources.a.depends_on[1]: unknown resource `nope`",
+        ]
+    );
+}
+
+#[test]
+fn fields_of_another_kind_are_explained() {
+    let source = format!(
+        "{MINIMAL}\n[resources.db]\nkind = \"postgres\"\ninclude = [\"x\"]\nat.primary = {{ path = \"/var/lib/pg\" }}\nat.dr = {{ url = \"postgres://u@h/db\" }}\n"
+    );
+    let errors = parse_err(&source);
+    let found: Vec<(String, Option<String>)> = errors
+        .errors()
+        .map(|d| (d.path.clone(), d.help.clone()))
+        .collect();
+    assert!(
+        found.contains(&(
+            "resources.db.include".into(),
+            Some("`include` is a field of files resources, not of postgres resources".into())
+        )),
+        "{found:?}"
+    );
+    assert!(found.contains(&(
+        "resources.db.at.primary.path".into(),
+        Some("`path` is a field of files and sqlite bindings, not of postgres bindings; a postgres binding takes `url`, `password`".into())
+    )), "{found:?}");
+    assert!(
+        found
+            .iter()
+            .any(|(path, _)| path == "resources.db.at.primary"),
+        "missing url: {found:?}"
+    );
+}
+
+#[test]
+fn checks_probes_and_commands_are_validated() {
+    let source = format!(
+        "{MINIMAL}\n[[sites.dr.checks]]\nname = \"a\"\nhttp = \"http://x\"\ntcp = \"x:1\"\n[[sites.dr.checks]]\nname = \"a\"\ncommand = []\ntimout = \"1s\"\n[[sites.dr.checks]]\nname = \"b\"\ntcp = \"x:1\"\nexpect_status = 200\n[watch]\nprobes = []\ninterval = \"10s\"\nfailure_threshold = \"5s\"\n[schedule]\ndrill = \"0 25 * * *\"\nretention = {{ keep_last = 0 }}\n"
+    );
+    let errors = parse_err(&source);
+    let found: Vec<String> = errors
+        .errors()
+        .map(|d| format!("{}: {}", d.path, d.message))
+        .collect();
+    expect![[r#"
+        [
+            "sites.dr.checks[0].tcp: a check has both `http` and `tcp`",
+            "sites.dr.checks[1].name: duplicate check name \"a\"",
+            "sites.dr.checks[1].command: a command cannot be empty",
+            "sites.dr.checks[1].timout: unknown field `timout`",
+            "sites.dr.checks[2].expect_status: unknown field `expect_status`",
+            "watch.probes: `probes` cannot be empty: the witness needs something to watch",
+            "watch.failure_threshold: `failure_threshold` is shorter than `interval`: a single failed probe would count as an outage",
+            "schedule.drill: invalid schedule for `drill`: hour field `25`: `25` is outside 0-23",
+            "schedule.retention: this retention keeps no restore point at all",
+        ]
+    "#]]
+    .assert_debug_eq(&found);
+    let timeout_typo = errors
+        .errors()
+        .find(|d| d.path.ends_with("timout"))
+        .expect("typo");
+    assert_eq!(
+        timeout_typo.help.as_deref(),
+        Some("did you mean `timeout`?")
+    );
+}
+
+#[test]
+fn a_missing_file_is_a_diagnostic_too() {
+    let errors = lifeboat_plan::load(std::path::Path::new("/nonexistent/lifeboat.toml"))
+        .expect_err("missing");
+    assert_eq!(errors.diagnostics().len(), 1);
+    assert!(errors.render_plain().contains("cannot read the plan"));
+}
