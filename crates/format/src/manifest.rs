@@ -63,6 +63,8 @@ pub struct CaptureStats {
     pub bytes: u64,
     /// Files read (the others were unchanged since the parent and not read).
     pub files_read: u64,
+    /// Files that vanished or could not be read during the capture, left out of it.
+    pub files_skipped: u64,
     pub chunks_new: u64,
     /// Plaintext bytes of chunks the repository did not have.
     pub bytes_new: u64,

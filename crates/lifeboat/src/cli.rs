@@ -1,0 +1,187 @@
+//! The command line. Command and flag names are a contract: scripts, tests and benchmarks
+//! call them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "lifeboat",
+    version,
+    about = "Disaster recovery for the services you run: restore points offsite, failover, drills",
+    after_help = "Exit codes: 0 success; 1 failure; 2 invalid usage or plan; \
+                  3 verification found problems (check, restore --verify); \
+                  4 backup incomplete (a restore point was written, some resources failed)."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// The plan file [default: ./lifeboat.toml when it exists]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+    /// The repository (path or URL); overrides the plan's
+    #[arg(
+        long = "repo",
+        global = true,
+        env = "LIFEBOAT_REPOSITORY",
+        value_name = "URL"
+    )]
+    pub repository: Option<String>,
+    /// Machine-readable output on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Log format on stderr
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+    /// More log output (-v info, -vv debug)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// No progress bars
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Validate the plan, or print an example
+    #[command(subcommand)]
+    Plan(PlanCommand),
+    /// Create or inspect the repository
+    #[command(subcommand)]
+    Repo(RepoCommand),
+    /// Capture resources into a new restore point
+    Backup(BackupArgs),
+    /// List restore points
+    Points(PointsArgs),
+    /// Restore from a restore point
+    Restore(RestoreArgs),
+    /// Verify the repository: finds every missing, truncated or corrupted object
+    Check(CheckArgs),
+    /// Delete restore points a retention policy does not keep
+    Forget(ForgetArgs),
+    /// Remove data no restore point needs (safe while backups run)
+    Prune(PruneArgs),
+    /// A guided demonstration on sample data: back up, change, back up, restore, verify
+    Demo(DemoArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PlanCommand {
+    /// Validate the plan; prints every problem with file, line and field
+    Check {
+        /// Also resolve every secret reference (env variables, files)
+        #[arg(long)]
+        resolve: bool,
+    },
+    /// Print a commented example plan
+    Example,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RepoCommand {
+    /// Create a new repository
+    Init,
+}
+
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    /// Resources of the plan to capture [default: all]
+    pub resources: Vec<String>,
+    /// Capture this directory (no plan needed)
+    #[arg(long, value_name = "DIR", conflicts_with = "resources")]
+    pub path: Option<PathBuf>,
+    /// With --path: only files matching these globs
+    #[arg(long, requires = "path")]
+    pub include: Vec<String>,
+    /// With --path: leave out paths matching these globs
+    #[arg(long, requires = "path")]
+    pub exclude: Vec<String>,
+    /// A tag recorded in the restore point (repeatable)
+    #[arg(long)]
+    pub tag: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PointsArgs {
+    /// Only restore points holding this resource
+    #[arg(long)]
+    pub resource: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// `latest`, or a restore point id (a unique prefix is enough)
+    pub point: String,
+    /// The resource to restore [default: the only one, else all, each in its own folder]
+    #[arg(long)]
+    pub resource: Option<String>,
+    /// Restore only this path inside the resource
+    #[arg(long, value_name = "SUBPATH")]
+    pub path: Option<PathBuf>,
+    /// Where to restore: receives the tree's contents
+    #[arg(long, value_name = "DIR")]
+    pub target: PathBuf,
+    /// Compare the restore point with the target instead of writing
+    #[arg(long)]
+    pub verify: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Also read and verify all data (every pack, frame and chunk)
+    #[arg(long)]
+    pub read_data: bool,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct ForgetArgs {
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    #[arg(long, value_name = "N")]
+    pub keep_hourly: Option<u32>,
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    #[arg(long, value_name = "N")]
+    pub keep_yearly: Option<u32>,
+    /// Show what would be deleted, delete nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// How long condemned data waits before deletion; must exceed the longest backup
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    pub grace: std::time::Duration,
+    /// Show what would be done, change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Where to put the sample data, repository and restore [default: a new temporary dir]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    lifeboat_plan::parse_duration(s).map_err(|e| e.to_string())
+}

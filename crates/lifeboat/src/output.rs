@@ -1,0 +1,151 @@
+//! Output: logs on stderr, results on stdout (human or `--json`), progress bars only on a
+//! terminal, and errors printed once with their chain.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use lifeboat_files::Progress;
+
+use crate::cli::{Global, LogFormat};
+use crate::context::PlanFailed;
+
+/// Exit codes, documented in `--help` and the README.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Success = 0,
+    Failure = 1,
+    Invalid = 2,
+    Problems = 3,
+    Incomplete = 4,
+}
+
+impl From<Exit> for std::process::ExitCode {
+    fn from(e: Exit) -> Self {
+        std::process::ExitCode::from(e as u8)
+    }
+}
+
+pub fn init_logging(global: &Global) {
+    let level = match global.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LIFEBOAT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    match global.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Human => builder.without_time().init(),
+    }
+}
+
+/// Prints an error once, with its chain; plan errors as diagnostics.
+pub fn report_error(error: &anyhow::Error) -> Exit {
+    if let Some(PlanFailed(errors)) = error.downcast_ref::<PlanFailed>() {
+        print_plan_errors(errors, false);
+        return Exit::Invalid;
+    }
+    eprintln!("error: {error}");
+    for cause in error.chain().skip(1) {
+        let text = cause.to_string();
+        if !error.to_string().contains(&text) {
+            eprintln!("  caused by: {text}");
+        }
+    }
+    Exit::Failure
+}
+
+pub fn print_plan_errors(errors: &lifeboat_plan::PlanErrors, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&errors.to_json()).unwrap_or_default()
+        );
+    } else if std::io::stderr().is_terminal() {
+        eprintln!("{:?}", miette::Report::new(errors.clone()));
+    } else {
+        eprint!("{}", errors.render_plain());
+    }
+}
+
+pub fn json<T: serde::Serialize>(value: &T) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("output serialises")
+    );
+}
+
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+pub fn millis(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.2} s", ms as f64 / 1000.0)
+    }
+}
+
+/// A progress bar fed from [`Progress`] counters, drawn only on a terminal.
+pub struct Bar {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Bar {
+    pub fn start(global: &Global, label: &str, progress: Arc<Progress>) -> Bar {
+        let stop = Arc::new(AtomicBool::new(false));
+        if global.quiet || global.json || !std::io::stderr().is_terminal() {
+            return Bar { stop, thread: None };
+        }
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg:10} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.set_message(label.to_string());
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                bar.set_length(progress.bytes_total.load(Ordering::Relaxed));
+                bar.set_position(progress.bytes_done.load(Ordering::Relaxed));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            bar.finish_and_clear();
+        });
+        Bar {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

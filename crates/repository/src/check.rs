@@ -1,0 +1,284 @@
+//! Verification: finds and names every missing, truncated or corrupted object.
+//!
+//! Without `read_data`, it checks structure: every index file opens and matches its name,
+//! every pack an index names exists with the size the index records, every restore point
+//! opens, and every tree and chunk a restore point reaches is indexed. With `read_data`, it
+//! also downloads every pack, checks it against its name, opens its header and every frame,
+//! and checks every chunk against its keyed hash and against the index.
+
+use std::collections::{HashMap, HashSet};
+
+use lifeboat_format::Id;
+use lifeboat_format::pack::{self, PackEntry};
+use lifeboat_format::tree::{EntryKind, Tree};
+use lifeboat_storage::Kind;
+use serde::Serialize;
+
+use crate::index::read_index_file;
+use crate::{RepoError, Repository, Result, parse_name};
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Problem {
+    /// The object at fault, as a path in the repository (or a restore point and a path in it).
+    pub object: String,
+    pub message: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct CheckReport {
+    pub problems: Vec<Problem>,
+    /// Not errors: packs no index names (left by an interrupted backup; `prune` removes them).
+    pub notes: Vec<String>,
+    pub packs: usize,
+    pub index_files: usize,
+    pub points: usize,
+    pub trees: usize,
+    pub packs_read: usize,
+    pub bytes_read: u64,
+}
+
+impl CheckReport {
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    fn problem(&mut self, object: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            object: object.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Progress callback: (phase, done, total).
+pub type Progress<'a> = &'a (dyn Fn(&str, u64, u64) + Sync);
+
+pub fn check(repo: &Repository, read_data: bool, progress: Progress<'_>) -> Result<CheckReport> {
+    let backend = repo.backend();
+    let mut report = CheckReport::default();
+
+    let pack_sizes: HashMap<String, u64> = backend
+        .list(Kind::Data)?
+        .into_iter()
+        .map(|o| (o.name, o.size))
+        .collect();
+    report.packs = pack_sizes.len();
+
+    // Index files: each must open; each pack it names must exist, whole.
+    let mut indexed: HashMap<Id, (u64, Vec<PackEntry>)> = HashMap::new();
+    let mut chunks: HashSet<Id> = HashSet::new();
+    let index_names = backend.list(Kind::Index)?;
+    report.index_files = index_names.len();
+    for (n, info) in index_names.iter().enumerate() {
+        progress("index", n as u64, index_names.len() as u64);
+        let path = Kind::Index.path_of(&info.name);
+        let id = match parse_name(Kind::Index, &info.name) {
+            Ok(id) => id,
+            Err(e) => {
+                report.problem(path, e.to_string());
+                continue;
+            }
+        };
+        let file = match read_index_file(backend.as_ref(), repo.key(), &id) {
+            Ok(f) => f,
+            Err(RepoError::Corrupt { source, .. }) => {
+                report.problem(path, source.to_string());
+                continue;
+            }
+            Err(e) => {
+                report.problem(path, e.to_string());
+                continue;
+            }
+        };
+        for p in file.packs {
+            let name = p.id.to_hex();
+            match pack_sizes.get(&name) {
+                None => report.problem(
+                    Kind::Data.path_of(&name),
+                    format!(
+                        "missing (named by {path}, holding {} chunks)",
+                        p.entries.len()
+                    ),
+                ),
+                Some(&size) if size != p.len => report.problem(
+                    Kind::Data.path_of(&name),
+                    format!(
+                        "is {size} bytes, the index says {} (truncated or damaged)",
+                        p.len
+                    ),
+                ),
+                Some(_) => {}
+            }
+            chunks.extend(p.entries.iter().map(|e| e.id));
+            indexed.entry(p.id).or_insert((p.len, p.entries));
+        }
+    }
+    for name in pack_sizes.keys() {
+        if name
+            .parse::<Id>()
+            .map(|id| !indexed.contains_key(&id))
+            .unwrap_or(true)
+        {
+            report.notes.push(format!(
+                "{} is not indexed (left by an interrupted backup?)",
+                Kind::Data.path_of(name)
+            ));
+        }
+    }
+
+    // Restore points and everything they reach.
+    let mut reader = repo.reader();
+    let mut seen_trees: HashSet<Id> = HashSet::new();
+    let point_names = backend.list(Kind::Points)?;
+    report.points = point_names.len();
+    for (n, info) in point_names.iter().enumerate() {
+        progress("restore points", n as u64, point_names.len() as u64);
+        let path = Kind::Points.path_of(&info.name);
+        let point = match parse_name(Kind::Points, &info.name).and_then(|id| repo.load_point(&id)) {
+            Ok(p) => p,
+            Err(RepoError::Corrupt { source, .. }) => {
+                report.problem(path, source.to_string());
+                continue;
+            }
+            Err(e) => {
+                report.problem(path, e.to_string());
+                continue;
+            }
+        };
+        for resource in &point.resources {
+            let Some(root) = resource.root else { continue };
+            let mut stack = vec![(root, format!("{}:{}", &info.name[..8], resource.name))];
+            while let Some((tree_id, where_)) = stack.pop() {
+                if !seen_trees.insert(tree_id) {
+                    continue;
+                }
+                if !chunks.contains(&tree_id) {
+                    report.problem(
+                        where_,
+                        format!("tree {} is not in any index", tree_id.short()),
+                    );
+                    continue;
+                }
+                let tree = match reader.read(&tree_id).and_then(|bytes| {
+                    Tree::decode(&bytes).map_err(|e| RepoError::Corrupt {
+                        object: format!("tree {}", tree_id.short()),
+                        source: e,
+                    })
+                }) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        report.problem(where_, format!("tree {}: {e}", tree_id.short()));
+                        continue;
+                    }
+                };
+                report.trees += 1;
+                for entry in &tree.entries {
+                    let child = format!("{where_}/{}", String::from_utf8_lossy(&entry.name));
+                    match &entry.kind {
+                        EntryKind::Dir { tree } => stack.push((*tree, child)),
+                        EntryKind::File { chunks: ids, .. } => {
+                            for c in ids {
+                                if !chunks.contains(c) {
+                                    report.problem(
+                                        &child,
+                                        format!("content chunk {} is not in any index", c.short()),
+                                    );
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+
+    if read_data {
+        read_all_packs(repo, &indexed, &pack_sizes, &mut report, progress)?;
+    }
+    Ok(report)
+}
+
+fn read_all_packs(
+    repo: &Repository,
+    indexed: &HashMap<Id, (u64, Vec<PackEntry>)>,
+    pack_sizes: &HashMap<String, u64>,
+    report: &mut CheckReport,
+    progress: Progress<'_>,
+) -> Result<()> {
+    let key = repo.key().encryption_key();
+    let total: u64 = pack_sizes.values().sum();
+    let mut done = 0u64;
+    let mut names: Vec<&String> = pack_sizes.keys().collect();
+    names.sort();
+    for name in names {
+        progress("packs", done, total);
+        let path = Kind::Data.path_of(name);
+        let bytes = match repo.backend().get(Kind::Data, name) {
+            Ok(b) => b,
+            Err(e) => {
+                report.problem(path, e.to_string());
+                continue;
+            }
+        };
+        done += bytes.len() as u64;
+        report.packs_read += 1;
+        report.bytes_read += bytes.len() as u64;
+        let Ok(id) = name.parse::<Id>() else { continue };
+        if Id::of_stored(&bytes) != id {
+            report.problem(&path, "content does not match its name (damaged)");
+        }
+        let header = match pack::read_header(key, &bytes) {
+            Ok(h) => h,
+            Err(e) => {
+                report.problem(&path, format!("header: {e}"));
+                continue;
+            }
+        };
+        if let Some((_, entries)) = indexed.get(&id) {
+            let in_header: HashSet<(Id, u32)> =
+                header.iter().map(|e| (e.id, e.frame_offset)).collect();
+            for e in entries {
+                if !in_header.contains(&(e.id, e.frame_offset)) {
+                    report.problem(
+                        &path,
+                        format!(
+                            "chunk {} is in the index but not in the pack's header",
+                            e.id.short()
+                        ),
+                    );
+                }
+            }
+        }
+        // Open each frame once and check every chunk in it.
+        let mut by_frame: Vec<&PackEntry> = header.iter().collect();
+        by_frame.sort_by_key(|e| e.frame_offset);
+        let mut current: Option<(u32, Result<Vec<u8>, String>)> = None;
+        for e in by_frame {
+            if current.as_ref().map(|c| c.0) != Some(e.frame_offset) {
+                let start = e.frame_offset as usize;
+                let end = start + e.frame_len as usize;
+                let opened = bytes
+                    .get(start..end)
+                    .ok_or_else(|| "frame outside the pack".to_string())
+                    .and_then(|f| pack::open_frame(key, f).map_err(|err| err.to_string()));
+                if let Err(msg) = &opened {
+                    report.problem(&path, format!("frame at offset {start}: {msg}"));
+                }
+                current = Some((e.frame_offset, opened));
+            }
+            if let Some((_, Ok(plain))) = &current {
+                match pack::chunk_in_frame(plain, e) {
+                    Ok(data) if repo.key().chunk_id(data) == e.id => {}
+                    Ok(_) => report.problem(
+                        &path,
+                        format!("chunk {} does not match its id", e.id.short()),
+                    ),
+                    Err(err) => report.problem(&path, err.to_string()),
+                }
+            }
+        }
+    }
+    progress("packs", total, total);
+    Ok(())
+}

@@ -1,0 +1,326 @@
+//! Removing what no restore point needs, safely while backups run.
+//!
+//! There is no repository lock to go stale. Instead, deletion takes two phases separated by a
+//! grace period:
+//!
+//! 1. **Condemn.** Packs no restore point needs (and packs no index names that are older than
+//!    the grace period, left by interrupted backups) are listed in a `condemned/` marker.
+//!    Packs that are mostly unneeded are first repacked: their needed chunks are copied into
+//!    new packs (and indexed) before the old pack is condemned. Nothing is deleted.
+//! 2. **Delete.** A later prune (or this one, with a zero grace period) takes markers older
+//!    than the grace period, spares any pack that a restore point written since has come to
+//!    need, rewrites the index files that name the rest, and only then deletes the packs.
+//!
+//! Backups never deduplicate against a condemned pack, so only a backup that started before
+//! the marker was written can come to need one, and it has the whole grace period to finish
+//! and make its need visible. The grace period must therefore exceed the longest backup.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use lifeboat_format::Id;
+use lifeboat_format::index::{IndexFile, IndexedPack};
+use lifeboat_format::pack::{ChunkKind, PackEntry};
+use lifeboat_format::tree::{EntryKind, Tree};
+use lifeboat_storage::Kind;
+use serde::Serialize;
+
+use crate::index::{CondemnedPacks, read_condemned, read_index_file};
+use crate::{RepoError, Repository, Result, parse_name};
+
+#[derive(Debug, Clone, Copy)]
+pub struct PruneOptions {
+    pub grace: Duration,
+    pub dry_run: bool,
+    /// Repack a pack when at least this fraction of its bytes is unneeded.
+    pub repack_threshold: f64,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        PruneOptions {
+            grace: Duration::from_secs(24 * 3600),
+            dry_run: false,
+            repack_threshold: 0.25,
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct PruneReport {
+    pub packs: usize,
+    pub chunks_needed: usize,
+    pub condemned_packs: usize,
+    pub condemned_bytes: u64,
+    pub repacked_packs: usize,
+    pub repacked_bytes: u64,
+    pub deleted_packs: usize,
+    pub deleted_bytes: u64,
+    pub spared_packs: usize,
+    pub index_files_rewritten: usize,
+    /// Markers still inside their grace period, with the time they become deletable.
+    pub waiting: Vec<jiff::Timestamp>,
+    pub dry_run: bool,
+}
+
+/// Every chunk (tree and content) some restore point reaches. Fails rather than guesses when a
+/// restore point or tree cannot be read: deleting on a partial view would lose data.
+pub fn needed_chunks(repo: &Repository) -> Result<HashSet<Id>> {
+    let mut needed = HashSet::new();
+    let mut reader = repo.reader();
+    for (_, point) in repo.points()? {
+        let mut stack: Vec<Id> = point.roots().collect();
+        while let Some(tree_id) = stack.pop() {
+            if !needed.insert(tree_id) {
+                continue;
+            }
+            let bytes = reader.read(&tree_id)?;
+            let tree = Tree::decode(&bytes).map_err(|e| RepoError::Corrupt {
+                object: format!("tree {}", tree_id.short()),
+                source: e,
+            })?;
+            for entry in tree.entries {
+                match entry.kind {
+                    EntryKind::Dir { tree } => stack.push(tree),
+                    EntryKind::File { chunks, .. } => needed.extend(chunks),
+                    _ => {}
+                }
+            }
+        }
+    }
+    Ok(needed)
+}
+
+struct Inventory {
+    index_files: Vec<(Id, IndexFile)>,
+    packs: HashMap<Id, (u64, Vec<PackEntry>)>,
+    stored: HashMap<Id, (u64, jiff::Timestamp)>,
+}
+
+fn inventory(repo: &Repository) -> Result<Inventory> {
+    let backend = repo.backend();
+    let mut index_files = Vec::new();
+    for info in backend.list(Kind::Index)? {
+        let id = parse_name(Kind::Index, &info.name)?;
+        index_files.push((id, read_index_file(backend.as_ref(), repo.key(), &id)?));
+    }
+    let mut packs = HashMap::new();
+    for (_, file) in &index_files {
+        for p in &file.packs {
+            packs
+                .entry(p.id)
+                .or_insert_with(|| (p.len, p.entries.clone()));
+        }
+    }
+    let mut stored = HashMap::new();
+    for info in backend.list(Kind::Data)? {
+        if let Ok(id) = info.name.parse::<Id>() {
+            stored.insert(id, (info.size, info.modified));
+        }
+    }
+    Ok(Inventory {
+        index_files,
+        packs,
+        stored,
+    })
+}
+
+pub fn prune(
+    repo: &Repository,
+    options: PruneOptions,
+    now: jiff::Timestamp,
+) -> Result<PruneReport> {
+    let mut report = PruneReport {
+        dry_run: options.dry_run,
+        ..PruneReport::default()
+    };
+    let needed = needed_chunks(repo)?;
+    report.chunks_needed = needed.len();
+    let inv = inventory(repo)?;
+    report.packs = inv.stored.len();
+    let grace = jiff::SignedDuration::try_from(options.grace).unwrap_or(jiff::SignedDuration::MAX);
+
+    condemn(repo, &options, now, grace, &needed, &inv, &mut report)?;
+    // Repacking added packs that now hold needed chunks; the delete phase must see them.
+    let inv = if report.repacked_packs > 0 && !options.dry_run {
+        inventory(repo)?
+    } else {
+        inv
+    };
+    delete_condemned(repo, &options, now, grace, &needed, &inv, &mut report)?;
+    Ok(report)
+}
+
+fn condemn(
+    repo: &Repository,
+    options: &PruneOptions,
+    now: jiff::Timestamp,
+    grace: jiff::SignedDuration,
+    needed: &HashSet<Id>,
+    inv: &Inventory,
+    report: &mut PruneReport,
+) -> Result<()> {
+    let already: HashSet<Id> = read_condemned(repo.backend().as_ref())?
+        .into_iter()
+        .flat_map(|(_, m)| m.packs)
+        .collect();
+    let mut condemned = Vec::new();
+    let mut to_repack: Vec<(Id, Vec<PackEntry>)> = Vec::new();
+    let mut ids: Vec<&Id> = inv.stored.keys().collect();
+    ids.sort();
+    for id in ids {
+        if already.contains(id) {
+            continue;
+        }
+        let (size, modified) = inv.stored[id];
+        match inv.packs.get(id) {
+            None => {
+                if now.duration_since(modified) >= grace {
+                    condemned.push(*id);
+                    report.condemned_bytes += size;
+                }
+            }
+            Some((_, entries)) => {
+                let needed_bytes: u64 = entries
+                    .iter()
+                    .filter(|e| needed.contains(&e.id))
+                    .map(|e| u64::from(e.length))
+                    .sum();
+                let all_bytes: u64 = entries.iter().map(|e| u64::from(e.length)).sum();
+                if needed_bytes == 0 {
+                    condemned.push(*id);
+                    report.condemned_bytes += size;
+                } else if all_bytes > 0
+                    && (all_bytes - needed_bytes) as f64 / all_bytes as f64
+                        >= options.repack_threshold
+                {
+                    to_repack.push((*id, entries.clone()));
+                }
+            }
+        }
+    }
+    if options.dry_run {
+        report.condemned_packs = condemned.len() + to_repack.len();
+        report.repacked_packs = to_repack.len();
+        return Ok(());
+    }
+    if !to_repack.is_empty() {
+        let writer = repo.writer();
+        let mut data = writer.packer(ChunkKind::Data);
+        let mut trees = writer.packer(ChunkKind::Tree);
+        let mut reader = repo.reader();
+        for (pack, entries) in &to_repack {
+            for e in entries.iter().filter(|e| needed.contains(&e.id)) {
+                let bytes = reader.read(&e.id)?;
+                let packer = if e.kind == ChunkKind::Tree {
+                    &mut trees
+                } else {
+                    &mut data
+                };
+                writer.add_ignoring_index(packer, e.id, &bytes)?;
+            }
+            condemned.push(*pack);
+            report.repacked_packs += 1;
+            report.repacked_bytes += inv.stored[pack].0;
+        }
+        writer.flush(&mut data)?;
+        writer.flush(&mut trees)?;
+        writer.finish()?;
+    }
+    report.condemned_packs = condemned.len();
+    if !condemned.is_empty() {
+        let marker = CondemnedPacks {
+            time: now,
+            packs: condemned,
+        };
+        let json = serde_json::to_vec_pretty(&marker).expect("marker serialises");
+        let name = Id::of_stored(&json).to_hex();
+        repo.backend().put(Kind::Condemned, &name, json)?;
+    }
+    Ok(())
+}
+
+fn delete_condemned(
+    repo: &Repository,
+    options: &PruneOptions,
+    now: jiff::Timestamp,
+    grace: jiff::SignedDuration,
+    needed: &HashSet<Id>,
+    inv: &Inventory,
+    report: &mut PruneReport,
+) -> Result<()> {
+    let backend = repo.backend();
+    let markers = read_condemned(backend.as_ref())?;
+    let (due, waiting): (Vec<_>, Vec<_>) = markers
+        .into_iter()
+        .partition(|(_, m)| now.duration_since(m.time) >= grace);
+    report.waiting = waiting
+        .iter()
+        .map(|(_, m)| m.time.checked_add(grace).unwrap_or(m.time))
+        .collect();
+    if due.is_empty() {
+        return Ok(());
+    }
+    let mut doomed: HashSet<Id> = due
+        .iter()
+        .flat_map(|(_, m)| m.packs.iter().copied())
+        .collect();
+
+    // Spare a pack holding a needed chunk that no surviving pack holds.
+    let mut holders: HashMap<Id, Vec<Id>> = HashMap::new();
+    for (pack, (_, entries)) in &inv.packs {
+        for e in entries.iter().filter(|e| needed.contains(&e.id)) {
+            holders.entry(e.id).or_default().push(*pack);
+        }
+    }
+    let mut candidates: Vec<Id> = doomed.iter().copied().collect();
+    candidates.sort();
+    for pack in candidates {
+        let Some((_, entries)) = inv.packs.get(&pack) else {
+            continue;
+        };
+        let needs_it = entries.iter().filter(|e| needed.contains(&e.id)).any(|e| {
+            holders[&e.id]
+                .iter()
+                .all(|h| doomed.contains(h) || !inv.stored.contains_key(h))
+        });
+        if needs_it {
+            doomed.remove(&pack);
+            report.spared_packs += 1;
+        }
+    }
+    if options.dry_run {
+        report.deleted_packs = doomed.iter().filter(|p| inv.stored.contains_key(p)).count();
+        return Ok(());
+    }
+
+    // Index first: new files without the doomed packs, then the old files go.
+    for (file_id, file) in &inv.index_files {
+        if !file.packs.iter().any(|p| doomed.contains(&p.id)) {
+            continue;
+        }
+        let keep: Vec<IndexedPack> = file
+            .packs
+            .iter()
+            .filter(|p| !doomed.contains(&p.id))
+            .cloned()
+            .collect();
+        if !keep.is_empty() {
+            let sealed = IndexFile { packs: keep }.seal(repo.key().encryption_key());
+            backend.put(Kind::Index, &Id::of_stored(&sealed).to_hex(), sealed)?;
+        }
+        backend.delete(Kind::Index, &file_id.to_hex())?;
+        report.index_files_rewritten += 1;
+    }
+    for pack in &doomed {
+        if let Some((size, _)) = inv.stored.get(pack) {
+            backend.delete(Kind::Data, &pack.to_hex())?;
+            report.deleted_packs += 1;
+            report.deleted_bytes += size;
+        }
+    }
+    for (name, _) in due {
+        backend.delete(Kind::Condemned, &name)?;
+    }
+    Ok(())
+}
