@@ -127,8 +127,9 @@ def main():
             v = lb[key]
             ratio = best_v / v if v > 0 else float("inf")
             ok = ratio >= goal
+            how = f"{ratio:.2f}x faster" if ratio >= 1 else f"{1 / ratio:.2f}x SLOWER"
             print(f"  {label}: lifeboat {fmt(v, unit)} s, best peer {best_p} {fmt(best_v, unit)} s -> "
-                  f"{ratio:.2f}x faster (target >= {goal}x)  {'PASS' if ok else 'FAIL'}")
+                  f"{how} (target >= {goal}x faster)  {'PASS' if ok else 'FAIL'}")
             entry.update(lifeboat=round(v, 3), ratio=round(ratio, 3), passed=ok)
         else:
             v = lb[key]

@@ -17,7 +17,8 @@ pub fn chunk_stream<R: Read>(
     mut each: impl FnMut(&[u8]) -> std::io::Result<()>,
 ) -> std::io::Result<u64> {
     buf.clear();
-    let capacity = 2 * MAX_CHUNK;
+    // Room for one largest chunk plus lookahead; more only costs memory.
+    let capacity = MAX_CHUNK + MIN_CHUNK;
     let mut total = 0u64;
     let mut eof = false;
     loop {

@@ -292,9 +292,41 @@ fn write_one(
             p.bytes_done.fetch_add(buf.len() as u64, Ordering::Relaxed);
         }
     }
-    drop(file);
-    apply_metadata(&job.path, &job.meta, owners, false).map_err(io_err(&job.path))?;
+    apply_file_metadata(&file, &job.meta, owners).map_err(io_err(&job.path))?;
     Ok(written)
+}
+
+/// Metadata through the open descriptor: no second lookup or open of the path.
+fn apply_file_metadata(file: &File, meta: &Metadata, owners: bool) -> std::io::Result<()> {
+    if owners {
+        rustix::fs::fchown(
+            file,
+            Some(rustix::fs::Uid::from_raw(meta.uid)),
+            Some(rustix::fs::Gid::from_raw(meta.gid)),
+        )?;
+    }
+    // After chown, which clears setuid/setgid bits.
+    file.set_permissions(std::fs::Permissions::from_mode(meta.mode))?;
+    let mtime = std::time::UNIX_EPOCH
+        .checked_add(std::time::Duration::new(
+            meta.mtime.secs.max(0) as u64,
+            meta.mtime.nanos,
+        ))
+        .unwrap_or(std::time::UNIX_EPOCH);
+    let mtime = if meta.mtime.secs < 0 {
+        std::time::UNIX_EPOCH
+            .checked_sub(std::time::Duration::from_secs(
+                meta.mtime.secs.unsigned_abs(),
+            ))
+            .unwrap_or(std::time::UNIX_EPOCH)
+    } else {
+        mtime
+    };
+    file.set_times(
+        std::fs::FileTimes::new()
+            .set_modified(mtime)
+            .set_accessed(mtime),
+    )
 }
 
 fn apply_metadata(

@@ -43,6 +43,10 @@ pub struct FilesCapture {
     pub skipped: Vec<String>,
 }
 
+/// A child name no real file has: a directory all of whose children an exclude pattern
+/// matches is left out whole.
+const EXCLUDE_PROBE: &str = "\u{1}lifeboat-probe";
+
 struct Filter {
     include: Option<GlobSet>,
     exclude: GlobSet,
@@ -160,6 +164,10 @@ impl Scanner<'_, '_> {
             };
             let name_bytes = name.as_bytes().to_vec();
             let ft = meta.file_type();
+            // `dir/**` excludes the directory itself, not just what is in it.
+            if ft.is_dir() && self.filter.exclude.is_match(rel_path.join(EXCLUDE_PROBE)) {
+                continue;
+            }
             let md = metadata_of(&meta);
             let parent_entry = parent.and_then(|t| t.get(&name_bytes));
             let kind = if ft.is_dir() {

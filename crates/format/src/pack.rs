@@ -118,7 +118,12 @@ impl Default for PackBuilder {
 
 impl PackBuilder {
     pub fn new() -> Self {
-        let mut bytes = Vec::with_capacity(4 * 1024 * 1024);
+        Self::with_capacity(4 * 1024 * 1024)
+    }
+
+    /// A builder whose buffer will not need to grow below `capacity` bytes.
+    pub fn with_capacity(capacity: usize) -> Self {
+        let mut bytes = Vec::with_capacity(capacity);
         bytes.extend_from_slice(MAGIC);
         bytes.push(FORMAT_VERSION as u8);
         PackBuilder {

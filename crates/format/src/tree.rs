@@ -273,7 +273,7 @@ mod tests {
             tree.entries.dedup_by(|a, b| a.name == b.name);
             let bytes = tree.encode();
             prop_assert_eq!(Tree::decode(&bytes).unwrap(), tree.clone());
-            for cut in 0..bytes.len() {
+            for cut in (0..bytes.len()).step_by(1 + bytes.len() / 64) {
                 prop_assert!(Tree::decode(&bytes[..cut]).is_err());
             }
         }

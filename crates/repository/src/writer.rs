@@ -18,10 +18,14 @@ use lifeboat_storage::Kind;
 use crate::{Repository, Result};
 
 /// Packs are uploaded when they reach this size.
-pub const PACK_TARGET: usize = 16 * 1024 * 1024;
+pub const PACK_TARGET: usize = 4 * 1024 * 1024;
+/// What a pack under construction may reach: the target, plus a frame sealed after the
+/// target was crossed (at most a frame of the largest chunk), plus the header.
+const PACK_CAPACITY: usize =
+    PACK_TARGET + 2 * lifeboat_format::pack::FRAME_TARGET + 5 * 1024 * 1024;
 /// An index file is written after this many packs, so an interrupted backup leaves its
 /// uploaded packs findable by the next one.
-const PACKS_PER_INDEX: usize = 4;
+const PACKS_PER_INDEX: usize = 8;
 pub const COMPRESSION_LEVEL: i32 = 3;
 
 pub struct Packer {
@@ -72,7 +76,7 @@ impl<'r> RepoWriter<'r> {
     pub fn packer(&self, kind: ChunkKind) -> Packer {
         Packer {
             kind,
-            builder: PackBuilder::new(),
+            builder: PackBuilder::with_capacity(PACK_CAPACITY),
             compressor: Compressor::new(COMPRESSION_LEVEL),
         }
     }
@@ -127,7 +131,10 @@ impl<'r> RepoWriter<'r> {
         if packer.builder.is_empty() {
             return Ok(());
         }
-        let builder = std::mem::take(&mut packer.builder);
+        let builder = std::mem::replace(
+            &mut packer.builder,
+            PackBuilder::with_capacity(PACK_CAPACITY),
+        );
         let pack = builder.finish(self.repo.key().encryption_key(), &mut packer.compressor);
         let len = pack.bytes.len() as u64;
         self.repo

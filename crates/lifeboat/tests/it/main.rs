@@ -1,0 +1,9 @@
+//! The `lifeboat` command end to end, as a user runs it: real repositories in temporary
+//! directories, real files, real processes.
+
+mod corruption;
+mod files;
+mod interrupt;
+mod plan;
+mod prune;
+mod support;
