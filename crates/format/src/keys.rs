@@ -99,7 +99,7 @@ impl KdfParams {
             && self.parallelism >= 1
             && u64::from(self.memory_kib) * u64::from(self.iterations)
                 >= u64::from(min.memory_kib) * u64::from(min.iterations);
-        if !strong_enough || self.memory_kib > 4 * 1024 * 1024 || self.parallelism > 64 {
+        if !strong_enough || self.memory_kib > 4 * 1024 * 1024 || self.iterations > 64 || self.parallelism > 64 {
             return Err(FormatError::corrupt(
                 "key file",
                 format!("refusing Argon2id parameters {self:?}"),
@@ -184,6 +184,9 @@ impl KeyFile {
             );
         }
         self.params.check()?;
+        if self.salt.len() < 16 {
+            return Err(FormatError::corrupt("key file", "salt shorter than 16 bytes").into());
+        }
         let mut kek = self.params.derive(password, &self.salt)?;
         let opened = seal::decrypt(&kek, Domain::KeyFile, &self.sealed_key);
         kek.zeroize();

@@ -40,7 +40,8 @@ pub struct ResourcePoint {
     /// The tree holding what was captured; absent when the capture failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<Id>,
-    /// The restore point this capture was compared against to skip unchanged files.
+    /// The root tree of the earlier capture this one was compared against to skip unchanged
+    /// files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<Id>,
     #[serde(default)]

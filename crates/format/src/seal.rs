@@ -202,7 +202,8 @@ pub fn decode(what: &'static str, payload: &[u8]) -> Result<Vec<u8>, FormatError
     }
 }
 
-/// Compresses (when worth it) then encrypts: what index files, manifests and pack headers use.
+/// Compresses (when worth it) then encrypts: what index files and manifests use. (Pack
+/// headers and key files are only encrypted.)
 pub fn seal(key: &[u8; 32], domain: Domain, plaintext: &[u8]) -> Vec<u8> {
     let mut payload = Vec::with_capacity(plaintext.len() / 2 + 16);
     Compressor::new(3).encode(plaintext, &mut payload);

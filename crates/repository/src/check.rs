@@ -126,6 +126,12 @@ pub fn check(repo: &Repository, read_data: bool, progress: Progress<'_>) -> Resu
         }
     }
 
+    for info in backend.list(Kind::Condemned)? {
+        if let Err(e) = crate::index::read_marker(backend.as_ref(), &info.name) {
+            report.problem(Kind::Condemned.path_of(&info.name), e.to_string());
+        }
+    }
+
     // Restore points and everything they reach.
     let mut reader = repo.reader();
     let mut seen_trees: HashSet<Id> = HashSet::new();

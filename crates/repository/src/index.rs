@@ -147,23 +147,32 @@ pub fn read_index_file(backend: &dyn Backend, key: &MasterKey, id: &Id) -> Resul
         .map_err(|e| RepoError::corrupt(Kind::Index, &name, e))
 }
 
+/// The readable condemned-packs markers. An unreadable one is skipped with a warning: its
+/// packs are then neither avoided nor deleted, which loses nothing (`check` names it).
 pub fn read_condemned(backend: &dyn Backend) -> Result<Vec<(String, CondemnedPacks)>> {
     let mut out = Vec::new();
     for info in backend.list(Kind::Condemned)? {
-        let bytes = backend.get(Kind::Condemned, &info.name)?;
-        let marker: CondemnedPacks = serde_json::from_slice(&bytes).map_err(|e| {
-            RepoError::corrupt(
-                Kind::Condemned,
-                &info.name,
-                lifeboat_format::FormatError::Corrupt {
-                    what: "condemned-packs marker",
-                    detail: e.to_string(),
-                },
-            )
-        })?;
-        out.push((info.name, marker));
+        match read_marker(backend, &info.name) {
+            Ok(marker) => out.push((info.name, marker)),
+            Err(RepoError::Corrupt { object, source }) => tracing::warn!("ignoring {object}: {source}"),
+            Err(e) => return Err(e),
+        }
     }
     Ok(out)
+}
+
+pub fn read_marker(backend: &dyn Backend, name: &str) -> Result<CondemnedPacks> {
+    let bytes = backend.get(Kind::Condemned, name)?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        RepoError::corrupt(
+            Kind::Condemned,
+            name,
+            lifeboat_format::FormatError::Corrupt {
+                what: "condemned-packs marker",
+                detail: e.to_string(),
+            },
+        )
+    })
 }
 
 impl Index {

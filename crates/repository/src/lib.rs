@@ -122,7 +122,9 @@ impl Repository {
     /// never mistaken for a repository.
     pub fn init(backend: Arc<dyn Backend>, password: &[u8], kdf: KdfParams) -> Result<Config> {
         let location = backend.location().to_string();
-        if !backend.list(Kind::Config)?.is_empty() {
+        // Key files without a config are an interrupted init: refuse rather than add a second
+        // master key the password might also open.
+        if !backend.list(Kind::Config)?.is_empty() || !backend.list(Kind::Keys)?.is_empty() {
             return Err(RepoError::AlreadyExists { location });
         }
         let now = jiff::Timestamp::now();
