@@ -99,7 +99,11 @@ impl KdfParams {
             && self.parallelism >= 1
             && u64::from(self.memory_kib) * u64::from(self.iterations)
                 >= u64::from(min.memory_kib) * u64::from(min.iterations);
-        if !strong_enough || self.memory_kib > 4 * 1024 * 1024 || self.iterations > 64 || self.parallelism > 64 {
+        if !strong_enough
+            || self.memory_kib > 4 * 1024 * 1024
+            || self.iterations > 64
+            || self.parallelism > 64
+        {
             return Err(FormatError::corrupt(
                 "key file",
                 format!("refusing Argon2id parameters {self:?}"),

@@ -154,7 +154,9 @@ pub fn read_condemned(backend: &dyn Backend) -> Result<Vec<(String, CondemnedPac
     for info in backend.list(Kind::Condemned)? {
         match read_marker(backend, &info.name) {
             Ok(marker) => out.push((info.name, marker)),
-            Err(RepoError::Corrupt { object, source }) => tracing::warn!("ignoring {object}: {source}"),
+            Err(RepoError::Corrupt { object, source }) => {
+                tracing::warn!("ignoring {object}: {source}")
+            }
             Err(e) => return Err(e),
         }
     }
