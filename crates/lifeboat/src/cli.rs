@@ -168,6 +168,7 @@ pub struct ForgetArgs {
 #[derive(Args, Debug)]
 pub struct PruneArgs {
     /// How long condemned data waits before deletion; must exceed the longest backup
+    /// (`0s` deletes at once: only when no backup is running)
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
     pub grace: std::time::Duration,
     /// Show what would be done, change nothing

@@ -1,6 +1,8 @@
 //! `points`, `check`, `forget` and `prune`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use anyhow::{Result, bail};
 use lifeboat_format::Id;
@@ -11,7 +13,8 @@ use lifeboat_repository::retention::{self, Policy};
 
 use crate::cli::{CheckArgs, ForgetArgs, PointsArgs, PruneArgs};
 use crate::context::Context;
-use crate::output::{self, Exit};
+use crate::output::{self, Bar, Exit};
+use lifeboat_files::Progress;
 
 pub fn points(ctx: &Context, args: PointsArgs) -> Result<Exit> {
     let repo = ctx.open_repository()?;
@@ -70,8 +73,16 @@ pub fn points(ctx: &Context, args: PointsArgs) -> Result<Exit> {
 
 pub fn check(ctx: &Context, args: CheckArgs) -> Result<Exit> {
     let repo = ctx.open_repository()?;
+    let progress = Arc::new(Progress::default());
+    let bar = Bar::start(&ctx.global, "check", progress.clone());
     let report: CheckReport =
-        lifeboat_repository::check::check(&repo, args.read_data, &|_, _, _| {})?;
+        lifeboat_repository::check::check(&repo, args.read_data, &|phase, done, total| {
+            if phase == "packs" {
+                progress.bytes_total.store(total, Ordering::Relaxed);
+                progress.bytes_done.store(done, Ordering::Relaxed);
+            }
+        })?;
+    drop(bar);
     if ctx.global.json {
         output::json(&report);
     } else {
