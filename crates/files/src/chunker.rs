@@ -10,7 +10,7 @@ pub const MAX_CHUNK: usize = 4 * 1024 * 1024;
 
 /// Calls `each` with every chunk of `reader`, in order; `buf` is reused between files.
 /// Returns the number of bytes read.
-pub fn chunk_stream<R: Read>(
+pub fn chunk_stream<R: Read + ?Sized>(
     reader: &mut R,
     seed: u64,
     buf: &mut Vec<u8>,
@@ -27,7 +27,7 @@ pub fn chunk_stream<R: Read>(
             // `read_to_end` fills spare capacity without zeroing it first: small files cost
             // only their own size.
             let want = (capacity - buf.len()) as u64;
-            let n = match reader.by_ref().take(want).read_to_end(buf) {
+            let n = match (&mut *reader).take(want).read_to_end(buf) {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),

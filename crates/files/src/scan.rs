@@ -15,7 +15,7 @@ use lifeboat_format::pack::ChunkKind;
 use lifeboat_format::tree::{Entry, EntryKind, Metadata, Time, Tree};
 use lifeboat_repository::{ChunkReader, RepoWriter};
 
-use crate::chunker::chunk_stream;
+use crate::stream::{StreamError, store_stream};
 use crate::{FilesError, Result, io_err, load_tree, threads};
 
 #[derive(Debug, Clone, Default)]
@@ -354,8 +354,6 @@ fn read_files(
     let next = AtomicUsize::new(0);
     let results: Vec<Mutex<Option<ReadResult>>> = jobs.iter().map(|_| Mutex::new(None)).collect();
     let failure: Mutex<Option<FilesError>> = Mutex::new(None);
-    let key = writer.repository().key();
-    let seed = key.chunker_seed();
     std::thread::scope(|scope| {
         for _ in 0..threads().min(jobs.len().max(1)) {
             scope.spawn(|| {
@@ -367,28 +365,21 @@ fn read_files(
                         break;
                     }
                     let job = &jobs[i];
-                    let mut chunks = Vec::new();
-                    let mut store_error = None;
-                    let outcome = File::open(&job.path).and_then(|mut f| {
-                        chunk_stream(&mut f, seed, &mut buf, |data| {
-                            let id = key.chunk_id(data);
-                            if let Err(e) = writer.add(&mut packer, id, data) {
-                                store_error = Some(e);
-                                return Err(std::io::Error::other("storing failed"));
-                            }
-                            chunks.push(id);
-                            if let Some(p) = progress {
-                                p.bytes_done.fetch_add(data.len() as u64, Ordering::Relaxed);
-                            }
-                            Ok(())
-                        })
-                    });
-                    if let Some(e) = store_error {
-                        *failure.lock().expect("poisoned") = Some(e.into());
-                        break;
-                    }
+                    let outcome =
+                        File::open(&job.path)
+                            .map_err(StreamError::Read)
+                            .and_then(|mut f| {
+                                store_stream(writer, &mut packer, &mut f, &mut buf, progress)
+                            });
+                    let outcome = match outcome {
+                        Err(StreamError::Store(e)) => {
+                            *failure.lock().expect("poisoned") = Some(e.into());
+                            break;
+                        }
+                        other => other,
+                    };
                     *results[i].lock().expect("poisoned") =
-                        Some(outcome.map(|n| (chunks, n)).map_err(|e| e.to_string()));
+                        Some(outcome.map_err(|e| e.to_string()));
                     if let Some(p) = progress {
                         p.files_done.fetch_add(1, Ordering::Relaxed);
                     }

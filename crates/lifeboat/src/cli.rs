@@ -125,17 +125,30 @@ pub struct PointsArgs {
 pub struct RestoreArgs {
     /// `latest`, or a restore point id (a unique prefix is enough)
     pub point: String,
-    /// The resource to restore [default: the only one, else all, each in its own folder]
+    /// Resources to restore (repeatable; `name` also selects its discovered `name/item`s)
+    /// [default: all]
     #[arg(long)]
-    pub resource: Option<String>,
-    /// Restore only this path inside the resource
+    pub resource: Vec<String>,
+    /// Restore only this path inside a file tree
     #[arg(long, value_name = "SUBPATH")]
     pub path: Option<PathBuf>,
-    /// Where to restore: receives the tree's contents
-    #[arg(long, value_name = "DIR")]
-    pub target: PathBuf,
+    /// Restore file trees into this directory: it receives one tree's contents, or a folder
+    /// per resource
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "site",
+        conflicts_with = "site"
+    )]
+    pub target: Option<PathBuf>,
+    /// Restore into the resources' bindings at this site of the plan
+    #[arg(long, value_name = "SITE")]
+    pub site: Option<String>,
+    /// Overwrite what exists at the site (a database file, a non-empty directory)
+    #[arg(long, requires = "site")]
+    pub replace: bool,
     /// Compare the restore point with the target instead of writing
-    #[arg(long)]
+    #[arg(long, requires = "target")]
     pub verify: bool,
 }
 

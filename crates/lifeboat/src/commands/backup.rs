@@ -13,12 +13,20 @@ use crate::cli::BackupArgs;
 use crate::context::Context;
 use crate::output::{self, Bar, Exit};
 
+/// How one resource is captured.
+enum Capture {
+    Files(PathBuf, BackupOptions),
+    Command(Vec<String>),
+    Sqlite(PathBuf),
+    /// Cannot be captured; the reason is recorded in the restore point.
+    Fails(String),
+}
+
 /// One thing to capture.
 struct Target {
     name: String,
     kind: &'static str,
-    /// For file trees: the directory and its filters.
-    files: Option<(PathBuf, BackupOptions)>,
+    capture: Capture,
 }
 
 fn targets(ctx: &Context, args: &BackupArgs) -> Result<(Vec<Target>, Option<String>)> {
@@ -32,7 +40,7 @@ fn targets(ctx: &Context, args: &BackupArgs) -> Result<(Vec<Target>, Option<Stri
         let target = Target {
             name: path.display().to_string(),
             kind: "files",
-            files: Some((path, options)),
+            capture: Capture::Files(path, options),
         };
         return Ok((vec![target], None));
     }
@@ -55,9 +63,11 @@ fn targets(ctx: &Context, args: &BackupArgs) -> Result<(Vec<Target>, Option<Stri
         if !args.resources.is_empty() && !args.resources.contains(name) {
             continue;
         }
-        let files = match &resource.kind {
-            ResourceKind::Files(files) => files.at.get(site).map(|b| {
-                (
+        let kind = resource.kind.name();
+        let unbound = || Capture::Fails(format!("the resource has no binding at site `{site}`"));
+        let capture = match &resource.kind {
+            ResourceKind::Files(files) => files.at.get(site).map_or_else(unbound, |b| {
+                Capture::Files(
                     b.path.clone(),
                     BackupOptions {
                         include: files.include.clone(),
@@ -65,12 +75,47 @@ fn targets(ctx: &Context, args: &BackupArgs) -> Result<(Vec<Target>, Option<Stri
                     },
                 )
             }),
-            _ => None,
+            ResourceKind::Sqlite(sqlite) => sqlite
+                .at
+                .get(site)
+                .map_or_else(unbound, |b| Capture::Sqlite(b.path.clone())),
+            ResourceKind::Command(command) => {
+                let Some(argv) = command.at.get(site).and_then(|b| b.capture_command()) else {
+                    out.push(Target {
+                        name: name.clone(),
+                        kind,
+                        capture: Capture::Fails(format!("no `capture` command at site `{site}`")),
+                    });
+                    continue;
+                };
+                match &command.discover {
+                    None => Capture::Command(argv.argv().to_vec()),
+                    // Every discovered item is its own resource, `name/item`.
+                    Some(discover) => {
+                        match lifeboat_services::discover(discover.argv(), plan.plan_dir()) {
+                            Ok(items) => {
+                                for item in items {
+                                    out.push(Target {
+                                        name: format!("{name}/{item}"),
+                                        kind,
+                                        capture: Capture::Command(
+                                            argv.with_item(&item).argv().to_vec(),
+                                        ),
+                                    });
+                                }
+                                continue;
+                            }
+                            Err(e) => Capture::Fails(format!("discovery failed: {e}")),
+                        }
+                    }
+                }
+            }
+            _ => Capture::Fails(format!("lifeboat cannot capture `{kind}` resources yet")),
         };
         out.push(Target {
             name: name.clone(),
-            kind: resource.kind.name(),
-            files,
+            kind,
+            capture,
         });
     }
     Ok((out, Some(site.to_string())))
@@ -82,54 +127,51 @@ pub fn run(ctx: &Context, args: BackupArgs) -> Result<Exit> {
     let started = jiff::Timestamp::now();
     let earlier = repo.points()?;
     let writer = repo.writer();
+    let plan_dir = ctx.plan().map_or_else(
+        || std::path::PathBuf::from("."),
+        |p| p.plan_dir().to_path_buf(),
+    );
     let mut resources = Vec::new();
     let mut skipped_files = Vec::new();
     for target in targets {
-        let (source, status, root, parent, stats) = match &target.files {
-            Some((path, options)) => {
-                let source = path.display().to_string();
-                let parent = parent_of(&earlier, &target.name, &source);
-                let progress = Arc::new(Progress::default());
-                let bar = Bar::start(&ctx.global, &target.name, progress.clone());
-                let outcome =
-                    lifeboat_files::backup(&writer, path, parent, options, Some(&progress));
-                drop(bar);
-                match outcome {
-                    Ok(capture) => {
+        let (source, outcome, parent): (String, Result<(Id, CaptureStats), String>, Option<Id>) =
+            match &target.capture {
+                Capture::Files(path, options) => {
+                    let source = path.display().to_string();
+                    let parent = parent_of(&earlier, &target.name, &source);
+                    let progress = Arc::new(Progress::default());
+                    let bar = Bar::start(&ctx.global, &target.name, progress.clone());
+                    let outcome =
+                        lifeboat_files::backup(&writer, path, parent, options, Some(&progress));
+                    drop(bar);
+                    let outcome = outcome.map(|capture| {
                         skipped_files.extend(capture.skipped);
-                        (
-                            source,
-                            ResourceStatus::Complete,
-                            Some(capture.root),
-                            parent,
-                            capture.stats,
-                        )
-                    }
-                    Err(e) => {
-                        tracing::error!("{}: {e}", target.name);
-                        (
-                            source,
-                            ResourceStatus::Failed {
-                                error: e.to_string(),
-                            },
-                            None,
-                            parent,
-                            CaptureStats::default(),
-                        )
-                    }
+                        (capture.root, capture.stats)
+                    });
+                    (source, outcome.map_err(|e| e.to_string()), parent)
                 }
-            }
-            None => {
-                let error = if target.kind == "files" {
-                    "the resource has no binding at this site".to_string()
-                } else {
-                    format!("lifeboat cannot capture `{}` resources yet", target.kind)
-                };
+                Capture::Command(argv) => {
+                    let outcome = lifeboat_services::capture_command(&writer, argv, &plan_dir)
+                        .map(|d| (d.root, d.stats));
+                    (argv.join(" "), outcome.map_err(|e| e.to_string()), None)
+                }
+                Capture::Sqlite(path) => {
+                    let outcome =
+                        lifeboat_services::capture_sqlite(&writer, path).map(|d| (d.root, d.stats));
+                    (
+                        path.display().to_string(),
+                        outcome.map_err(|e| e.to_string()),
+                        None,
+                    )
+                }
+                Capture::Fails(reason) => (String::new(), Err(reason.clone()), None),
+            };
+        let (status, root, stats) = match outcome {
+            Ok((root, stats)) => (ResourceStatus::Complete, Some(root), stats),
+            Err(error) => {
                 tracing::error!("{}: {error}", target.name);
                 (
-                    String::new(),
                     ResourceStatus::Failed { error },
-                    None,
                     None,
                     CaptureStats::default(),
                 )
@@ -172,12 +214,20 @@ pub fn run(ctx: &Context, args: BackupArgs) -> Result<Exit> {
     for r in &point.resources {
         let s = &r.stats;
         match &r.status {
-            ResourceStatus::Complete => println!(
+            ResourceStatus::Complete if r.kind == "files" => println!(
                 "  {}: {} files, {} ({} files read, {} new, {} stored) in {}",
                 r.name,
                 s.files,
                 output::bytes(s.bytes),
                 s.files_read,
+                output::bytes(s.bytes_new),
+                output::bytes(s.bytes_stored),
+                output::millis(s.duration_ms)
+            ),
+            ResourceStatus::Complete => println!(
+                "  {}: {} ({} new, {} stored) in {}",
+                r.name,
+                output::bytes(s.bytes),
                 output::bytes(s.bytes_new),
                 output::bytes(s.bytes_stored),
                 output::millis(s.duration_ms)

@@ -3,10 +3,13 @@
 
 use std::sync::Arc;
 
-use anyhow::{Result, bail};
+use std::path::Path;
+
+use anyhow::{Result, anyhow, bail};
 use lifeboat_files::{Progress, RestoreOptions};
 use lifeboat_format::Id;
 use lifeboat_format::manifest::{ResourcePoint, RestorePoint};
+use lifeboat_plan::{Plan, ResourceKind};
 use lifeboat_repository::Repository;
 
 use crate::cli::RestoreArgs;
@@ -32,11 +35,14 @@ fn find(repo: &Repository, spec: &str, resource: Option<&str>) -> Result<(Id, Re
 
 pub fn run(ctx: &Context, args: RestoreArgs) -> Result<Exit> {
     let repo = ctx.open_repository()?;
-    let (id, point) = find(&repo, &args.point, args.resource.as_deref())?;
-    let chosen: Vec<&ResourcePoint> = match &args.resource {
-        Some(name) => match point.resource(name) {
-            Some(r) => vec![r],
-            None => bail!(
+    let single = match args.resource.as_slice() {
+        [one] => Some(one.as_str()),
+        _ => None,
+    };
+    let (id, point) = find(&repo, &args.point, single)?;
+    for name in &args.resource {
+        if !point.resources.iter().any(|r| selects(name, &r.name)) {
+            bail!(
                 "restore point {} has no resource `{name}`; it has: {}",
                 id.short(),
                 point
@@ -45,10 +51,39 @@ pub fn run(ctx: &Context, args: RestoreArgs) -> Result<Exit> {
                     .map(|r| r.name.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
-            ),
-        },
-        None => point.resources.iter().collect(),
-    };
+            );
+        }
+    }
+    let chosen: Vec<&ResourcePoint> = point
+        .resources
+        .iter()
+        .filter(|r| args.resource.is_empty() || args.resource.iter().any(|n| selects(n, &r.name)))
+        .collect();
+    match (&args.target, &args.site) {
+        (Some(target), _) => to_directory(ctx, &repo, &args, target, id, &chosen),
+        (None, Some(site)) => to_site(ctx, &repo, &args, site, id, &chosen),
+        (None, None) => {
+            bail!("give --target DIR, or --site SITE to restore into the plan's bindings there")
+        }
+    }
+}
+
+/// `name` selects a resource of that name, and the items discovered under it.
+fn selects(name: &str, resource: &str) -> bool {
+    resource == name
+        || resource
+            .strip_prefix(name)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+fn to_directory(
+    ctx: &Context,
+    repo: &Repository,
+    args: &RestoreArgs,
+    target_dir: &Path,
+    id: Id,
+    chosen: &[&ResourcePoint],
+) -> Result<Exit> {
     // One resource: the target receives its contents. Several: one folder each.
     let nested = chosen.len() > 1;
     let mut report = Vec::new();
@@ -70,16 +105,13 @@ pub fn run(ctx: &Context, args: RestoreArgs) -> Result<Exit> {
             );
             continue;
         };
-        if r.kind != "files" {
-            bail!("lifeboat cannot restore `{}` resources yet", r.kind);
-        }
         let target = if nested {
-            args.target.join(&r.name)
+            target_dir.join(&r.name)
         } else {
-            args.target.clone()
+            target_dir.to_path_buf()
         };
         if args.verify {
-            let diffs = lifeboat_files::verify(&repo, root, args.path.as_deref(), &target)?;
+            let diffs = lifeboat_files::verify(repo, root, args.path.as_deref(), &target)?;
             differences += diffs.len();
             if !ctx.global.json {
                 for d in &diffs {
@@ -97,7 +129,7 @@ pub fn run(ctx: &Context, args: RestoreArgs) -> Result<Exit> {
                 owners: None,
             };
             let started = std::time::Instant::now();
-            let stats = lifeboat_files::restore(&repo, root, &target, &options, Some(&progress))?;
+            let stats = lifeboat_files::restore(repo, root, &target, &options, Some(&progress))?;
             drop(bar);
             if !ctx.global.json {
                 println!(
@@ -120,7 +152,7 @@ pub fn run(ctx: &Context, args: RestoreArgs) -> Result<Exit> {
         if differences == 0 {
             println!(
                 "{} matches restore point {}",
-                args.target.display(),
+                target_dir.display(),
                 id.short()
             );
         } else {
@@ -135,6 +167,123 @@ pub fn run(ctx: &Context, args: RestoreArgs) -> Result<Exit> {
     } else {
         Exit::Success
     })
+}
+
+/// Restores each resource into its binding at `site`. A resource that fails does not stop the
+/// others; the exit code says whether all succeeded.
+fn to_site(
+    ctx: &Context,
+    repo: &Repository,
+    args: &RestoreArgs,
+    site: &str,
+    id: Id,
+    chosen: &[&ResourcePoint],
+) -> Result<Exit> {
+    let plan = ctx.require_plan()?;
+    if plan.site(site).is_none() {
+        bail!(
+            "the plan has no site `{site}`; it has: {}",
+            plan.sites.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
+    let mut report = Vec::new();
+    let mut failed = 0;
+    for r in chosen {
+        let started = std::time::Instant::now();
+        let outcome = restore_at_site(repo, plan, site, r, args.replace);
+        let ms = started.elapsed().as_millis() as u64;
+        match &outcome {
+            Ok(what) if !ctx.global.json => {
+                println!("{}: {what} in {}", r.name, output::millis(ms))
+            }
+            Err(e) if !ctx.global.json => println!("{}: FAILED: {e:#}", r.name),
+            _ => {}
+        }
+        if outcome.is_err() {
+            failed += 1;
+        }
+        report.push(match outcome {
+            Ok(what) => serde_json::json!({ "resource": r.name, "ok": true, "done": what, "duration_ms": ms }),
+            Err(e) => serde_json::json!({ "resource": r.name, "ok": false, "error": format!("{e:#}"), "duration_ms": ms }),
+        });
+    }
+    if ctx.global.json {
+        output::json(&serde_json::json!({ "point": id, "site": site, "resources": report }));
+    }
+    Ok(if failed > 0 {
+        Exit::Failure
+    } else {
+        Exit::Success
+    })
+}
+
+fn restore_at_site(
+    repo: &Repository,
+    plan: &Plan,
+    site: &str,
+    r: &ResourcePoint,
+    replace: bool,
+) -> Result<String> {
+    let Some(root) = r.root else {
+        bail!("not captured in this restore point: {}", failure(r));
+    };
+    let (base, item) = match r.name.split_once('/') {
+        Some((base, item)) => (base, Some(item)),
+        None => (r.name.as_str(), None),
+    };
+    let Some(resource) = plan.resource(base) else {
+        bail!("the plan has no resource `{base}` (any more)");
+    };
+    let unbound = || anyhow!("the resource has no binding at site `{site}`");
+    match &resource.kind {
+        ResourceKind::Files(files) => {
+            let path = &files.at.get(site).ok_or_else(unbound)?.path;
+            let occupied = std::fs::read_dir(path)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false);
+            if occupied && !replace {
+                bail!(
+                    "{} is not empty; restore with --replace to write into it",
+                    path.display()
+                );
+            }
+            let stats =
+                lifeboat_files::restore(repo, root, path, &RestoreOptions::default(), None)?;
+            Ok(format!(
+                "restored {} files ({}) to {}",
+                stats.files,
+                output::bytes(stats.bytes),
+                path.display()
+            ))
+        }
+        ResourceKind::Sqlite(sqlite) => {
+            let path = &sqlite.at.get(site).ok_or_else(unbound)?.path;
+            let n = lifeboat_services::restore_sqlite(repo, &root, path, replace)?;
+            Ok(format!(
+                "restored {} to {}",
+                output::bytes(n),
+                path.display()
+            ))
+        }
+        ResourceKind::Command(command) => {
+            let apply = command
+                .at
+                .get(site)
+                .and_then(|b| b.apply_command())
+                .ok_or_else(|| anyhow!("no `apply` command at site `{site}`"))?;
+            let argv = match item {
+                Some(item) => apply.with_item(item).argv().to_vec(),
+                None => apply.argv().to_vec(),
+            };
+            let n = lifeboat_services::apply_command(repo, &root, &argv, plan.plan_dir())?;
+            Ok(format!(
+                "applied {} with `{}`",
+                output::bytes(n),
+                argv.join(" ")
+            ))
+        }
+        other => bail!("lifeboat cannot restore `{}` resources yet", other.name()),
+    }
 }
 
 fn failure(r: &ResourcePoint) -> String {

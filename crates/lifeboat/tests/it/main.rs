@@ -6,4 +6,5 @@ mod files;
 mod interrupt;
 mod plan;
 mod prune;
+mod services;
 mod support;

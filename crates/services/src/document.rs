@@ -1,0 +1,85 @@
+//! A document: one byte stream stored as a tree with one file entry.
+
+use std::io::Read;
+use std::time::Instant;
+
+use lifeboat_format::Id;
+use lifeboat_format::manifest::CaptureStats;
+use lifeboat_format::pack::ChunkKind;
+use lifeboat_format::tree::{Entry, EntryKind, Metadata, Tree};
+use lifeboat_repository::{RepoError, RepoWriter, Repository};
+
+use crate::{Result, ServiceError};
+
+#[derive(Debug)]
+pub struct Document {
+    pub root: Id,
+    pub stats: CaptureStats,
+}
+
+/// Stores `source` as the single entry `name` of a new tree.
+pub(crate) fn store(
+    writer: &RepoWriter<'_>,
+    name: &str,
+    source: &mut dyn Read,
+) -> Result<Document> {
+    let started = Instant::now();
+    let before = writer.stats();
+    let mut data = writer.packer(ChunkKind::Data);
+    let mut buf = Vec::new();
+    let stored = lifeboat_files::store_stream(writer, &mut data, source, &mut buf, None);
+    writer.flush(&mut data)?;
+    let (chunks, size) = stored?;
+    let tree = Tree {
+        entries: vec![Entry {
+            name: name.as_bytes().to_vec(),
+            kind: EntryKind::File { size, chunks },
+            meta: Metadata {
+                mode: 0o600,
+                ..Metadata::default()
+            },
+        }],
+    };
+    let bytes = tree.encode();
+    let root = writer.repository().key().chunk_id(&bytes);
+    let mut trees = writer.packer(ChunkKind::Tree);
+    writer.add(&mut trees, root, &bytes)?;
+    writer.flush(&mut trees)?;
+    let after = writer.stats();
+    Ok(Document {
+        root,
+        stats: CaptureStats {
+            files: 1,
+            bytes: size,
+            files_read: 1,
+            chunks_new: after.chunks_new - before.chunks_new,
+            bytes_new: after.bytes_new - before.bytes_new,
+            bytes_stored: after.bytes_stored - before.bytes_stored,
+            duration_ms: started.elapsed().as_millis() as u64,
+            ..CaptureStats::default()
+        },
+    })
+}
+
+/// The chunks of a document's single entry.
+pub fn document_chunks(repo: &Repository, root: &Id) -> Result<Vec<Id>> {
+    let bytes = repo.reader().read(root)?;
+    let tree = Tree::decode(&bytes).map_err(|e| {
+        ServiceError::Repo(RepoError::Corrupt {
+            object: format!("tree {}", root.short()),
+            source: e,
+        })
+    })?;
+    match tree.entries.as_slice() {
+        [
+            Entry {
+                kind: EntryKind::File { chunks, .. },
+                ..
+            },
+        ] => Ok(chunks.clone()),
+        _ => Err(ServiceError::Io(format!(
+            "tree {} is not a document",
+            root.short()
+        ))),
+    }
+}

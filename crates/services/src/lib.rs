@@ -1,0 +1,51 @@
+//! Services as resources: what is not a plain file tree.
+//!
+//! Each capture here is a *document*: one byte stream (a command's output, a consistent copy
+//! of a SQLite database) stored as a one-entry tree, so restore points, `check`, `prune` and
+//! deduplication treat it exactly like a file. Capture and apply never go through a shell
+//! unless the argv itself names one.
+
+mod command;
+mod document;
+mod sqlite;
+
+pub use command::{apply_command, capture_command, discover};
+pub use document::{Document, document_chunks};
+pub use sqlite::{capture_sqlite, restore_sqlite};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("cannot run `{program}`: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{command}` failed ({status}){}", stderr_suffix(.stderr))]
+    CommandFailed {
+        command: String,
+        status: String,
+        stderr: String,
+    },
+    #[error("{path}: {message}")]
+    Sqlite { path: String, message: String },
+    #[error("{path} exists; restore with --replace to overwrite it")]
+    Exists { path: String },
+    #[error("{0}")]
+    Io(String),
+    #[error(transparent)]
+    Stream(#[from] lifeboat_files::StreamError),
+    #[error(transparent)]
+    Repo(#[from] lifeboat_repository::RepoError),
+}
+
+fn stderr_suffix(stderr: &str) -> String {
+    let trimmed = stderr.trim();
+    if trimmed.is_empty() {
+        String::new()
+    } else {
+        format!(": {trimmed}")
+    }
+}
+
+pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
