@@ -7,10 +7,12 @@
 
 mod command;
 mod document;
+mod http;
 mod sqlite;
 
 pub use command::{apply_command, capture_command, discover};
 pub use document::{Document, document_chunks};
+pub use http::{HttpRequest, apply_http, capture_http};
 pub use sqlite::{capture_sqlite, restore_sqlite};
 
 #[derive(Debug, thiserror::Error)]

@@ -18,6 +18,7 @@ enum Capture {
     Files(PathBuf, BackupOptions),
     Command(Vec<String>),
     Sqlite(PathBuf),
+    Http(lifeboat_services::HttpRequest),
     /// Cannot be captured; the reason is recorded in the restore point.
     Fails(String),
 }
@@ -110,6 +111,13 @@ fn targets(ctx: &Context, args: &BackupArgs) -> Result<(Vec<Target>, Option<Stri
                     }
                 }
             }
+            ResourceKind::Http(http) => match http.at.get(site) {
+                None => unbound(),
+                Some(b) => match http_request(b, b.capture_method()) {
+                    Ok(req) => Capture::Http(req),
+                    Err(e) => Capture::Fails(format!("{e:#}")),
+                },
+            },
             _ => Capture::Fails(format!("lifeboat cannot capture `{kind}` resources yet")),
         };
         out.push(Target {
@@ -163,6 +171,11 @@ pub fn run(ctx: &Context, args: BackupArgs) -> Result<Exit> {
                         outcome.map_err(|e| e.to_string()),
                         None,
                     )
+                }
+                Capture::Http(req) => {
+                    let outcome =
+                        lifeboat_services::capture_http(&writer, req).map(|d| (d.root, d.stats));
+                    (req.url.clone(), outcome.map_err(|e| e.to_string()), None)
                 }
                 Capture::Fails(reason) => (String::new(), Err(reason.clone()), None),
             };
@@ -247,6 +260,25 @@ pub fn run(ctx: &Context, args: BackupArgs) -> Result<Exit> {
         }
     );
     Ok(exit)
+}
+
+/// An HTTP binding as a request, its header values (secrets among them) resolved.
+pub(crate) fn http_request(
+    binding: &lifeboat_plan::HttpBinding,
+    method: lifeboat_plan::HttpMethod,
+) -> Result<lifeboat_services::HttpRequest> {
+    let mut headers = Vec::new();
+    for (name, value) in &binding.headers {
+        let value = value
+            .resolve()
+            .with_context(|| format!("resolving header `{name}`"))?;
+        headers.push((name.clone(), value.expose().to_string()));
+    }
+    Ok(lifeboat_services::HttpRequest {
+        url: binding.url.clone(),
+        method: method.as_str().to_string(),
+        headers,
+    })
 }
 
 /// The newest complete capture of the same resource from the same place.

@@ -282,6 +282,17 @@ fn restore_at_site(
                 argv.join(" ")
             ))
         }
+        ResourceKind::Http(http) => {
+            let binding = http.at.get(site).ok_or_else(unbound)?;
+            let req = super::backup::http_request(binding, binding.apply_method())?;
+            let n = lifeboat_services::apply_http(repo, &root, &req)?;
+            Ok(format!(
+                "sent {} with {} {}",
+                output::bytes(n),
+                req.method,
+                req.url
+            ))
+        }
         other => bail!("lifeboat cannot restore `{}` resources yet", other.name()),
     }
 }

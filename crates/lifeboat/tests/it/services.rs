@@ -190,3 +190,111 @@ fn documents_and_sqlite_round_trip_to_the_dr_site() {
     assert!(out.contains("broken: FAILED: not captured"), "{out}");
     assert!(out.contains("config: applied"), "{out}");
 }
+
+/// A real HTTP server (Python's http.server) holding documents; PUT/POST bodies are also
+/// written to `dir` so the test can read them.
+const SERVER: &str = r#"
+import http.server, os, sys
+out = sys.argv[1]
+docs = {'/api/definitions': b'{"queues": ["orders", "invoices"], "vhost": "/"}'}
+class H(http.server.BaseHTTPRequestHandler):
+    def ok(self):
+        if self.headers.get('Authorization') != 'Bearer s3cret-token':
+            self.send_response(401); self.end_headers(); self.wfile.write(b'unknown credentials'); return False
+        return True
+    def do_GET(self):
+        if not self.ok(): return
+        body = docs.get(self.path)
+        if body is None:
+            self.send_response(404); self.end_headers(); return
+        self.send_response(200); self.send_header('Content-Length', str(len(body))); self.end_headers(); self.wfile.write(body)
+    def do_PUT(self):
+        if not self.ok(): return
+        body = self.rfile.read(int(self.headers.get('Content-Length', 0)))
+        docs[self.path] = body
+        open(os.path.join(out, self.command + self.path.replace('/', '_')), 'wb').write(body)
+        self.send_response(204); self.end_headers()
+    do_POST = do_PUT
+    def log_message(self, *args): pass
+server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), H)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn an_http_document_round_trips_and_a_refused_capture_is_reported() {
+    use std::io::BufRead;
+    let w = Workplace::new();
+    std::fs::create_dir_all(w.path("received")).unwrap();
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", SERVER, w.path("received").to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (Debian package python3) runs the HTTP server");
+    let mut port = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    let _server = Server(child);
+    let port = port.trim();
+    let plan = format!(
+        r#"[repository]
+url = "./repo"
+password = {{ env = "LIFEBOAT_PASSWORD" }}
+
+[sites.primary]
+role = "primary"
+
+[sites.dr]
+role = "standby"
+
+[resources.broker]
+kind = "http"
+at.primary = {{ url = "http://127.0.0.1:{port}/api/definitions", headers = {{ Authorization = {{ env = "BROKER_AUTH" }}, Accept = "application/json" }} }}
+at.dr = {{ url = "http://127.0.0.1:{port}/dr/definitions", method = "POST", headers = {{ Authorization = {{ env = "BROKER_AUTH" }} }} }}
+"#
+    );
+    write(&w.path("lifeboat.toml"), plan.as_bytes());
+    let run = |token: &str, args: &[&str], code: i32| {
+        let out = w
+            .cmd()
+            .env_remove("LIFEBOAT_REPOSITORY")
+            .env("BROKER_AUTH", token)
+            .args(args)
+            .output()
+            .unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(code), "{args:?}\n{all}");
+        assert!(!all.contains("s3cret-token"), "a secret leaked: {all}");
+        all
+    };
+    run("Bearer s3cret-token", &["repo", "init"], 0);
+    let out = run("Bearer wrong", &["backup"], 4);
+    assert!(
+        out.contains("HTTP 401") && out.contains("unknown credentials"),
+        "{out}"
+    );
+    run("Bearer s3cret-token", &["backup"], 0);
+    run(
+        "Bearer s3cret-token",
+        &["restore", "latest", "--site", "dr"],
+        0,
+    );
+    assert_eq!(
+        std::fs::read(w.path("received/POST_dr_definitions")).unwrap(),
+        br#"{"queues": ["orders", "invoices"], "vhost": "/"}"#
+    );
+}
