@@ -88,34 +88,22 @@ pub fn restore(
     let mut stats = RestoreStats::default();
     let mut files = Vec::new();
     let mut dirs = Vec::new();
-    match descend(&mut reader, root, options.subpath.as_deref())? {
-        (Some(entry), _) if !matches!(entry.kind, EntryKind::Dir { .. }) => {
-            let tree = Tree {
-                entries: vec![entry],
-            };
-            lay_out(
-                &mut reader,
-                &tree,
-                target,
-                owners,
-                &mut files,
-                &mut dirs,
-                &mut stats,
-            )?;
-        }
-        (_, tree_id) => {
-            let tree = load_tree(&mut reader, &tree_id)?;
-            lay_out(
-                &mut reader,
-                &tree,
-                target,
-                owners,
-                &mut files,
-                &mut dirs,
-                &mut stats,
-            )?;
-        }
-    }
+    let tree = match descend(&mut reader, root, options.subpath.as_deref())? {
+        // A single file: restored into the target as itself.
+        (Some(entry), _) if !matches!(entry.kind, EntryKind::Dir { .. }) => Tree {
+            entries: vec![entry],
+        },
+        (_, tree_id) => load_tree(&mut reader, &tree_id)?,
+    };
+    lay_out(
+        &mut reader,
+        &tree,
+        target,
+        owners,
+        &mut files,
+        &mut dirs,
+        &mut stats,
+    )?;
     if let Some(p) = progress {
         let total: u64 = files
             .iter()
