@@ -59,7 +59,7 @@ pub enum Command {
     /// Validate the plan, or print an example
     #[command(subcommand)]
     Plan(PlanCommand),
-    /// Create or inspect the repository
+    /// Create the repository
     #[command(subcommand)]
     Repo(RepoCommand),
     /// Capture resources into a new restore point
@@ -70,7 +70,8 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Verify the repository: finds every missing, truncated or corrupted object
     Check(CheckArgs),
-    /// Delete restore points a retention policy does not keep
+    /// Delete restore points a retention policy does not keep (applied separately to each
+    /// set of resources: points of `--path A` and of `--path B` are kept independently)
     Forget(ForgetArgs),
     /// Remove data no restore point needs (safe while backups run)
     Prune(PruneArgs),
@@ -161,16 +162,22 @@ pub struct CheckArgs {
 
 #[derive(Args, Debug, Default)]
 pub struct ForgetArgs {
+    /// Keep the N newest restore points
     #[arg(long, value_name = "N")]
     pub keep_last: Option<u32>,
+    /// Keep the newest point of each of the last N hours
     #[arg(long, value_name = "N")]
     pub keep_hourly: Option<u32>,
+    /// Keep the newest point of each of the last N days
     #[arg(long, value_name = "N")]
     pub keep_daily: Option<u32>,
+    /// Keep the newest point of each of the last N weeks
     #[arg(long, value_name = "N")]
     pub keep_weekly: Option<u32>,
+    /// Keep the newest point of each of the last N months
     #[arg(long, value_name = "N")]
     pub keep_monthly: Option<u32>,
+    /// Keep the newest point of each of the last N years
     #[arg(long, value_name = "N")]
     pub keep_yearly: Option<u32>,
     /// Show what would be deleted, delete nothing

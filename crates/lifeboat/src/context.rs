@@ -75,10 +75,15 @@ impl Context {
 
     /// The password: `LIFEBOAT_PASSWORD`, `LIFEBOAT_PASSWORD_FILE`, or the plan's reference.
     fn password(&self) -> Result<String> {
-        if let Some(p) = std::env::var_os("LIFEBOAT_PASSWORD").filter(|p| !p.is_empty()) {
-            return p
-                .into_string()
-                .map_err(|_| anyhow!("LIFEBOAT_PASSWORD is not valid UTF-8"));
+        if let Some(p) = std::env::var_os("LIFEBOAT_PASSWORD") {
+            if p.is_empty() && std::env::var_os("LIFEBOAT_PASSWORD_FILE").is_none() {
+                bail!("LIFEBOAT_PASSWORD is set but empty");
+            }
+            if !p.is_empty() {
+                return p
+                    .into_string()
+                    .map_err(|_| anyhow!("LIFEBOAT_PASSWORD is not valid UTF-8"));
+            }
         }
         if let Some(file) = std::env::var_os("LIFEBOAT_PASSWORD_FILE").filter(|p| !p.is_empty()) {
             let text = std::fs::read_to_string(&file).with_context(|| {

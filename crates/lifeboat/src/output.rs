@@ -38,6 +38,7 @@ pub fn init_logging(global: &Global) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     match global.log_format {
         LogFormat::Json => builder.json().init(),

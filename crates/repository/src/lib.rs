@@ -155,6 +155,14 @@ impl Repository {
         let key = unlock(backend.as_ref(), password)?;
         let cache_dir = cache_root.map(|root| root.join(config.id.to_hex()));
         let index = index::Index::load(backend.as_ref(), &key, cache_dir.as_deref())?;
+        tracing::info!(
+            "opened repository {} at {}: {} index files, {} packs, {} chunks",
+            config.id.short(),
+            backend.location(),
+            index.files().len(),
+            index.packs().len(),
+            index.len()
+        );
         Ok(Repository {
             backend,
             key,

@@ -136,6 +136,10 @@ pub fn prune(
     };
     let needed = needed_chunks(repo)?;
     report.chunks_needed = needed.len();
+    tracing::info!(
+        "prune: {} chunks are needed by restore points",
+        needed.len()
+    );
     let inv = inventory(repo)?;
     report.packs = inv.stored.len();
     let grace = jiff::SignedDuration::try_from(options.grace).unwrap_or(jiff::SignedDuration::MAX);
@@ -290,7 +294,12 @@ fn delete_condemned(
         }
     }
     if options.dry_run {
-        report.deleted_packs = doomed.iter().filter(|p| inv.stored.contains_key(p)).count();
+        for pack in &doomed {
+            if let Some((size, _)) = inv.stored.get(pack) {
+                report.deleted_packs += 1;
+                report.deleted_bytes += size;
+            }
+        }
         return Ok(());
     }
 

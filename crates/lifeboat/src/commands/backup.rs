@@ -34,6 +34,12 @@ fn targets(ctx: &Context, args: &BackupArgs) -> Result<(Vec<Target>, Option<Stri
     if let Some(path) = &args.path {
         let path = std::fs::canonicalize(path)
             .with_context(|| format!("cannot back up {}", path.display()))?;
+        if !path.is_dir() {
+            bail!(
+                "cannot back up {}: --path takes a directory",
+                path.display()
+            );
+        }
         let options = BackupOptions {
             include: args.include.clone(),
             exclude: args.exclude.clone(),
@@ -142,6 +148,7 @@ pub fn run(ctx: &Context, args: BackupArgs) -> Result<Exit> {
     let mut resources = Vec::new();
     let mut skipped_files = Vec::new();
     for target in targets {
+        tracing::info!("capturing {} ({})", target.name, target.kind);
         let (source, outcome, parent): (String, Result<(Id, CaptureStats), String>, Option<Id>) =
             match &target.capture {
                 Capture::Files(path, options) => {
@@ -180,9 +187,19 @@ pub fn run(ctx: &Context, args: BackupArgs) -> Result<Exit> {
                 Capture::Fails(reason) => (String::new(), Err(reason.clone()), None),
             };
         let (status, root, stats) = match outcome {
-            Ok((root, stats)) => (ResourceStatus::Complete, Some(root), stats),
+            Ok((root, stats)) => {
+                tracing::info!(
+                    "captured {}: {} bytes, {} new chunks, {} bytes stored in {} ms",
+                    target.name,
+                    stats.bytes,
+                    stats.chunks_new,
+                    stats.bytes_stored,
+                    stats.duration_ms
+                );
+                (ResourceStatus::Complete, Some(root), stats)
+            }
             Err(error) => {
-                tracing::error!("{}: {error}", target.name);
+                tracing::debug!("{}: capture failed: {error}", target.name);
                 (
                     ResourceStatus::Failed { error },
                     None,

@@ -16,18 +16,27 @@ use crate::cli::RestoreArgs;
 use crate::context::Context;
 use crate::output::{self, Bar, Exit};
 
-/// Finds the restore point; `latest` with a resource means the newest that holds it.
+/// Finds the restore point. `latest` is the newest that holds a complete capture of the
+/// resource when one is named, else of anything (a failed backup is never "latest").
 fn find(repo: &Repository, spec: &str, resource: Option<&str>) -> Result<(Id, RestorePoint)> {
-    if spec == "latest"
-        && let Some(name) = resource
-    {
+    if spec.is_empty() {
+        bail!("give a restore point: `latest` or an id (see `lifeboat points`)");
+    }
+    if spec == "latest" {
         let found = repo
             .points()?
             .into_iter()
             .rev()
-            .find(|(_, p)| p.resource(name).is_some_and(|r| r.root.is_some()));
-        return found.ok_or_else(|| {
-            anyhow::anyhow!("no restore point holds a complete capture of `{name}`")
+            .find(|(_, p)| match resource {
+                Some(name) => p
+                    .resources
+                    .iter()
+                    .any(|r| selects(name, &r.name) && r.root.is_some()),
+                None => p.resources.iter().any(|r| r.root.is_some()),
+            });
+        return found.ok_or_else(|| match resource {
+            Some(name) => anyhow!("no restore point holds a complete capture of `{name}`"),
+            None => anyhow!("no restore point holds a complete capture"),
         });
     }
     Ok(repo.find_point(spec)?)

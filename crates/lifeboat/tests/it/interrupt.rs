@@ -94,8 +94,12 @@ fn a_full_disk_fails_the_backup_cleanly() {
     // The resource fails with the reason; what was stored stays valid (the manifest records
     // the failure when there is room for it, otherwise the whole backup fails).
     assert!(matches!(out.status.code(), Some(1) | Some(4)), "{out:?}");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("No space left on device"), "{err}");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("No space left on device"), "{said}");
 
     let check = run(&["check", "--read-data"]);
     assert!(check.status.success(), "{check:?}");

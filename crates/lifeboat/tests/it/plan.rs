@@ -141,6 +141,8 @@ at.dr = { path = "dr/app.db" }
         .unwrap();
     assert!(String::from_utf8_lossy(&err.stderr).contains("no resource `nope`"));
 
+    // A restore point in which nothing was captured is never `latest`.
+    run(&["backup", "db"], 4);
     let out = w.path("out");
     run(
         &[

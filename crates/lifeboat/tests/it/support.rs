@@ -86,9 +86,11 @@ impl Workplace {
         let mut stack = vec![self.repo().join(kind)];
         while let Some(d) = stack.pop() {
             for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
                 if e.path().is_dir() {
                     stack.push(e.path());
-                } else {
+                } else if !name.starts_with('.') && !name.contains('#') {
+                    // Not the temporary file of a write still in progress.
                     out.push(e.path());
                 }
             }
