@@ -125,8 +125,10 @@ pub fn run(global: &Global, args: DemoArgs) -> Result<Exit> {
         }));
     } else {
         println!(
-            "Try it yourself:\n  export LIFEBOAT_REPOSITORY={} LIFEBOAT_PASSWORD='{PASSWORD}'\n  lifeboat points",
-            repo_dir.display()
+            "Everything is kept in {} (delete it when done). Try it yourself:\n  export LIFEBOAT_REPOSITORY={} LIFEBOAT_PASSWORD='{PASSWORD}'\n  {} points",
+            dir.display(),
+            repo_dir.display(),
+            std::env::current_exe().map_or_else(|_| "lifeboat".into(), |p| p.display().to_string())
         );
     }
     if !diffs.is_empty() || !report.is_ok() {
