@@ -295,21 +295,7 @@ fn apply_file_metadata(file: &File, meta: &Metadata, owners: bool) -> std::io::R
     }
     // After chown, which clears setuid/setgid bits.
     file.set_permissions(std::fs::Permissions::from_mode(meta.mode))?;
-    let mtime = std::time::UNIX_EPOCH
-        .checked_add(std::time::Duration::new(
-            meta.mtime.secs.max(0) as u64,
-            meta.mtime.nanos,
-        ))
-        .unwrap_or(std::time::UNIX_EPOCH);
-    let mtime = if meta.mtime.secs < 0 {
-        std::time::UNIX_EPOCH
-            .checked_sub(std::time::Duration::from_secs(
-                meta.mtime.secs.unsigned_abs(),
-            ))
-            .unwrap_or(std::time::UNIX_EPOCH)
-    } else {
-        mtime
-    };
+    let mtime = system_time(meta.mtime);
     file.set_times(
         std::fs::FileTimes::new()
             .set_modified(mtime)
@@ -346,4 +332,17 @@ fn apply_metadata(
         filetime::set_file_times(path, mtime, mtime)?;
     }
     Ok(())
+}
+
+/// A stored time as a `SystemTime` (before the epoch too); out of range is the epoch.
+fn system_time(t: lifeboat_format::tree::Time) -> std::time::SystemTime {
+    let epoch = std::time::UNIX_EPOCH;
+    let whole = if t.secs >= 0 {
+        epoch.checked_add(std::time::Duration::from_secs(t.secs as u64))
+    } else {
+        epoch.checked_sub(std::time::Duration::from_secs(t.secs.unsigned_abs()))
+    };
+    whole
+        .and_then(|w| w.checked_add(std::time::Duration::from_nanos(u64::from(t.nanos))))
+        .unwrap_or(epoch)
 }
