@@ -53,6 +53,14 @@ impl CheckReport {
 /// Progress callback: (phase, done, total).
 pub type Progress<'a> = &'a (dyn Fn(&str, u64, u64) + Sync);
 
+/// The error without the object's path, which the problem already names.
+fn what_is_wrong(e: RepoError) -> String {
+    match e {
+        RepoError::Corrupt { source, .. } => source.to_string(),
+        other => other.to_string(),
+    }
+}
+
 pub fn check(repo: &Repository, read_data: bool, progress: Progress<'_>) -> Result<CheckReport> {
     let backend = repo.backend();
     let mut report = CheckReport::default();
@@ -72,21 +80,12 @@ pub fn check(repo: &Repository, read_data: bool, progress: Progress<'_>) -> Resu
     for (n, info) in index_names.iter().enumerate() {
         progress("index", n as u64, index_names.len() as u64);
         let path = Kind::Index.path_of(&info.name);
-        let id = match parse_name(Kind::Index, &info.name) {
-            Ok(id) => id,
-            Err(e) => {
-                report.problem(path, e.to_string());
-                continue;
-            }
-        };
-        let file = match read_index_file(backend.as_ref(), repo.key(), &id) {
+        let file = match parse_name(Kind::Index, &info.name)
+            .and_then(|id| read_index_file(backend.as_ref(), repo.key(), &id))
+        {
             Ok(f) => f,
-            Err(RepoError::Corrupt { source, .. }) => {
-                report.problem(path, source.to_string());
-                continue;
-            }
             Err(e) => {
-                report.problem(path, e.to_string());
+                report.problem(path, what_is_wrong(e));
                 continue;
             }
         };
@@ -142,12 +141,8 @@ pub fn check(repo: &Repository, read_data: bool, progress: Progress<'_>) -> Resu
         let path = Kind::Points.path_of(&info.name);
         let point = match parse_name(Kind::Points, &info.name).and_then(|id| repo.load_point(&id)) {
             Ok(p) => p,
-            Err(RepoError::Corrupt { source, .. }) => {
-                report.problem(path, source.to_string());
-                continue;
-            }
             Err(e) => {
-                report.problem(path, e.to_string());
+                report.problem(path, what_is_wrong(e));
                 continue;
             }
         };
