@@ -13,9 +13,10 @@ fn main() -> ExitCode {
     limit_heap_growth();
     let args = cli::Cli::parse();
     output::init_logging(&args.global);
+    let json = args.global.json;
     match commands::run(args) {
         Ok(code) => code.into(),
-        Err(error) => output::report_error(&error).into(),
+        Err(error) => output::report_error(&error, json).into(),
     }
 }
 

@@ -46,18 +46,28 @@ pub fn init_logging(global: &Global) {
     }
 }
 
-/// Prints an error once, with its chain; plan errors as diagnostics.
-pub fn report_error(error: &anyhow::Error) -> Exit {
+/// Prints an error once, with its chain; plan errors as diagnostics. With `--json`, stdout
+/// also gets `{"error", "causes", "exit"}` so automation always has JSON to read.
+pub fn report_error(error: &anyhow::Error, json: bool) -> Exit {
     if let Some(PlanFailed(errors)) = error.downcast_ref::<PlanFailed>() {
-        print_plan_errors(errors, false);
+        print_plan_errors(errors, json);
         return Exit::Invalid;
     }
-    eprintln!("error: {error}");
-    for cause in error.chain().skip(1) {
-        let text = cause.to_string();
-        if !error.to_string().contains(&text) {
-            eprintln!("  caused by: {text}");
-        }
+    let headline = error.to_string();
+    let causes: Vec<String> = error
+        .chain()
+        .skip(1)
+        .map(|c| c.to_string())
+        .filter(|c| !headline.contains(c.as_str()))
+        .collect();
+    eprintln!("error: {headline}");
+    for cause in &causes {
+        eprintln!("  caused by: {cause}");
+    }
+    if json {
+        self::json(
+            &serde_json::json!({ "error": headline, "causes": causes, "exit": Exit::Failure as u8 }),
+        );
     }
     Exit::Failure
 }

@@ -26,6 +26,18 @@ fn wrong_password() {
     assert!(
         err.contains("wrong password for the repository at"),
         "{err}"
+    ); // Automation gets JSON on stdout for a failure too.
+    let out = w
+        .cmd()
+        .args(["--json", "points"])
+        .env("LIFEBOAT_PASSWORD", "nope")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["error"].as_str().unwrap().contains("wrong password"),
+        "{v}"
     );
 }
 
