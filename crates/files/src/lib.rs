@@ -32,6 +32,8 @@ pub enum FilesError {
     },
     #[error("invalid pattern `{pattern}`: {message}")]
     Pattern { pattern: String, message: String },
+    #[error("{0}")]
+    TooLarge(String),
     #[error("`{0}` is not in the restore point")]
     NoSuchPath(String),
     #[error(transparent)]

@@ -452,6 +452,15 @@ fn write_tree(
         });
     }
     let bytes = tree.encode();
+    // Never store what a reader would refuse to open.
+    if bytes.len() > lifeboat_format::seal::MAX_PAYLOAD {
+        return Err(FilesError::TooLarge(format!(
+            "a directory of {} entries encodes to {} bytes, more than a tree may hold ({})",
+            tree.entries.len(),
+            bytes.len(),
+            lifeboat_format::seal::MAX_PAYLOAD
+        )));
+    }
     let id = writer.repository().key().chunk_id(&bytes);
     writer.add(packer, id, &bytes)?;
     Ok(id)
