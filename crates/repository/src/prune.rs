@@ -91,6 +91,16 @@ pub fn needed_chunks(repo: &Repository) -> Result<HashSet<Id>> {
     Ok(needed)
 }
 
+/// What both phases of one prune run share.
+#[derive(Clone, Copy)]
+struct Pass<'a> {
+    repo: &'a Repository,
+    options: &'a PruneOptions,
+    now: jiff::Timestamp,
+    grace: jiff::SignedDuration,
+    needed: &'a HashSet<Id>,
+}
+
 struct Inventory {
     index_files: Vec<(Id, IndexFile)>,
     packs: HashMap<Id, (u64, Vec<PackEntry>)>,
@@ -144,26 +154,32 @@ pub fn prune(
     report.packs = inv.stored.len();
     let grace = jiff::SignedDuration::try_from(options.grace).unwrap_or(jiff::SignedDuration::MAX);
 
-    condemn(repo, &options, now, grace, &needed, &inv, &mut report)?;
+    let pass = Pass {
+        repo,
+        options: &options,
+        now,
+        grace,
+        needed: &needed,
+    };
+    condemn(&pass, &inv, &mut report)?;
     // Repacking added packs that now hold needed chunks; the delete phase must see them.
     let inv = if report.repacked_packs > 0 && !options.dry_run {
         inventory(repo)?
     } else {
         inv
     };
-    delete_condemned(repo, &options, now, grace, &needed, &inv, &mut report)?;
+    delete_condemned(&pass, &inv, &mut report)?;
     Ok(report)
 }
 
-fn condemn(
-    repo: &Repository,
-    options: &PruneOptions,
-    now: jiff::Timestamp,
-    grace: jiff::SignedDuration,
-    needed: &HashSet<Id>,
-    inv: &Inventory,
-    report: &mut PruneReport,
-) -> Result<()> {
+fn condemn(pass: &Pass<'_>, inv: &Inventory, report: &mut PruneReport) -> Result<()> {
+    let Pass {
+        repo,
+        options,
+        now,
+        grace,
+        needed,
+    } = *pass;
     let already: HashSet<Id> = read_condemned(repo.backend().as_ref())?
         .into_iter()
         .flat_map(|(_, m)| m.packs)
@@ -244,15 +260,14 @@ fn condemn(
     Ok(())
 }
 
-fn delete_condemned(
-    repo: &Repository,
-    options: &PruneOptions,
-    now: jiff::Timestamp,
-    grace: jiff::SignedDuration,
-    needed: &HashSet<Id>,
-    inv: &Inventory,
-    report: &mut PruneReport,
-) -> Result<()> {
+fn delete_condemned(pass: &Pass<'_>, inv: &Inventory, report: &mut PruneReport) -> Result<()> {
+    let Pass {
+        repo,
+        options,
+        now,
+        grace,
+        needed,
+    } = *pass;
     let backend = repo.backend();
     let markers = read_condemned(backend.as_ref())?;
     let (due, waiting): (Vec<_>, Vec<_>) = markers
