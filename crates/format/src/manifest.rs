@@ -46,6 +46,50 @@ pub struct ResourcePoint {
     pub parent: Option<Id>,
     #[serde(default)]
     pub stats: CaptureStats,
+    /// For a database: what the capture saw inside the dump's own snapshot, which
+    /// `lifeboat verify` compares a restored copy against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseFacts>,
+}
+
+/// One database as captured: enough to recreate it empty (encoding, locale, owner) and to
+/// tell whether a restored copy holds the same data (row counts, the plan's checks).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DatabaseFacts {
+    pub name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub owner: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub encoding: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub collate: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub ctype: String,
+    pub server_version: String,
+    /// Exact row counts of every table, in the dump's snapshot.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<TableRows>,
+    /// The plan's `verify` queries for this database and their results in the snapshot.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<QueryResult>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableRows {
+    /// Schema-qualified and quoted as SQL needs it, e.g. `public.orders`.
+    pub table: String,
+    pub rows: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryResult {
+    pub sql: String,
+    /// The first column of the first row as text; `None` for SQL NULL or no rows.
+    pub value: Option<String>,
+    /// Why the query failed; the capture goes on without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,6 +178,7 @@ mod tests {
                 root: None,
                 parent: None,
                 stats: CaptureStats::default(),
+                database: None,
             }],
         };
         let key = [9u8; 32];

@@ -68,6 +68,8 @@ pub enum Command {
     Points(PointsArgs),
     /// Restore from a restore point
     Restore(RestoreArgs),
+    /// Compare databases at a site with what a restore point captured (row counts, checks)
+    Verify(VerifyArgs),
     /// Verify the repository: finds every missing, truncated or corrupted object
     Check(CheckArgs),
     /// Delete restore points a retention policy does not keep (applied separately to each
@@ -145,12 +147,45 @@ pub struct RestoreArgs {
     /// Restore into the resources' bindings at this site of the plan
     #[arg(long, value_name = "SITE")]
     pub site: Option<String>,
-    /// Overwrite what exists at the site (a database file, a non-empty directory)
+    /// Overwrite what exists at the site (a database, a database file, a non-empty
+    /// directory)
     #[arg(long, requires = "site")]
     pub replace: bool,
+    /// Restore database OLD under the name NEW (repeatable), e.g. `orders=orders_check`
+    #[arg(long, value_name = "OLD=NEW", value_parser = parse_rename, requires = "site")]
+    pub rename: Vec<(String, String)>,
+    /// Parallel jobs for each database restore (`pg_restore --jobs`)
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub jobs: u32,
     /// Compare the restore point with the target instead of writing
     #[arg(long, requires = "target")]
     pub verify: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// `latest`, or a restore point id (a unique prefix is enough)
+    #[arg(default_value = "latest")]
+    pub point: String,
+    /// The site whose databases are compared
+    #[arg(long, value_name = "SITE")]
+    pub site: String,
+    /// Resources to compare (repeatable; `name` also selects its `name/item`s) [default: all
+    /// databases]
+    #[arg(long)]
+    pub resource: Vec<String>,
+    /// Database OLD was restored as NEW (repeatable)
+    #[arg(long, value_name = "OLD=NEW", value_parser = parse_rename)]
+    pub rename: Vec<(String, String)>,
+}
+
+fn parse_rename(value: &str) -> Result<(String, String), String> {
+    match value.split_once('=') {
+        Some((old, new)) if !old.is_empty() && !new.is_empty() => {
+            Ok((old.to_string(), new.to_string()))
+        }
+        _ => Err(format!("`{value}` is not OLD=NEW")),
+    }
 }
 
 #[derive(Args, Debug)]

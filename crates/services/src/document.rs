@@ -83,3 +83,19 @@ pub fn document_chunks(repo: &Repository, root: &Id) -> Result<Vec<Id>> {
         ))),
     }
 }
+
+/// A whole document in memory: for small ones (a server's roles), which are filtered first.
+pub(crate) fn read_document(repo: &Repository, root: &Id) -> Result<Vec<u8>> {
+    let chunks = document_chunks(repo, root)?;
+    let mut out = Vec::new();
+    lifeboat_files::read_stream(&mut repo.reader(), &chunks, &mut out)?;
+    Ok(out)
+}
+
+/// A suffix that makes a staging name unique on a server for this restore.
+pub(crate) fn staging_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{}_{nanos:08x}", std::process::id())
+}

@@ -8,11 +8,14 @@
 mod command;
 mod document;
 mod http;
+mod postgres;
+mod process;
 mod sqlite;
 
 pub use command::{apply_command, capture_command, discover};
 pub use document::{Document, document_chunks};
 pub use http::{HttpRequest, apply_http, capture_http};
+pub use postgres::{PG_BIN_ENV, PgRestore, PgServer};
 pub use sqlite::{capture_sqlite, restore_sqlite};
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +32,8 @@ pub enum ServiceError {
         status: String,
         stderr: String,
     },
+    #[error("{server}: {message}")]
+    Database { server: String, message: String },
     #[error("{path}: {message}")]
     Sqlite { path: String, message: String },
     #[error("{path} exists; restore with --replace to overwrite it")]

@@ -7,7 +7,8 @@ use anyhow::{Context as _, Result, bail};
 use lifeboat_files::{BackupOptions, Progress};
 use lifeboat_format::manifest::{CaptureStats, ResourcePoint, ResourceStatus, RestorePoint};
 use lifeboat_format::{FORMAT_VERSION, Id};
-use lifeboat_plan::ResourceKind;
+use lifeboat_plan::{DatabaseSelection, ResourceKind, Verify};
+use lifeboat_services::PgServer;
 
 use crate::cli::BackupArgs;
 use crate::context::Context;
@@ -19,6 +20,10 @@ enum Capture {
     Command(Vec<String>),
     Sqlite(PathBuf),
     Http(lifeboat_services::HttpRequest),
+    /// A PostgreSQL server's roles and tablespaces.
+    PgGlobals(PgServer),
+    /// One database of a PostgreSQL server, with the plan's checks for it.
+    PgDatabase(PgServer, String, Vec<String>),
     /// Cannot be captured; the reason is recorded in the restore point.
     Fails(String),
 }
@@ -124,6 +129,23 @@ fn targets(ctx: &Context, args: &BackupArgs) -> Result<(Vec<Target>, Option<Stri
                     Err(e) => Capture::Fails(format!("{e:#}")),
                 },
             },
+            ResourceKind::Postgres(server) => {
+                let Some(binding) = server.at.get(site) else {
+                    out.push(Target {
+                        name: name.clone(),
+                        kind,
+                        capture: unbound(),
+                    });
+                    continue;
+                };
+                match postgres_targets(name, server, binding, &resource.verify) {
+                    Ok(found) => {
+                        out.extend(found);
+                        continue;
+                    }
+                    Err(e) => Capture::Fails(format!("{e:#}")),
+                }
+            }
             _ => Capture::Fails(format!("lifeboat cannot capture `{kind}` resources yet")),
         };
         out.push(Target {
@@ -133,6 +155,58 @@ fn targets(ctx: &Context, args: &BackupArgs) -> Result<(Vec<Target>, Option<Stri
         });
     }
     Ok((out, Some(site.to_string())))
+}
+
+/// A PostgreSQL resource as targets: the server's globals under the resource's own name, then
+/// each protected database as `name/database`. With `databases = "*"` the server is asked
+/// which databases exist now, so new ones are protected without editing the plan.
+fn postgres_targets(
+    name: &str,
+    resource: &lifeboat_plan::DatabaseServerResource,
+    binding: &lifeboat_plan::DatabaseBinding,
+    verify: &[Verify],
+) -> Result<Vec<Target>> {
+    let server = postgres_server(binding)?;
+    let databases: Vec<String> = match &resource.databases {
+        DatabaseSelection::All => server.databases()?,
+        DatabaseSelection::Only(names) => names.clone(),
+    };
+    let mut targets = vec![Target {
+        name: name.to_string(),
+        kind: "postgres",
+        capture: Capture::PgGlobals(server.clone()),
+    }];
+    for database in databases.into_iter().filter(|d| resource.protects(d)) {
+        let checks = verify
+            .iter()
+            .filter_map(|v| match v {
+                Verify::Sql {
+                    sql, database: on, ..
+                } if on.as_deref().unwrap_or(server.default_database()) == database => {
+                    Some(sql.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        targets.push(Target {
+            name: format!("{name}/{database}"),
+            kind: "postgres",
+            capture: Capture::PgDatabase(server.clone(), database, checks),
+        });
+    }
+    Ok(targets)
+}
+
+/// A database binding as a server to connect to, its password secret resolved.
+pub(crate) fn postgres_server(binding: &lifeboat_plan::DatabaseBinding) -> Result<PgServer> {
+    let password = match &binding.password {
+        Some(secret) => Some(secret.resolve().context("resolving the password")?),
+        None => None,
+    };
+    Ok(PgServer::new(
+        &binding.url,
+        password.as_ref().map(|p| p.expose()),
+    )?)
 }
 
 pub fn run(ctx: &Context, args: BackupArgs) -> Result<Exit> {
@@ -149,6 +223,7 @@ pub fn run(ctx: &Context, args: BackupArgs) -> Result<Exit> {
     let mut skipped_files = Vec::new();
     for target in targets {
         tracing::info!("capturing {} ({})", target.name, target.kind);
+        let mut database = None;
         let (source, outcome, parent): (String, Result<(Id, CaptureStats), String>, Option<Id>) =
             match &target.capture {
                 Capture::Files(path, options) => {
@@ -184,6 +259,28 @@ pub fn run(ctx: &Context, args: BackupArgs) -> Result<Exit> {
                         lifeboat_services::capture_http(&writer, req).map(|d| (d.root, d.stats));
                     (req.url.clone(), outcome.map_err(|e| e.to_string()), None)
                 }
+                Capture::PgGlobals(server) => {
+                    let outcome = server.capture_globals(&writer).map(|d| (d.root, d.stats));
+                    (
+                        server.describe().to_string(),
+                        outcome.map_err(|e| e.to_string()),
+                        None,
+                    )
+                }
+                Capture::PgDatabase(server, name, checks) => {
+                    let outcome =
+                        server
+                            .capture_database(&writer, name, checks)
+                            .map(|(d, facts)| {
+                                database = Some(facts);
+                                (d.root, d.stats)
+                            });
+                    (
+                        format!("{}/{name}", server.describe()),
+                        outcome.map_err(|e| e.to_string()),
+                        None,
+                    )
+                }
                 Capture::Fails(reason) => (String::new(), Err(reason.clone()), None),
             };
         let (status, root, stats) = match outcome {
@@ -215,6 +312,7 @@ pub fn run(ctx: &Context, args: BackupArgs) -> Result<Exit> {
             root,
             parent,
             stats,
+            database,
         });
     }
     // Data and index first; the manifest only once everything it names is stored.

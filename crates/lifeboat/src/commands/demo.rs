@@ -170,6 +170,7 @@ fn capture(repo: &Repository, source: &Path, parent: Option<Id>) -> Result<(Id, 
             root: Some(capture.root),
             parent,
             stats: capture.stats,
+            database: None,
         }],
     };
     let id = repo.save_point(&point)?;

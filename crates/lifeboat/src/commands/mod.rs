@@ -26,6 +26,7 @@ pub fn run(cli: Cli) -> Result<Exit> {
                 Command::Backup(args) => backup::run(&ctx, args),
                 Command::Points(args) => maintain::points(&ctx, args),
                 Command::Restore(args) => restore::run(&ctx, args),
+                Command::Verify(args) => restore::verify(&ctx, args),
                 Command::Check(args) => maintain::check(&ctx, args),
                 Command::Forget(args) => maintain::forget(&ctx, args),
                 Command::Prune(args) => maintain::prune(&ctx, args),

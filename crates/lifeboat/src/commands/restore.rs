@@ -12,7 +12,7 @@ use lifeboat_format::manifest::{ResourcePoint, RestorePoint};
 use lifeboat_plan::{Plan, ResourceKind};
 use lifeboat_repository::Repository;
 
-use crate::cli::RestoreArgs;
+use crate::cli::{RestoreArgs, VerifyArgs};
 use crate::context::Context;
 use crate::output::{self, Bar, Exit};
 
@@ -70,11 +70,68 @@ pub fn run(ctx: &Context, args: RestoreArgs) -> Result<Exit> {
         .collect();
     match (&args.target, &args.site) {
         (Some(target), _) => to_directory(ctx, &repo, &args, target, id, &chosen),
-        (None, Some(site)) => to_site(ctx, &repo, &args, site, id, &chosen),
+        (None, Some(site)) => {
+            check_renames(&args.rename, &chosen)?;
+            let chosen = with_globals(&point, chosen);
+            to_site(ctx, &repo, &args, site, id, &chosen)
+        }
         (None, None) => {
             bail!("give --target DIR, or --site SITE to restore into the plan's bindings there")
         }
     }
+}
+
+/// Restoring a database needs its server's roles first: a database item brings the
+/// server-wide item of its resource along, ahead of it.
+fn with_globals<'a>(
+    point: &'a RestorePoint,
+    chosen: Vec<&'a ResourcePoint>,
+) -> Vec<&'a ResourcePoint> {
+    let mut out: Vec<&ResourcePoint> = Vec::with_capacity(chosen.len() + 1);
+    for r in chosen {
+        if let (Some(_), Some((base, _))) = (&r.database, r.name.split_once('/'))
+            && !out.iter().any(|o| o.name == base)
+            && let Some(globals) = point.resource(base)
+        {
+            out.push(globals);
+        }
+        if !out.iter().any(|o| o.name == r.name) {
+            out.push(r);
+        }
+    }
+    out
+}
+
+/// The database a captured item is, when it is one: the part after `resource/`.
+fn database_of(r: &ResourcePoint) -> Option<&str> {
+    r.database.as_ref()?;
+    r.name.split_once('/').map(|(_, db)| db)
+}
+
+/// Every `--rename OLD=NEW` must name a database being restored: a typo must not restore
+/// over the original.
+fn check_renames(renames: &[(String, String)], chosen: &[&ResourcePoint]) -> Result<()> {
+    for (old, _) in renames {
+        if !chosen.iter().any(|r| database_of(r) == Some(old.as_str())) {
+            let databases: Vec<&str> = chosen.iter().filter_map(|r| database_of(r)).collect();
+            bail!(
+                "--rename {old}=...: no database `{old}` is being restored{}",
+                if databases.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (databases: {})", databases.join(", "))
+                }
+            );
+        }
+    }
+    Ok(())
+}
+
+fn renamed<'a>(renames: &'a [(String, String)], database: &'a str) -> &'a str {
+    renames
+        .iter()
+        .find(|(old, _)| old == database)
+        .map_or(database, |(_, new)| new.as_str())
 }
 
 /// `name` selects a resource of that name, and the items discovered under it.
@@ -199,7 +256,7 @@ fn to_site(
     let mut failed = 0;
     for r in chosen {
         let started = std::time::Instant::now();
-        let outcome = restore_at_site(repo, plan, site, r, args.replace);
+        let outcome = restore_at_site(repo, plan, site, r, args);
         let ms = started.elapsed().as_millis() as u64;
         match &outcome {
             Ok(what) if !ctx.global.json => {
@@ -231,8 +288,9 @@ fn restore_at_site(
     plan: &Plan,
     site: &str,
     r: &ResourcePoint,
-    replace: bool,
+    args: &RestoreArgs,
 ) -> Result<String> {
+    let replace = args.replace;
     let Some(root) = r.root else {
         bail!("not captured in this restore point: {}", failure(r));
     };
@@ -302,6 +360,33 @@ fn restore_at_site(
                 req.url
             ))
         }
+        ResourceKind::Postgres(pg) => {
+            let server = super::backup::postgres_server(pg.at.get(site).ok_or_else(unbound)?)?;
+            match item {
+                None => {
+                    let n = server.restore_globals(repo, &root)?;
+                    Ok(format!(
+                        "applied roles and tablespaces ({}) to {}",
+                        output::bytes(n),
+                        server.describe()
+                    ))
+                }
+                Some(database) => {
+                    let target = renamed(&args.rename, database);
+                    let how = lifeboat_services::PgRestore {
+                        target,
+                        replace,
+                        jobs: args.jobs,
+                    };
+                    let n = server.restore_database(repo, &root, r.database.as_ref(), &how)?;
+                    Ok(format!(
+                        "restored database `{target}` ({}) on {}",
+                        output::bytes(n),
+                        server.describe()
+                    ))
+                }
+            }
+        }
         other => bail!("lifeboat cannot restore `{}` resources yet", other.name()),
     }
 }
@@ -310,5 +395,104 @@ fn failure(r: &ResourcePoint) -> String {
     match &r.status {
         lifeboat_format::manifest::ResourceStatus::Failed { error } => error.clone(),
         lifeboat_format::manifest::ResourceStatus::Complete => "no data".into(),
+    }
+}
+
+/// `lifeboat verify`: compares the databases at a site with what a restore point captured.
+pub fn verify(ctx: &Context, args: VerifyArgs) -> Result<Exit> {
+    let plan = ctx.require_plan()?;
+    if plan.site(&args.site).is_none() {
+        bail!(
+            "the plan has no site `{}`; it has: {}",
+            args.site,
+            plan.sites.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
+    let repo = ctx.open_repository()?;
+    let single = match args.resource.as_slice() {
+        [one] => Some(one.as_str()),
+        _ => None,
+    };
+    let (id, point) = find(&repo, &args.point, single)?;
+    let chosen: Vec<&ResourcePoint> = point
+        .resources
+        .iter()
+        .filter(|r| r.database.is_some())
+        .filter(|r| args.resource.is_empty() || args.resource.iter().any(|n| selects(n, &r.name)))
+        .collect();
+    if chosen.is_empty() {
+        bail!(
+            "restore point {} holds no captured database{}",
+            id.short(),
+            match args.resource.as_slice() {
+                [] => String::new(),
+                names => format!(" of {}", names.join(", ")),
+            }
+        );
+    }
+    check_renames(&args.rename, &chosen)?;
+    let mut report = Vec::new();
+    let mut problems = 0usize;
+    for r in chosen {
+        let facts = r.database.as_ref().expect("chosen for its facts");
+        let database = database_of(r).unwrap_or(&facts.name);
+        let target = renamed(&args.rename, database);
+        let outcome = verify_one(plan, &args.site, r, target);
+        let differences = match outcome {
+            Ok(d) => d,
+            Err(e) => vec![format!("{e:#}")],
+        };
+        problems += differences.len();
+        if !ctx.global.json {
+            if differences.is_empty() {
+                println!(
+                    "{}: `{target}` at {} matches ({} tables, {} checks)",
+                    r.name,
+                    args.site,
+                    facts.tables.len(),
+                    facts.checks.iter().filter(|c| c.error.is_none()).count()
+                );
+            } else {
+                for d in &differences {
+                    println!("{}: `{target}` at {}: {d}", r.name, args.site);
+                }
+            }
+        }
+        report.push(serde_json::json!({
+            "resource": r.name,
+            "database": target,
+            "tables": facts.tables.len(),
+            "checks": facts.checks.len(),
+            "differences": differences,
+        }));
+    }
+    if ctx.global.json {
+        output::json(&serde_json::json!({ "point": id, "site": args.site, "databases": report }));
+    } else if problems > 0 {
+        println!("{problems} differences from restore point {}", id.short());
+    }
+    Ok(if problems > 0 {
+        Exit::Problems
+    } else {
+        Exit::Success
+    })
+}
+
+fn verify_one(plan: &Plan, site: &str, r: &ResourcePoint, target: &str) -> Result<Vec<String>> {
+    let facts = r.database.as_ref().expect("a database capture");
+    let base = r.name.split_once('/').map_or(r.name.as_str(), |(b, _)| b);
+    let resource = plan
+        .resource(base)
+        .ok_or_else(|| anyhow!("the plan has no resource `{base}` (any more)"))?;
+    match &resource.kind {
+        ResourceKind::Postgres(pg) => {
+            let binding = pg
+                .at
+                .get(site)
+                .ok_or_else(|| anyhow!("the resource has no binding at site `{site}`"))?;
+            let server = super::backup::postgres_server(binding)?;
+            Ok(server.verify_database(target, facts)?)
+        }
+        other => bail!("lifeboat cannot verify `{}` resources yet", other.name()),
     }
 }

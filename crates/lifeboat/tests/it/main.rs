@@ -5,6 +5,8 @@ mod corruption;
 mod files;
 mod interrupt;
 mod plan;
+mod postgres;
 mod prune;
+mod servers;
 mod services;
 mod support;

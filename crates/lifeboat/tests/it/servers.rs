@@ -1,0 +1,241 @@
+//! Real servers for the tests, each in its own temporary directory on a free loopback port,
+//! stopped when dropped. A missing server binary fails the test with the package to install.
+
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// The folder of the newest PostgreSQL server binaries.
+pub fn pg_bin() -> PathBuf {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin).expect(
+        "PostgreSQL server binaries in /usr/lib/postgresql/*/bin (Debian package postgresql-15)",
+    )
+}
+
+/// Servers refuse to run as root: as root, run them as this unprivileged user.
+fn server_user() -> Option<(u32, u32)> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").expect("/etc/passwd");
+    let entry = |name: &str| -> Option<(u32, u32)> {
+        passwd.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            if fields.len() < 4 || fields[0] != name {
+                return None;
+            }
+            Some((fields[2].parse().ok()?, fields[3].parse().ok()?))
+        })
+    };
+    Some(
+        entry("postgres")
+            .or_else(|| entry("nobody"))
+            .expect("a `postgres` or `nobody` user to run servers as"),
+    )
+}
+
+fn hand_over(path: &Path, user: Option<(u32, u32)>) {
+    if let Some((uid, gid)) = user {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("chown to the server user");
+    }
+}
+
+fn as_server_user(command: &mut Command, user: Option<(u32, u32)>) {
+    if let Some((uid, gid)) = user {
+        command.uid(uid).gid(gid);
+    }
+}
+
+/// Stops a server child: a polite signal first, then a kill.
+fn stop(child: &mut Child, signal: &str) {
+    let _ = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+pub const PG_PASSWORD: &str = "pg-superuser-secret";
+
+/// A PostgreSQL cluster with superuser `postgres` (password [`PG_PASSWORD`], SCRAM) on
+/// 127.0.0.1.
+pub struct PgCluster {
+    pub port: u16,
+    pub bin: PathBuf,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl PgCluster {
+    pub fn start() -> Self {
+        let bin = pg_bin();
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let user = server_user();
+        hand_over(dir.path(), user);
+        let pwfile = dir.path().join("pwfile");
+        std::fs::write(&pwfile, PG_PASSWORD).expect("password file");
+        hand_over(&pwfile, user);
+        let data = dir.path().join("data");
+        let mut initdb = Command::new(bin.join("initdb"));
+        initdb
+            .args([
+                "-U",
+                "postgres",
+                "--auth=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ])
+            .arg(format!("--pwfile={}", pwfile.display()))
+            .arg("-D")
+            .arg(&data)
+            .env("LC_ALL", "C.UTF-8")
+            .stdout(Stdio::null());
+        as_server_user(&mut initdb, user);
+        let out = initdb.output().expect("initdb runs");
+        assert!(out.status.success(), "initdb failed: {out:?}");
+        let port = free_port();
+        let mut postgres = Command::new(bin.join("postgres"));
+        postgres
+            .arg("-D")
+            .arg(&data)
+            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
+            .args(["-c", "fsync=off", "-c", "max_connections=50"])
+            .arg("-k")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("server.log")).expect("server log"));
+        as_server_user(&mut postgres, user);
+        let child = postgres.spawn().expect("postgres starts");
+        let cluster = PgCluster {
+            port,
+            bin,
+            child,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = cluster
+                .tool("pg_isready")
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ready {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "postgres did not start on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        cluster
+    }
+
+    /// The libpq URL of database `db`, without the password.
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// A client tool pointed at this cluster as the superuser.
+    pub fn tool(&self, program: &str) -> Command {
+        let mut c = Command::new(self.bin.join(program));
+        c.env("PGHOST", "127.0.0.1")
+            .env("PGPORT", self.port.to_string())
+            .env("PGUSER", "postgres")
+            .env("PGPASSWORD", PG_PASSWORD)
+            .env("PGCONNECT_TIMEOUT", "10");
+        c
+    }
+
+    /// Runs SQL in `db` as a script (each statement on its own, so `CREATE DATABASE` may
+    /// follow another); returns the unaligned, tuples-only output.
+    pub fn sql(&self, db: &str, sql: &str) -> String {
+        use std::io::Write;
+        let mut child = self
+            .tool("psql")
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                db,
+                "-f",
+                "-",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("psql runs");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(sql.as_bytes()).unwrap();
+        stdin.write_all(b";\n").unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().expect("psql runs");
+        assert!(
+            out.status.success(),
+            "psql {sql:?} in {db}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// `pg_dump --schema-only` of `db`, for comparing two servers.
+    pub fn schema(&self, db: &str) -> String {
+        let out = self
+            .tool("pg_dump")
+            .args(["--schema-only", "--no-comments", "-d", db])
+            .output()
+            .expect("pg_dump runs");
+        assert!(out.status.success(), "pg_dump {db}: {out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            // `\restrict` lines carry a random key per run.
+            .filter(|l| {
+                !l.starts_with("--")
+                    && !l.starts_with("\\restrict")
+                    && !l.starts_with("\\unrestrict")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        // SIGINT: PostgreSQL's fast shutdown.
+        stop(&mut self.child, "-INT");
+    }
+}

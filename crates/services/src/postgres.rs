@@ -1,0 +1,740 @@
+//! PostgreSQL servers (`kind = "postgres"`).
+//!
+//! Capture: roles and tablespaces with `pg_dumpall --globals-only`; each database with
+//! `pg_dump --format=custom --compress=0` streamed straight into the repository (the
+//! repository compresses; an already compressed dump would defeat deduplication between
+//! restore points). The dump runs in a snapshot exported by lifeboat's own transaction, in
+//! which lifeboat also counts every table's rows and runs the plan's checks, so the manifest
+//! describes exactly what the dump holds while writers carry on.
+//!
+//! Restore: into a staging database that is renamed into place only once `pg_restore`
+//! succeeded (an existing database is replaced only when asked), so a failed restore never
+//! leaves a half-restored database under the real name, nor loses the one that was there.
+//!
+//! Queries go through the `postgres` crate; dumps and restores through the server's own
+//! tools (`pg_dump`, `pg_dumpall`, `pg_restore`, `psql`), found on `PATH` or in
+//! `LIFEBOAT_PG_BIN`, with the password passed in the environment, never on the command line.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use lifeboat_format::Id;
+use lifeboat_format::manifest::{DatabaseFacts, QueryResult, TableRows};
+use lifeboat_repository::{RepoWriter, Repository};
+use postgres::error::SqlState;
+use postgres::{Client, Config, NoTls, SimpleQueryMessage};
+
+use crate::document::{Document, document_chunks, read_document, staging_suffix, store};
+use crate::process::{self, Running};
+use crate::{Result, ServiceError};
+
+/// The environment variable naming the folder of the PostgreSQL client tools.
+pub const PG_BIN_ENV: &str = "LIFEBOAT_PG_BIN";
+
+/// One PostgreSQL server, as a binding names it.
+#[derive(Clone)]
+pub struct PgServer {
+    config: Config,
+    /// `postgres://user@host:port`, for messages: never the password.
+    display: String,
+}
+
+impl std::fmt::Debug for PgServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.display)
+    }
+}
+
+/// How a database is restored.
+#[derive(Clone, Debug)]
+pub struct PgRestore<'a> {
+    /// The name it is restored under.
+    pub target: &'a str,
+    /// Replace a database of that name; without it an existing database is an error.
+    pub replace: bool,
+    /// `pg_restore --jobs`; above 1 the dump is first written to a temporary file, as
+    /// parallel restore needs to seek.
+    pub jobs: u32,
+}
+
+impl PgServer {
+    /// `url` is a libpq URL (`postgres://user@host:port/db?...`); `password`, when given,
+    /// overrides one in the URL.
+    pub fn new(url: &str, password: Option<&str>) -> Result<Self> {
+        let mut config: Config = url.parse().map_err(|e| ServiceError::Database {
+            server: "postgres".into(),
+            message: format!("`{}` is not a PostgreSQL URL: {e}", redact(url)),
+        })?;
+        if let Some(password) = password {
+            config.password(password);
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        config.application_name("lifeboat");
+        let host = match config.get_hosts().first() {
+            Some(postgres::config::Host::Tcp(h)) => h.clone(),
+            Some(postgres::config::Host::Unix(p)) => p.display().to_string(),
+            None => "localhost".into(),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let user = config
+            .get_user()
+            .map(|u| format!("{u}@"))
+            .unwrap_or_default();
+        let display = format!("postgres://{user}{host}:{port}");
+        Ok(Self { config, display })
+    }
+
+    /// The server without credentials, for messages and manifests.
+    pub fn describe(&self) -> &str {
+        &self.display
+    }
+
+    /// The database the binding's URL names: where server-wide work connects, and what a
+    /// plan's check without `database` runs in.
+    pub fn default_database(&self) -> &str {
+        self.maintenance_db()
+    }
+
+    fn maintenance_db(&self) -> &str {
+        self.config.get_dbname().unwrap_or("postgres")
+    }
+
+    fn error(&self, message: impl Into<String>) -> ServiceError {
+        ServiceError::Database {
+            server: self.display.clone(),
+            message: message.into(),
+        }
+    }
+
+    fn query_error(&self, what: &str, e: postgres::Error) -> ServiceError {
+        self.error(format!("{what}: {}", describe_error(&e)))
+    }
+
+    fn connect(&self, dbname: &str) -> Result<Client> {
+        let mut config = self.config.clone();
+        config.dbname(dbname);
+        config.connect(NoTls).map_err(|e| {
+            if e.code() == Some(&SqlState::INVALID_CATALOG_NAME) {
+                self.error(format!("database `{dbname}` does not exist"))
+            } else {
+                self.query_error(&format!("connecting to database `{dbname}`"), e)
+            }
+        })
+    }
+
+    /// Every database that accepts connections, templates aside, sorted by name.
+    pub fn databases(&self) -> Result<Vec<String>> {
+        let mut client = self.connect(self.maintenance_db())?;
+        let rows = client
+            .query(
+                "SELECT datname::text FROM pg_database \
+                 WHERE datallowconn AND NOT datistemplate ORDER BY 1",
+                &[],
+            )
+            .map_err(|e| self.query_error("listing databases", e))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// A client tool connected to `dbname` through the environment.
+    fn tool(&self, program: &str, dbname: &str) -> Command {
+        let path = match std::env::var_os(PG_BIN_ENV) {
+            Some(dir) => std::path::Path::new(&dir).join(program),
+            None => program.into(),
+        };
+        let mut command = Command::new(path);
+        for var in ["PGSERVICE", "PGSERVICEFILE", "PGOPTIONS"] {
+            command.env_remove(var);
+        }
+        let hosts: Vec<String> = self
+            .config
+            .get_hosts()
+            .iter()
+            .map(|h| match h {
+                postgres::config::Host::Tcp(h) => h.clone(),
+                postgres::config::Host::Unix(p) => p.display().to_string(),
+            })
+            .collect();
+        if !hosts.is_empty() {
+            command.env("PGHOST", hosts.join(","));
+        }
+        let ports: Vec<String> = self.config.get_ports().iter().map(u16::to_string).collect();
+        if !ports.is_empty() {
+            command.env("PGPORT", ports.join(","));
+        }
+        if let Some(user) = self.config.get_user() {
+            command.env("PGUSER", user);
+        }
+        match self.config.get_password() {
+            Some(password) => command.env("PGPASSWORD", String::from_utf8_lossy(password).as_ref()),
+            None => command.env_remove("PGPASSWORD"),
+        };
+        let sslmode = match self.config.get_ssl_mode() {
+            postgres::config::SslMode::Disable => "disable",
+            postgres::config::SslMode::Require => "require",
+            _ => "prefer",
+        };
+        command
+            .env("PGDATABASE", dbname)
+            .env("PGSSLMODE", sslmode)
+            .env("PGAPPNAME", "lifeboat")
+            .env(
+                "PGCONNECT_TIMEOUT",
+                self.config
+                    .get_connect_timeout()
+                    .map_or(10, |t| t.as_secs().max(1))
+                    .to_string(),
+            );
+        command
+    }
+
+    fn start(&self, command: Command, stdin: Stdio) -> Result<Running> {
+        let program = command.get_program().to_string_lossy().into_owned();
+        process::start(command, program.clone(), stdin).map_err(|e| match e {
+            ServiceError::Spawn { program, source }
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                self.error(format!(
+                    "cannot run `{program}`: not found; install the PostgreSQL client tools \
+                     (Debian package postgresql-client) or set {PG_BIN_ENV} to their folder"
+                ))
+            }
+            other => other,
+        })
+    }
+
+    /// Roles (with their password hashes when the user may read them) and tablespaces.
+    pub fn capture_globals(&self, writer: &RepoWriter<'_>) -> Result<Document> {
+        let attempt = |extra: &[&str]| -> Result<Document> {
+            let mut command = self.tool("pg_dumpall", self.maintenance_db());
+            command
+                .args(["--globals-only", "--no-password"])
+                .args(extra);
+            let mut child = self.start(command, Stdio::null())?;
+            let stored = store(writer, "globals.sql", &mut child.stdout());
+            child.finish()?;
+            stored
+        };
+        match attempt(&[]) {
+            // Only superusers may read password hashes; roles without them still matter.
+            Err(ServiceError::CommandFailed { stderr, .. }) if stderr.contains("pg_authid") => {
+                tracing::warn!(
+                    "{}: not allowed to read role passwords; capturing roles without them",
+                    self.display
+                );
+                attempt(&["--no-role-passwords"])
+            }
+            other => other,
+        }
+    }
+
+    /// One database, consistently, with its row counts and the results of `checks` taken
+    /// in the same snapshot.
+    pub fn capture_database(
+        &self,
+        writer: &RepoWriter<'_>,
+        name: &str,
+        checks: &[String],
+    ) -> Result<(Document, DatabaseFacts)> {
+        let mut client = self.connect(name).map_err(|e| match e {
+            ServiceError::Database { message, .. } if message.ends_with("does not exist") => self
+                .error(format!(
+                    "database `{name}` no longer exists (dropped during the backup?)"
+                )),
+            other => other,
+        })?;
+        let q = |e| self.query_error(&format!("database `{name}`"), e);
+        client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .map_err(q)?;
+        let snapshot: String = client
+            .query_one("SELECT pg_export_snapshot()", &[])
+            .map_err(q)?
+            .get(0);
+        let row = client
+            .query_one(
+                "SELECT pg_get_userbyid(datdba)::text, pg_encoding_to_char(encoding)::text, \
+                 datcollate::text, datctype::text, current_setting('server_version') \
+                 FROM pg_database WHERE datname = current_database()",
+                &[],
+            )
+            .map_err(q)?;
+        let mut facts = DatabaseFacts {
+            name: name.to_string(),
+            owner: row.get(0),
+            encoding: row.get(1),
+            collate: row.get(2),
+            ctype: row.get(3),
+            server_version: row.get(4),
+            ..DatabaseFacts::default()
+        };
+
+        let mut command = self.tool("pg_dump", name);
+        command.args([
+            "--format=custom",
+            "--compress=0",
+            "--no-password",
+            &format!("--snapshot={snapshot}"),
+        ]);
+        let mut child = self.start(command, Stdio::null())?;
+        let entry = format!("{}.pgdump", name.replace('/', "_"));
+        let (stored, counted, client) = std::thread::scope(|s| {
+            // Counting runs beside the dump, inside the same snapshot.
+            let counter = s.spawn(move || {
+                let counted = count_rows(&mut client, checks);
+                (counted, client)
+            });
+            let stored = store(writer, &entry, &mut child.stdout());
+            let (counted, client) = counter.join().expect("the row counter does not panic");
+            (stored, counted, client)
+        });
+        let mut client = client;
+        child.finish()?;
+        let document = stored?;
+        let (tables, check_results) = counted.map_err(q)?;
+        // The snapshot had to outlive pg_dump's import of it; a read-only commit.
+        client.batch_execute("COMMIT").map_err(q)?;
+        facts.tables = tables;
+        facts.checks = check_results;
+        Ok((document, facts))
+    }
+
+    /// Creates the roles and tablespaces of a captured server that this one lacks, and brings
+    /// the attributes of the others in line, except those of the role lifeboat connects as.
+    pub fn restore_globals(&self, repo: &Repository, root: &Id) -> Result<u64> {
+        let script = read_document(repo, root)?;
+        let script = String::from_utf8_lossy(&script);
+        let mut client = self.connect(self.maintenance_db())?;
+        let roles: Vec<String> = client
+            .query("SELECT rolname::text FROM pg_roles", &[])
+            .map_err(|e| self.query_error("listing roles", e))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let tablespaces: Vec<String> = client
+            .query("SELECT spcname::text FROM pg_tablespace", &[])
+            .map_err(|e| self.query_error("listing tablespaces", e))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let me = self.config.get_user().unwrap_or("postgres");
+        let filtered = filter_globals(&script, &roles, &tablespaces, me);
+        let mut command = self.tool("psql", self.maintenance_db());
+        command.args([
+            "-X",
+            "-q",
+            "--no-password",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-f",
+            "-",
+        ]);
+        let mut child = self.start(command, Stdio::piped())?;
+        let mut stdout = child.stdout();
+        let drain = std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        let mut stdin = child.stdin();
+        let written = stdin.write_all(filtered.as_bytes());
+        drop(stdin);
+        let _ = drain.join();
+        child.finish()?;
+        written.map_err(|e| self.error(format!("feeding psql: {e}")))?;
+        Ok(filtered.len() as u64)
+    }
+
+    /// Restores one captured database as `how.target`.
+    pub fn restore_database(
+        &self,
+        repo: &Repository,
+        root: &Id,
+        facts: Option<&DatabaseFacts>,
+        how: &PgRestore<'_>,
+    ) -> Result<u64> {
+        let target = how.target;
+        // A database cannot be dropped or renamed over from a session inside it.
+        let admin_db = if self.maintenance_db() == target {
+            "template1"
+        } else {
+            self.maintenance_db()
+        };
+        let mut admin = self.connect(admin_db)?;
+        let exists = admin
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&target])
+            .map_err(|e| self.query_error("looking for the database", e))?
+            .is_some();
+        if exists && !how.replace {
+            return Err(ServiceError::Exists {
+                path: format!("database `{target}` on {}", self.display),
+            });
+        }
+        let staging = format!("lifeboat_restore_{}", staging_suffix());
+        let mut create = format!(
+            "CREATE DATABASE {} TEMPLATE template0",
+            quote_ident(&staging)
+        );
+        if let Some(f) = facts {
+            for (option, value) in [
+                ("ENCODING", &f.encoding),
+                ("LC_COLLATE", &f.collate),
+                ("LC_CTYPE", &f.ctype),
+            ] {
+                if !value.is_empty() {
+                    create.push_str(&format!(" {option} {}", quote_literal(value)));
+                }
+            }
+        }
+        admin
+            .batch_execute(&create)
+            .map_err(|e| self.query_error(&format!("creating database `{target}`"), e))?;
+        let restored = self.fill(&mut admin, repo, root, facts, &staging, how.jobs);
+        let swapped = restored.and_then(|bytes| {
+            if exists {
+                admin
+                    .batch_execute(&format!(
+                        "DROP DATABASE {} WITH (FORCE)",
+                        quote_ident(target)
+                    ))
+                    .map_err(|e| self.query_error(&format!("replacing database `{target}`"), e))?;
+            }
+            admin
+                .batch_execute(&format!(
+                    "ALTER DATABASE {} RENAME TO {}",
+                    quote_ident(&staging),
+                    quote_ident(target)
+                ))
+                .map_err(|e| self.query_error(&format!("renaming into `{target}`"), e))?;
+            Ok(bytes)
+        });
+        if swapped.is_err() {
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                quote_ident(&staging)
+            ));
+        }
+        swapped
+    }
+
+    /// Runs `pg_restore` into the (new, empty) database `staging`.
+    fn fill(
+        &self,
+        admin: &mut Client,
+        repo: &Repository,
+        root: &Id,
+        facts: Option<&DatabaseFacts>,
+        staging: &str,
+        jobs: u32,
+    ) -> Result<u64> {
+        if let Some(owner) = facts.map(|f| f.owner.as_str()).filter(|o| !o.is_empty()) {
+            let known = admin
+                .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&owner])
+                .map_err(|e| self.query_error("looking up the owner", e))?
+                .is_some();
+            if known {
+                admin
+                    .batch_execute(&format!(
+                        "ALTER DATABASE {} OWNER TO {}",
+                        quote_ident(staging),
+                        quote_ident(owner)
+                    ))
+                    .map_err(|e| self.query_error("setting the owner", e))?;
+            }
+        }
+        let chunks = document_chunks(repo, root)?;
+        let mut command = self.tool("pg_restore", staging);
+        command.args([
+            "--no-password",
+            "--exit-on-error",
+            &format!("--dbname={staging}"),
+        ]);
+        if jobs <= 1 {
+            let child = self.start(command, Stdio::piped())?;
+            return crate::command::feed(repo, &chunks, child);
+        }
+        // Parallel restore seeks in the archive: give it a file.
+        let mut file = tempfile::NamedTempFile::new()
+            .map_err(|e| ServiceError::Io(format!("temporary file for pg_restore: {e}")))?;
+        let path = file.path().to_path_buf();
+        let bytes = {
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, file.as_file_mut());
+            let n = lifeboat_files::read_stream(&mut repo.reader(), &chunks, &mut out)?;
+            out.flush()
+                .map_err(|e| ServiceError::Io(format!("writing {}: {e}", path.display())))?;
+            n
+        };
+        command.arg(format!("--jobs={jobs}")).arg(file.path());
+        self.start(command, Stdio::null())?.finish()?;
+        Ok(bytes)
+    }
+
+    /// Compares database `name` on this server with what a capture saw: every table's row
+    /// count and every check's result. Returns the differences.
+    pub fn verify_database(&self, name: &str, facts: &DatabaseFacts) -> Result<Vec<String>> {
+        let mut client = self.connect(name)?;
+        let mut differences = Vec::new();
+        for table in &facts.tables {
+            let sql = format!("SELECT count(*) FROM {}", table.table);
+            match client.query_one(sql.as_str(), &[]) {
+                Ok(row) => {
+                    let rows = row.get::<_, i64>(0) as u64;
+                    if rows != table.rows {
+                        differences.push(format!(
+                            "table {}: {rows} rows, the restore point has {}",
+                            table.table, table.rows
+                        ));
+                    }
+                }
+                Err(e) => {
+                    differences.push(format!("table {}: {}", table.table, describe_error(&e)))
+                }
+            }
+        }
+        for check in &facts.checks {
+            if check.error.is_some() {
+                continue;
+            }
+            match first_value(&mut client, &check.sql) {
+                Ok(value) if value == check.value => {}
+                Ok(value) => differences.push(format!(
+                    "`{}` gives {}, the restore point has {}",
+                    check.sql,
+                    shown(&value),
+                    shown(&check.value)
+                )),
+                Err(e) => differences.push(format!("`{}`: {}", check.sql, describe_error(&e))),
+            }
+        }
+        Ok(differences)
+    }
+}
+
+fn shown(value: &Option<String>) -> String {
+    value
+        .as_deref()
+        .map_or_else(|| "NULL".to_string(), |v| format!("`{v}`"))
+}
+
+/// Exact row counts of every ordinary table, then each check, in the open transaction.
+fn count_rows(
+    client: &mut Client,
+    checks: &[String],
+) -> Result<(Vec<TableRows>, Vec<QueryResult>), postgres::Error> {
+    let tables: Vec<String> = client
+        .query(
+            "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) \
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind = 'r' AND n.nspname <> 'information_schema' \
+             AND n.nspname NOT LIKE 'pg\\_%' ORDER BY 1",
+            &[],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut counted = Vec::with_capacity(tables.len());
+    for table in tables {
+        let rows: i64 = client
+            .query_one(format!("SELECT count(*) FROM {table}").as_str(), &[])?
+            .get(0);
+        counted.push(TableRows {
+            table,
+            rows: rows as u64,
+        });
+    }
+    let mut results = Vec::new();
+    for sql in checks {
+        // A broken check must not abort the transaction the dump's snapshot lives in.
+        client.batch_execute("SAVEPOINT lifeboat_check")?;
+        let result = match first_value(client, sql) {
+            Ok(value) => QueryResult {
+                sql: sql.clone(),
+                value,
+                error: None,
+            },
+            Err(e) => {
+                client.batch_execute("ROLLBACK TO SAVEPOINT lifeboat_check")?;
+                QueryResult {
+                    sql: sql.clone(),
+                    value: None,
+                    error: Some(describe_error(&e)),
+                }
+            }
+        };
+        results.push(result);
+    }
+    Ok((counted, results))
+}
+
+/// The first column of the first row, as text.
+fn first_value(client: &mut Client, sql: &str) -> Result<Option<String>, postgres::Error> {
+    for message in client.simple_query(sql)? {
+        if let SimpleQueryMessage::Row(row) = message {
+            return Ok(row.get(0).map(str::to_string));
+        }
+    }
+    Ok(None)
+}
+
+/// The whole story of a client error: the server's message with detail and hint, or the
+/// chain of causes of a connection failure.
+fn describe_error(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut out = db.message().to_string();
+        if let Some(detail) = db.detail() {
+            out.push_str(&format!(" ({detail})"));
+        }
+        if let Some(hint) = db.hint() {
+            out.push_str(&format!("; hint: {hint}"));
+        }
+        return out;
+    }
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+/// A URL with any password replaced, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+pub(crate) fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn quote_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// The identifier at the start of `rest` as `pg_dumpall` writes it (quoted only when it must
+/// be), and what follows it.
+fn leading_ident(rest: &str) -> Option<(String, &str)> {
+    if let Some(quoted) = rest.strip_prefix('"') {
+        let mut name = String::new();
+        let mut chars = quoted.char_indices();
+        while let Some((i, c)) = chars.next() {
+            if c == '"' {
+                if quoted[i + 1..].starts_with('"') {
+                    name.push('"');
+                    chars.next();
+                } else {
+                    return Some((name, &quoted[i + 1..]));
+                }
+            } else {
+                name.push(c);
+            }
+        }
+        None
+    } else {
+        let end = rest
+            .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
+            .unwrap_or(rest.len());
+        (end > 0).then(|| (rest[..end].to_string(), &rest[end..]))
+    }
+}
+
+/// `pg_dumpall --globals-only` output made safe to run on another server: no `CREATE` for
+/// roles and tablespaces it already has, and nothing that changes the role lifeboat connects
+/// as (its password is the DR site's, not the primary's).
+fn filter_globals(script: &str, roles: &[String], tablespaces: &[String], me: &str) -> String {
+    let mut out = String::with_capacity(script.len());
+    for line in script.lines() {
+        let skip = if let Some(rest) = line.strip_prefix("CREATE ROLE ") {
+            leading_ident(rest).is_some_and(|(name, _)| roles.contains(&name))
+        } else if let Some(rest) = line.strip_prefix("ALTER ROLE ") {
+            leading_ident(rest).is_some_and(|(name, _)| name == me)
+        } else if let Some(rest) = line.strip_prefix("CREATE TABLESPACE ") {
+            leading_ident(rest).is_some_and(|(name, _)| tablespaces.contains(&name))
+        } else {
+            false
+        };
+        if !skip {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globals_keep_new_roles_and_leave_the_connecting_role_alone() {
+        let script = "\
+SET standard_conforming_strings = on;
+CREATE ROLE app;
+ALTER ROLE app WITH LOGIN PASSWORD 'SCRAM-SHA-256$x';
+CREATE ROLE \"Odd \"\"Name\";
+ALTER ROLE \"Odd \"\"Name\" WITH NOLOGIN;
+CREATE ROLE postgres;
+ALTER ROLE postgres WITH SUPERUSER LOGIN PASSWORD 'SCRAM-SHA-256$primary';
+CREATE TABLESPACE fast OWNER postgres LOCATION '/srv/fast';
+GRANT app TO \"Odd \"\"Name\" GRANTED BY postgres;
+";
+        let out = filter_globals(
+            script,
+            &["postgres".into(), "Odd \"Name".into()],
+            &["fast".into()],
+            "postgres",
+        );
+        assert_eq!(
+            out,
+            "\
+SET standard_conforming_strings = on;
+CREATE ROLE app;
+ALTER ROLE app WITH LOGIN PASSWORD 'SCRAM-SHA-256$x';
+ALTER ROLE \"Odd \"\"Name\" WITH NOLOGIN;
+GRANT app TO \"Odd \"\"Name\" GRANTED BY postgres;
+"
+        );
+    }
+
+    #[test]
+    fn identifiers_parse_as_pg_dumpall_writes_them() {
+        assert_eq!(leading_ident("app;"), Some(("app".to_string(), ";")));
+        assert_eq!(
+            leading_ident("\"a \"\"b\" WITH"),
+            Some(("a \"b".to_string(), " WITH"))
+        );
+        assert_eq!(leading_ident("\"unterminated"), None);
+        assert_eq!(leading_ident(";"), None);
+    }
+
+    #[test]
+    fn urls_lose_their_password_in_messages() {
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(quote_literal("it's"), "'it''s'");
+    }
+
+    #[test]
+    fn a_server_is_described_without_its_password() {
+        let server = PgServer::new("postgres://lifeboat:pw@10.0.0.5:6432/app", Some("x")).unwrap();
+        assert_eq!(server.describe(), "postgres://lifeboat@10.0.0.5:6432");
+        assert_eq!(server.maintenance_db(), "app");
+        let e = PgServer::new("mysql://nope", None).unwrap_err().to_string();
+        assert!(e.contains("not a PostgreSQL URL"), "{e}");
+    }
+}

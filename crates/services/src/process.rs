@@ -1,0 +1,104 @@
+//! Child processes that services are captured and applied with: argv only (never a shell
+//! unless the argv names one), stderr kept for the error message, stdout streamed.
+
+use std::io::Read;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::thread::JoinHandle;
+
+use crate::{Result, ServiceError};
+
+/// A started child whose stderr is collected on a thread, so a chatty child never blocks.
+pub(crate) struct Running {
+    child: Child,
+    stderr: Option<JoinHandle<String>>,
+    what: String,
+}
+
+/// Starts `command` with piped stdout and stderr. `what` names it in errors.
+pub(crate) fn start(mut command: Command, what: String, stdin: Stdio) -> Result<Running> {
+    let program = command.get_program().to_string_lossy().into_owned();
+    let mut child = command
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| ServiceError::Spawn { program, source })?;
+    let stderr = child.stderr.take().map(collect_tail);
+    Ok(Running {
+        child,
+        stderr,
+        what,
+    })
+}
+
+/// Starts `argv` in `cwd`.
+pub(crate) fn start_argv(argv: &[String], cwd: &std::path::Path, stdin: Stdio) -> Result<Running> {
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| ServiceError::Io("empty command".into()))?;
+    let mut command = Command::new(program);
+    command.args(args).current_dir(cwd);
+    start(command, argv.join(" "), stdin)
+}
+
+impl Running {
+    pub(crate) fn stdout(&mut self) -> ChildStdout {
+        self.child.stdout.take().expect("stdout is piped once")
+    }
+
+    pub(crate) fn stdin(&mut self) -> ChildStdin {
+        self.child.stdin.take().expect("stdin is piped once")
+    }
+
+    /// Waits for the child; an unsuccessful exit is an error carrying its stderr. On
+    /// success, returns the stderr (some tools report problems there and still exit 0).
+    pub(crate) fn finish(mut self) -> Result<String> {
+        // Nobody reads stdout any more: drop it so a child still writing sees EPIPE.
+        drop(self.child.stdout.take());
+        let status = self
+            .child
+            .wait()
+            .map_err(|e| ServiceError::Io(format!("waiting for `{}`: {e}", self.what)))?;
+        let stderr = self
+            .stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        if !status.success() {
+            return Err(ServiceError::CommandFailed {
+                command: std::mem::take(&mut self.what),
+                status: status.to_string(),
+                stderr,
+            });
+        }
+        Ok(stderr)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Abandoned (an error elsewhere): never leave the child running or a zombie.
+        if self.stderr.is_some() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The last 8 KiB (at least) of a stream, read to its end.
+fn collect_tail(mut stream: impl Read + Send + 'static) -> JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = stream.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n]);
+            if all.len() > 16 * 1024 {
+                all.drain(..all.len() - 8 * 1024);
+            }
+        }
+        String::from_utf8_lossy(&all).into_owned()
+    })
+}
