@@ -8,6 +8,7 @@
 mod command;
 mod document;
 mod http;
+mod mysql;
 mod postgres;
 mod process;
 mod sqlite;
@@ -15,6 +16,7 @@ mod sqlite;
 pub use command::{apply_command, capture_command, discover};
 pub use document::{Document, document_chunks};
 pub use http::{HttpRequest, apply_http, capture_http};
+pub use mysql::{MYSQL_BIN_ENV, MyServer};
 pub use postgres::{PG_BIN_ENV, PgRestore, PgServer};
 pub use sqlite::{capture_sqlite, restore_sqlite};
 

@@ -8,7 +8,7 @@ use lifeboat_files::{BackupOptions, Progress};
 use lifeboat_format::manifest::{CaptureStats, ResourcePoint, ResourceStatus, RestorePoint};
 use lifeboat_format::{FORMAT_VERSION, Id};
 use lifeboat_plan::{DatabaseSelection, ResourceKind, Verify};
-use lifeboat_services::PgServer;
+use lifeboat_services::{MyServer, PgServer};
 
 use crate::cli::BackupArgs;
 use crate::context::Context;
@@ -20,10 +20,10 @@ enum Capture {
     Command(Vec<String>),
     Sqlite(PathBuf),
     Http(lifeboat_services::HttpRequest),
-    /// A PostgreSQL server's roles and tablespaces.
-    PgGlobals(PgServer),
-    /// One database of a PostgreSQL server, with the plan's checks for it.
-    PgDatabase(PgServer, String, Vec<String>),
+    /// A database server's accounts: roles and tablespaces, users and grants.
+    ServerGlobals(Server),
+    /// One database of a server, with the plan's checks for it.
+    Database(Server, String, Vec<String>),
     /// Cannot be captured; the reason is recorded in the restore point.
     Fails(String),
 }
@@ -129,7 +129,7 @@ fn targets(ctx: &Context, args: &BackupArgs) -> Result<(Vec<Target>, Option<Stri
                     Err(e) => Capture::Fails(format!("{e:#}")),
                 },
             },
-            ResourceKind::Postgres(server) => {
+            ResourceKind::Postgres(server) | ResourceKind::Mysql(server) => {
                 let Some(binding) = server.at.get(site) else {
                     out.push(Target {
                         name: name.clone(),
@@ -138,7 +138,9 @@ fn targets(ctx: &Context, args: &BackupArgs) -> Result<(Vec<Target>, Option<Stri
                     });
                     continue;
                 };
-                match postgres_targets(name, server, binding, &resource.verify) {
+                let found = Server::of(&resource.kind, binding)
+                    .and_then(|s| database_targets(name, kind, s, server, &resource.verify));
+                match found {
                     Ok(found) => {
                         out.extend(found);
                         continue;
@@ -146,7 +148,6 @@ fn targets(ctx: &Context, args: &BackupArgs) -> Result<(Vec<Target>, Option<Stri
                     Err(e) => Capture::Fails(format!("{e:#}")),
                 }
             }
-            _ => Capture::Fails(format!("lifeboat cannot capture `{kind}` resources yet")),
         };
         out.push(Target {
             name: name.clone(),
@@ -157,24 +158,70 @@ fn targets(ctx: &Context, args: &BackupArgs) -> Result<(Vec<Target>, Option<Stri
     Ok((out, Some(site.to_string())))
 }
 
-/// A PostgreSQL resource as targets: the server's globals under the resource's own name, then
-/// each protected database as `name/database`. With `databases = "*"` the server is asked
-/// which databases exist now, so new ones are protected without editing the plan.
-fn postgres_targets(
+/// A database server, whatever its kind.
+#[derive(Clone, Debug)]
+pub(crate) enum Server {
+    Postgres(PgServer),
+    Mysql(MyServer),
+}
+
+impl Server {
+    /// The server a postgres or mysql binding names, its password secret resolved.
+    pub(crate) fn of(
+        kind: &ResourceKind,
+        binding: &lifeboat_plan::DatabaseBinding,
+    ) -> Result<Self> {
+        let password = match &binding.password {
+            Some(secret) => Some(secret.resolve().context("resolving the password")?),
+            None => None,
+        };
+        let password = password.as_ref().map(|p| p.expose());
+        Ok(match kind {
+            ResourceKind::Mysql(_) => Server::Mysql(MyServer::new(&binding.url, password)?),
+            _ => Server::Postgres(PgServer::new(&binding.url, password)?),
+        })
+    }
+
+    pub(crate) fn describe(&self) -> &str {
+        match self {
+            Server::Postgres(s) => s.describe(),
+            Server::Mysql(s) => s.describe(),
+        }
+    }
+
+    fn databases(&self) -> Result<Vec<String>, lifeboat_services::ServiceError> {
+        match self {
+            Server::Postgres(s) => s.databases(),
+            Server::Mysql(s) => s.databases(),
+        }
+    }
+
+    fn default_database(&self) -> &str {
+        match self {
+            Server::Postgres(s) => s.default_database(),
+            Server::Mysql(s) => s.default_database(),
+        }
+    }
+}
+
+/// A database server resource as targets: the server's accounts under the resource's own
+/// name, then each protected database as `name/database`. With `databases = "*"` the server
+/// is asked which databases exist now, so new ones are protected without editing the plan.
+fn database_targets(
     name: &str,
+    kind: &'static str,
+    server: Server,
     resource: &lifeboat_plan::DatabaseServerResource,
-    binding: &lifeboat_plan::DatabaseBinding,
     verify: &[Verify],
 ) -> Result<Vec<Target>> {
-    let server = postgres_server(binding)?;
     let databases: Vec<String> = match &resource.databases {
         DatabaseSelection::All => server.databases()?,
         DatabaseSelection::Only(names) => names.clone(),
     };
     let mut targets = vec![Target {
         name: name.to_string(),
-        kind: "postgres",
-        capture: Capture::PgGlobals(server.clone()),
+        kind,
+        capture: Capture::ServerGlobals(server.clone()),
     }];
     for database in databases.into_iter().filter(|d| resource.protects(d)) {
         let checks = verify
@@ -190,23 +237,11 @@ fn postgres_targets(
             .collect();
         targets.push(Target {
             name: format!("{name}/{database}"),
-            kind: "postgres",
-            capture: Capture::PgDatabase(server.clone(), database, checks),
+            kind,
+            capture: Capture::Database(server.clone(), database, checks),
         });
     }
     Ok(targets)
-}
-
-/// A database binding as a server to connect to, its password secret resolved.
-pub(crate) fn postgres_server(binding: &lifeboat_plan::DatabaseBinding) -> Result<PgServer> {
-    let password = match &binding.password {
-        Some(secret) => Some(secret.resolve().context("resolving the password")?),
-        None => None,
-    };
-    Ok(PgServer::new(
-        &binding.url,
-        password.as_ref().map(|p| p.expose()),
-    )?)
 }
 
 pub fn run(ctx: &Context, args: BackupArgs) -> Result<Exit> {
@@ -259,22 +294,28 @@ pub fn run(ctx: &Context, args: BackupArgs) -> Result<Exit> {
                         lifeboat_services::capture_http(&writer, req).map(|d| (d.root, d.stats));
                     (req.url.clone(), outcome.map_err(|e| e.to_string()), None)
                 }
-                Capture::PgGlobals(server) => {
-                    let outcome = server.capture_globals(&writer).map(|d| (d.root, d.stats));
+                Capture::ServerGlobals(server) => {
+                    let outcome = match server {
+                        Server::Postgres(s) => s.capture_globals(&writer),
+                        Server::Mysql(s) => s.capture_globals(&writer),
+                    };
                     (
                         server.describe().to_string(),
-                        outcome.map_err(|e| e.to_string()),
+                        outcome
+                            .map(|d| (d.root, d.stats))
+                            .map_err(|e| e.to_string()),
                         None,
                     )
                 }
-                Capture::PgDatabase(server, name, checks) => {
-                    let outcome =
-                        server
-                            .capture_database(&writer, name, checks)
-                            .map(|(d, facts)| {
-                                database = Some(facts);
-                                (d.root, d.stats)
-                            });
+                Capture::Database(server, name, checks) => {
+                    let outcome = match server {
+                        Server::Postgres(s) => s.capture_database(&writer, name, checks),
+                        Server::Mysql(s) => s.capture_database(&writer, name),
+                    };
+                    let outcome = outcome.map(|(d, facts)| {
+                        database = Some(facts);
+                        (d.root, d.stats)
+                    });
                     (
                         format!("{}/{name}", server.describe()),
                         outcome.map_err(|e| e.to_string()),

@@ -12,6 +12,7 @@ use lifeboat_format::manifest::{ResourcePoint, RestorePoint};
 use lifeboat_plan::{Plan, ResourceKind};
 use lifeboat_repository::Repository;
 
+use super::backup::Server;
 use crate::cli::{RestoreArgs, VerifyArgs};
 use crate::context::Context;
 use crate::output::{self, Bar, Exit};
@@ -360,34 +361,38 @@ fn restore_at_site(
                 req.url
             ))
         }
-        ResourceKind::Postgres(pg) => {
-            let server = super::backup::postgres_server(pg.at.get(site).ok_or_else(unbound)?)?;
-            match item {
-                None => {
-                    let n = server.restore_globals(repo, &root)?;
-                    Ok(format!(
-                        "applied roles and tablespaces ({}) to {}",
-                        output::bytes(n),
-                        server.describe()
-                    ))
-                }
-                Some(database) => {
-                    let target = renamed(&args.rename, database);
+        ResourceKind::Postgres(db) | ResourceKind::Mysql(db) => {
+            let server = Server::of(&resource.kind, db.at.get(site).ok_or_else(unbound)?)?;
+            let Some(database) = item else {
+                let n = match &server {
+                    Server::Postgres(s) => s.restore_globals(repo, &root)?,
+                    Server::Mysql(s) => s.restore_globals(repo, &root)?,
+                };
+                return Ok(format!(
+                    "applied accounts ({}) to {}",
+                    output::bytes(n),
+                    server.describe()
+                ));
+            };
+            let target = renamed(&args.rename, database);
+            let facts = r.database.as_ref();
+            let n = match &server {
+                Server::Postgres(s) => {
                     let how = lifeboat_services::PgRestore {
                         target,
                         replace,
                         jobs: args.jobs,
                     };
-                    let n = server.restore_database(repo, &root, r.database.as_ref(), &how)?;
-                    Ok(format!(
-                        "restored database `{target}` ({}) on {}",
-                        output::bytes(n),
-                        server.describe()
-                    ))
+                    s.restore_database(repo, &root, facts, &how)?
                 }
-            }
+                Server::Mysql(s) => s.restore_database(repo, &root, facts, target, replace)?,
+            };
+            Ok(format!(
+                "restored database `{target}` ({}) on {}",
+                output::bytes(n),
+                server.describe()
+            ))
         }
-        other => bail!("lifeboat cannot restore `{}` resources yet", other.name()),
     }
 }
 
@@ -417,7 +422,7 @@ pub fn verify(ctx: &Context, args: VerifyArgs) -> Result<Exit> {
     let chosen: Vec<&ResourcePoint> = point
         .resources
         .iter()
-        .filter(|r| r.database.is_some())
+        .filter(|r| r.database.is_some() && r.kind == "postgres")
         .filter(|r| args.resource.is_empty() || args.resource.iter().any(|n| selects(n, &r.name)))
         .collect();
     if chosen.is_empty() {
@@ -490,9 +495,14 @@ fn verify_one(plan: &Plan, site: &str, r: &ResourcePoint, target: &str) -> Resul
                 .at
                 .get(site)
                 .ok_or_else(|| anyhow!("the resource has no binding at site `{site}`"))?;
-            let server = super::backup::postgres_server(binding)?;
-            Ok(server.verify_database(target, facts)?)
+            match Server::of(&resource.kind, binding)? {
+                Server::Postgres(server) => Ok(server.verify_database(target, facts)?),
+                Server::Mysql(_) => unreachable!("a postgres binding"),
+            }
         }
-        other => bail!("lifeboat cannot verify `{}` resources yet", other.name()),
+        other => bail!(
+            "lifeboat verify compares PostgreSQL databases; `{}` captures record no row counts",
+            other.name()
+        ),
     }
 }

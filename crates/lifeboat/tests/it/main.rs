@@ -4,6 +4,7 @@
 mod corruption;
 mod files;
 mod interrupt;
+mod mariadb;
 mod plan;
 mod postgres;
 mod prune;

@@ -239,3 +239,192 @@ impl Drop for PgCluster {
         stop(&mut self.child, "-INT");
     }
 }
+
+pub const MARIADB_PASSWORD: &str = "mariadb-root-secret";
+
+/// A MariaDB server with `root` (password [`MARIADB_PASSWORD`]) on 127.0.0.1.
+pub struct MariaDb {
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+fn mariadb_program(name: &str) -> PathBuf {
+    ["/usr/sbin", "/usr/bin"]
+        .iter()
+        .map(|dir| Path::new(dir).join(name))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!("`{name}` not found (Debian packages mariadb-server and mariadb-client)")
+        })
+}
+
+impl MariaDb {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        // MariaDB's own account when there is one, as the package runs it.
+        let user = server_user().map(|fallback| {
+            let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+            passwd
+                .lines()
+                .find_map(|line| {
+                    let f: Vec<&str> = line.split(':').collect();
+                    (f.len() > 3 && f[0] == "mysql")
+                        .then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))
+                        .flatten()
+                })
+                .unwrap_or(fallback)
+        });
+        hand_over(dir.path(), user);
+        let data = dir.path().join("data");
+        let mut install = Command::new(mariadb_program("mariadb-install-db"));
+        install
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
+            .stdout(Stdio::null());
+        as_server_user(&mut install, user);
+        let out = install.output().expect("mariadb-install-db runs");
+        assert!(out.status.success(), "mariadb-install-db failed: {out:?}");
+        let port = free_port();
+        let mut server = Command::new(mariadb_program("mariadbd"));
+        server
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--socket={}", dir.path().join("sock").display()))
+            .arg(format!("--pid-file={}", dir.path().join("pid").display()))
+            .arg(format!(
+                "--log-error={}",
+                dir.path().join("error.log").display()
+            ))
+            .arg(format!("--port={port}"))
+            .args([
+                "--bind-address=127.0.0.1",
+                "--skip-log-bin",
+                "--innodb-buffer-pool-size=32M",
+                "--innodb-log-file-size=16M",
+                "--innodb-flush-log-at-trx-commit=0",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        as_server_user(&mut server, user);
+        let child = server.spawn().expect("mariadbd starts");
+        let db = MariaDb {
+            port,
+            child,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // Fresh root has no password yet; give it one over TCP, then use it.
+        loop {
+            let set = db
+                .client_with(None)
+                .args([
+                    "-e",
+                    &format!(
+                        "ALTER USER root@localhost IDENTIFIED BY '{MARIADB_PASSWORD}'; \
+                         ALTER USER root@'127.0.0.1' IDENTIFIED BY '{MARIADB_PASSWORD}'"
+                    ),
+                ])
+                .output()
+                .expect("the mariadb client runs (Debian package mariadb-client)");
+            if set.status.success() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mariadbd did not start on port {port}: {set:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        db
+    }
+
+    pub fn url(&self) -> String {
+        format!("mysql://root@127.0.0.1:{}", self.port)
+    }
+
+    fn client_with(&self, password: Option<&str>) -> Command {
+        let mut c = Command::new(mariadb_program("mariadb"));
+        c.args([
+            "--no-defaults",
+            "--protocol=TCP",
+            "-h",
+            "127.0.0.1",
+            "-u",
+            "root",
+        ])
+        .arg(format!("--port={}", self.port));
+        match password {
+            Some(p) => c.env("MYSQL_PWD", p),
+            None => c.env_remove("MYSQL_PWD"),
+        };
+        c
+    }
+
+    /// A client as root.
+    pub fn client(&self) -> Command {
+        self.client_with(Some(MARIADB_PASSWORD))
+    }
+
+    /// Runs SQL; returns tab-separated rows without headers.
+    pub fn sql(&self, sql: &str) -> String {
+        let out = self
+            .client()
+            .args(["--batch", "--skip-column-names", "-e", sql])
+            .output()
+            .expect("mariadb runs");
+        assert!(
+            out.status.success(),
+            "mariadb {sql:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// The schema of `db`, for comparing two servers.
+    pub fn schema(&self, db: &str) -> String {
+        let out = Command::new(mariadb_program("mariadb-dump"))
+            .args([
+                "--no-defaults",
+                "--protocol=TCP",
+                "-h",
+                "127.0.0.1",
+                "-u",
+                "root",
+            ])
+            .arg(format!("--port={}", self.port))
+            .args([
+                "--no-data",
+                "--routines",
+                "--triggers",
+                "--skip-dump-date",
+                db,
+            ])
+            .env("MYSQL_PWD", MARIADB_PASSWORD)
+            .output()
+            .expect("mariadb-dump runs");
+        assert!(out.status.success(), "mariadb-dump {db}: {out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.starts_with("--"))
+            // The next AUTO_INCREMENT value is the writer's progress, not the schema.
+            .map(|l| match l.split_once(" AUTO_INCREMENT=") {
+                Some((head, tail)) => {
+                    format!(
+                        "{head}{}",
+                        tail.trim_start_matches(|c: char| c.is_ascii_digit())
+                    )
+                }
+                None => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for MariaDb {
+    fn drop(&mut self) {
+        stop(&mut self.child, "-TERM");
+    }
+}
