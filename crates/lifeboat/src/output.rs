@@ -138,8 +138,20 @@ impl Bar {
         bar.set_message(label.to_string());
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
+            let mut streaming = false;
             while !flag.load(Ordering::Relaxed) {
-                bar.set_length(progress.bytes_total.load(Ordering::Relaxed));
+                let total = progress.bytes_total.load(Ordering::Relaxed);
+                // A stream (a database dump) has no known size: bytes and rate only.
+                if total == 0 && !streaming && progress.bytes_done.load(Ordering::Relaxed) > 0 {
+                    streaming = true;
+                    bar.set_style(
+                        indicatif::ProgressStyle::with_template(
+                            "{msg:10} {spinner} {binary_bytes} {binary_bytes_per_sec}",
+                        )
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                    );
+                }
+                bar.set_length(total);
                 bar.set_position(progress.bytes_done.load(Ordering::Relaxed));
                 std::thread::sleep(Duration::from_millis(100));
             }

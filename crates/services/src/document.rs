@@ -3,6 +3,7 @@
 use std::io::Read;
 use std::time::Instant;
 
+use lifeboat_files::Progress;
 use lifeboat_format::Id;
 use lifeboat_format::manifest::CaptureStats;
 use lifeboat_format::pack::ChunkKind;
@@ -23,11 +24,21 @@ pub(crate) fn store(
     name: &str,
     source: &mut dyn Read,
 ) -> Result<Document> {
+    store_counted(writer, name, source, None)
+}
+
+/// The same, counting the bytes read into `progress` (for long dumps).
+pub(crate) fn store_counted(
+    writer: &RepoWriter<'_>,
+    name: &str,
+    source: &mut dyn Read,
+    progress: Option<&Progress>,
+) -> Result<Document> {
     let started = Instant::now();
     let before = writer.stats();
     let mut data = writer.packer(ChunkKind::Data);
     let mut buf = Vec::new();
-    let stored = lifeboat_files::store_stream(writer, &mut data, source, &mut buf, None);
+    let stored = lifeboat_files::store_stream(writer, &mut data, source, &mut buf, progress);
     writer.flush(&mut data)?;
     let (chunks, size) = stored?;
     let tree = Tree {

@@ -21,7 +21,7 @@ use lifeboat_format::Id;
 use lifeboat_format::manifest::DatabaseFacts;
 use lifeboat_repository::{RepoWriter, Repository};
 
-use crate::document::{Document, document_chunks, read_document, store};
+use crate::document::{Document, document_chunks, read_document, store, store_counted};
 use crate::process::{self, Running};
 use crate::{Result, ServiceError};
 
@@ -223,6 +223,7 @@ impl MyServer {
         &self,
         writer: &RepoWriter<'_>,
         name: &str,
+        progress: Option<&lifeboat_files::Progress>,
     ) -> Result<(Document, DatabaseFacts)> {
         let rows = self.query(&format!(
             "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME, VERSION() \
@@ -248,7 +249,7 @@ impl MyServer {
         ]);
         let mut child = self.start(command, Stdio::null())?;
         let entry = format!("{}.sql", name.replace('/', "_"));
-        let stored = store(writer, &entry, &mut child.stdout());
+        let stored = store_counted(writer, &entry, &mut child.stdout(), progress);
         child.finish().map_err(|e| match self.client_error(e) {
             ServiceError::Database { message, .. } if message.contains("Unknown database") => self
                 .error(format!(

@@ -25,7 +25,9 @@ use lifeboat_repository::{RepoWriter, Repository};
 use postgres::error::SqlState;
 use postgres::{Client, Config, NoTls, SimpleQueryMessage};
 
-use crate::document::{Document, document_chunks, read_document, staging_suffix, store};
+use crate::document::{
+    Document, document_chunks, read_document, staging_suffix, store, store_counted,
+};
 use crate::process::{self, Running};
 use crate::{Result, ServiceError};
 
@@ -237,6 +239,7 @@ impl PgServer {
         writer: &RepoWriter<'_>,
         name: &str,
         checks: &[String],
+        progress: Option<&lifeboat_files::Progress>,
     ) -> Result<(Document, DatabaseFacts)> {
         let mut client = self.connect(name).map_err(|e| match e {
             ServiceError::Database { message, .. } if message.ends_with("does not exist") => self
@@ -286,7 +289,7 @@ impl PgServer {
                 let counted = count_rows(&mut client, checks);
                 (counted, client)
             });
-            let stored = store(writer, &entry, &mut child.stdout());
+            let stored = store_counted(writer, &entry, &mut child.stdout(), progress);
             let (counted, client) = counter.join().expect("the row counter does not panic");
             (stored, counted, client)
         });

@@ -308,10 +308,15 @@ pub fn run(ctx: &Context, args: BackupArgs) -> Result<Exit> {
                     )
                 }
                 Capture::Database(server, name, checks) => {
+                    let progress = Arc::new(Progress::default());
+                    let bar = Bar::start(&ctx.global, &target.name, progress.clone());
                     let outcome = match server {
-                        Server::Postgres(s) => s.capture_database(&writer, name, checks),
-                        Server::Mysql(s) => s.capture_database(&writer, name),
+                        Server::Postgres(s) => {
+                            s.capture_database(&writer, name, checks, Some(&progress))
+                        }
+                        Server::Mysql(s) => s.capture_database(&writer, name, Some(&progress)),
                     };
+                    drop(bar);
                     let outcome = outcome.map(|(d, facts)| {
                         database = Some(facts);
                         (d.root, d.stats)
