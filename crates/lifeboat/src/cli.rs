@@ -101,7 +101,8 @@ pub enum RepoCommand {
 
 #[derive(Args, Debug)]
 pub struct BackupArgs {
-    /// Resources of the plan to capture [default: all]
+    /// Resources of the plan to capture [default: all]; `name/item` captures one discovered
+    /// item (one database of a server)
     pub resources: Vec<String>,
     /// Capture this directory (no plan needed)
     #[arg(long, value_name = "DIR", conflicts_with = "resources")]
@@ -154,8 +155,10 @@ pub struct RestoreArgs {
     /// Restore database OLD under the name NEW (repeatable), e.g. `orders=orders_check`
     #[arg(long, value_name = "OLD=NEW", value_parser = parse_rename, requires = "site")]
     pub rename: Vec<(String, String)>,
-    /// Parallel jobs for each database restore (`pg_restore --jobs`)
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    /// Parallel jobs for each PostgreSQL database restore (`pg_restore --jobs`). 1 streams
+    /// the dump into `pg_restore`; more first write it to a temporary file (parallel restore
+    /// seeks), which pays off for many large tables on many cores
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub jobs: u32,
     /// Compare the restore point with the target instead of writing
     #[arg(long, requires = "target")]

@@ -57,7 +57,10 @@ fn targets(ctx: &Context, args: &BackupArgs) -> Result<(Vec<Target>, Option<Stri
         return Ok((vec![target], None));
     }
     let plan = ctx.require_plan()?;
-    for name in &args.resources {
+    // `name/item` selects one discovered item of resource `name`.
+    let base = |name: &str| name.split_once('/').map_or(name, |(b, _)| b).to_string();
+    let wanted: Vec<String> = args.resources.iter().map(|n| base(n)).collect();
+    for name in &wanted {
         if plan.resource(name).is_none() {
             bail!(
                 "the plan has no resource `{name}`; it has: {}",
@@ -72,7 +75,7 @@ fn targets(ctx: &Context, args: &BackupArgs) -> Result<(Vec<Target>, Option<Stri
     let (site, _) = plan.primary_site();
     let mut out = Vec::new();
     for (name, resource) in &plan.resources {
-        if !args.resources.is_empty() && !args.resources.contains(name) {
+        if !wanted.is_empty() && !wanted.contains(name) {
             continue;
         }
         let kind = resource.kind.name();
@@ -155,7 +158,37 @@ fn targets(ctx: &Context, args: &BackupArgs) -> Result<(Vec<Target>, Option<Stri
             capture,
         });
     }
+    if !args.resources.is_empty() {
+        let found: Vec<String> = out.iter().map(|t| t.name.clone()).collect();
+        // An item comes with its resource's own part (a server's roles, or why discovery
+        // failed).
+        out.retain(|t| {
+            args.resources
+                .iter()
+                .any(|n| selects(n, &t.name) || base(n) == t.name)
+        });
+        for name in &args.resources {
+            let failed = out
+                .iter()
+                .any(|t| t.name == base(name) && matches!(t.capture, Capture::Fails(_)));
+            if !failed && !out.iter().any(|t| selects(name, &t.name)) {
+                bail!(
+                    "`{name}` is not there at site `{site}` now; found: {}",
+                    found.join(", ")
+                );
+            }
+        }
+    }
     Ok((out, Some(site.to_string())))
+}
+
+/// `name` selects a resource of that name, and the items discovered under it; `name/item`
+/// selects that item.
+pub(crate) fn selects(name: &str, resource: &str) -> bool {
+    resource == name
+        || resource
+            .strip_prefix(name)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// A database server, whatever its kind.

@@ -12,7 +12,7 @@ use lifeboat_format::manifest::{ResourcePoint, RestorePoint};
 use lifeboat_plan::{Plan, ResourceKind};
 use lifeboat_repository::Repository;
 
-use super::backup::Server;
+use super::backup::{Server, selects};
 use crate::cli::{RestoreArgs, VerifyArgs};
 use crate::context::Context;
 use crate::output::{self, Bar, Exit};
@@ -133,14 +133,6 @@ fn renamed<'a>(renames: &'a [(String, String)], database: &'a str) -> &'a str {
         .iter()
         .find(|(old, _)| old == database)
         .map_or(database, |(_, new)| new.as_str())
-}
-
-/// `name` selects a resource of that name, and the items discovered under it.
-fn selects(name: &str, resource: &str) -> bool {
-    resource == name
-        || resource
-            .strip_prefix(name)
-            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 fn to_directory(

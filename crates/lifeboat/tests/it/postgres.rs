@@ -210,7 +210,15 @@ fn rename_and_replace_never_merge_into_an_existing_database() {
     primary.sql("postgres", "CREATE DATABASE shop");
     fill(&primary, "shop", "1");
     let w = pg_workplace(&primary, &dr, "");
-    lifeboat(&w, &["backup", "db"], 0);
+    // One database of the server (its roles come along).
+    let backup = lifeboat(&w, &["backup", "db/shop"], 0);
+    let names: Vec<&str> = backup["point"]["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["db", "db/shop"]);
 
     // A drill restores under another name, next to the original.
     lifeboat(
