@@ -47,6 +47,8 @@ pub(crate) fn store_counted(
             kind: EntryKind::File { size, chunks },
             meta: Metadata {
                 mode: 0o600,
+                // A document restored to a folder carries when it was captured.
+                mtime: captured_at(),
                 ..Metadata::default()
             },
         }],
@@ -70,6 +72,16 @@ pub(crate) fn store_counted(
             ..CaptureStats::default()
         },
     })
+}
+
+fn captured_at() -> lifeboat_format::tree::Time {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    lifeboat_format::tree::Time {
+        secs: now.as_secs() as i64,
+        nanos: now.subsec_nanos(),
+    }
 }
 
 /// The chunks of a document's single entry.

@@ -7,6 +7,8 @@ use std::thread::JoinHandle;
 
 use crate::{Result, ServiceError};
 
+const PIPE_SIZE: usize = 1 << 20;
+
 /// A started child whose stderr is collected on a thread, so a chatty child never blocks.
 pub(crate) struct Running {
     child: Child,
@@ -24,6 +26,14 @@ pub(crate) fn start(mut command: Command, what: String, stdin: Stdio) -> Result<
         .spawn()
         .map_err(|source| ServiceError::Spawn { program, source })?;
     let stderr = child.stderr.take().map(collect_tail);
+    // Dumps and restores stream hundreds of MB through these pipes: larger buffers mean
+    // fewer wake-ups of both sides. Best effort (the system may cap the size).
+    if let Some(stdin) = &child.stdin {
+        let _ = rustix::pipe::fcntl_setpipe_size(stdin, PIPE_SIZE);
+    }
+    if let Some(stdout) = &child.stdout {
+        let _ = rustix::pipe::fcntl_setpipe_size(stdout, PIPE_SIZE);
+    }
     Ok(Running {
         child,
         stderr,

@@ -1,0 +1,149 @@
+//! The journal of a run: one JSON record per line, appended (and synced) as each step starts
+//! and ends. Replaying it tells a resumed run which steps are finished; a run killed while
+//! writing leaves at most a torn last line, which is ignored.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::steps::Step;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Event {
+    Started,
+    Finished,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// The step's id ([`Step::id`]).
+    pub step: String,
+    pub event: Event,
+    /// When, as the binary's clock said (RFC 3339).
+    pub at: String,
+    /// Milliseconds since the run began.
+    pub elapsed_ms: u64,
+    /// What happened: a summary when finished, the error when failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl Record {
+    /// One line of the journal, newline included.
+    pub fn line(&self) -> String {
+        let mut line = serde_json::to_string(self).expect("a record always serialises");
+        line.push('\n');
+        line
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("journal line {line}: {message}")]
+pub struct JournalError {
+    pub line: usize,
+    pub message: String,
+}
+
+/// Reads a journal. A last line without its newline is a record torn by a kill and is
+/// dropped; any other unreadable line is an error (the journal was damaged).
+pub fn parse(text: &str) -> Result<Vec<Record>, JournalError> {
+    let complete = match text.rfind('\n') {
+        Some(end) => &text[..end],
+        None => "",
+    };
+    complete
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| JournalError {
+                line: i + 1,
+                message: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Where each step stands after replaying the records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Replay {
+    /// The last event of each step.
+    pub last: BTreeMap<String, Event>,
+}
+
+impl Replay {
+    pub fn of(records: &[Record]) -> Self {
+        let mut last = BTreeMap::new();
+        for r in records {
+            last.insert(r.step.clone(), r.event);
+        }
+        Replay { last }
+    }
+
+    pub fn finished(&self, step: &Step) -> bool {
+        self.last.get(&step.id()) == Some(&Event::Finished)
+    }
+
+    /// The steps still to run, in order: everything not finished (a step that started and
+    /// never ended was interrupted and runs again; steps are idempotent).
+    pub fn remaining<'a>(&self, steps: &'a [Step]) -> Vec<&'a Step> {
+        steps.iter().filter(|s| !self.finished(s)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(step: &str, event: Event) -> Record {
+        Record {
+            step: step.into(),
+            event,
+            at: "2026-11-22T00:00:00Z".into(),
+            elapsed_ms: 0,
+            detail: None,
+        }
+    }
+
+    #[test]
+    fn a_killed_run_resumes_after_its_last_finished_step() {
+        let steps = vec![
+            Step::Fence {
+                site: "primary".into(),
+            },
+            Step::Restore {
+                resource: "db".into(),
+                site: "dr".into(),
+                wave: 0,
+            },
+            Step::Notify,
+        ];
+        let mut text = String::new();
+        text.push_str(&record("fence:primary", Event::Started).line());
+        text.push_str(&record("fence:primary", Event::Finished).line());
+        text.push_str(&record("restore:db", Event::Started).line());
+        // Killed while writing the next record.
+        text.push_str("{\"step\":\"restore:db\",\"ev");
+        let records = parse(&text).unwrap();
+        assert_eq!(records.len(), 3);
+        let replay = Replay::of(&records);
+        let ids: Vec<String> = replay.remaining(&steps).iter().map(|s| s.id()).collect();
+        assert_eq!(ids, ["restore:db", "notify"]);
+    }
+
+    #[test]
+    fn a_failed_step_runs_again_and_damage_is_an_error() {
+        let records = parse(&format!(
+            "{}{}",
+            record("notify", Event::Started).line(),
+            record("notify", Event::Failed).line()
+        ))
+        .unwrap();
+        assert!(!Replay::of(&records).finished(&Step::Notify));
+        let e = parse("not json\n{}\n").unwrap_err();
+        assert_eq!(e.line, 1);
+        assert_eq!(parse("").unwrap(), vec![]);
+    }
+}
