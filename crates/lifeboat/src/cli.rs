@@ -70,6 +70,17 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Compare databases at a site with what a restore point captured (row counts, checks)
     Verify(VerifyArgs),
+    /// The primary is lost: bring the stack up at a standby site from a restore point and
+    /// move traffic there
+    Failover(FailoverArgs),
+    /// The primary is back: capture the DR site, restore that at the primary, switch back
+    Failback(RunArgs),
+    /// A planned move of the stack and its traffic to SITE, both sites healthy
+    Switchover(SwitchoverArgs),
+    /// Finish an interrupted failover, failback or switchover from where it stopped
+    Resume,
+    /// Which site is active under which epoch, and the last run with its step timings
+    Status,
     /// Verify the repository: finds every missing, truncated or corrupted object
     Check(CheckArgs),
     /// Delete restore points a retention policy does not keep (applied separately to each
@@ -163,6 +174,40 @@ pub struct RestoreArgs {
     /// Compare the restore point with the target instead of writing
     #[arg(long, requires = "target")]
     pub verify: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Restore only these resources (and what they depend on)
+    #[arg(long, value_name = "RESOURCE")]
+    pub only: Vec<String>,
+    /// Print the ordered steps and what each would touch; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation (required when not on a terminal)
+    #[arg(long)]
+    pub yes: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct FailoverArgs {
+    /// The standby site to bring up
+    #[arg(long, value_name = "SITE")]
+    pub to: String,
+    /// The restore point to restore [default: the newest complete one]
+    #[arg(long, value_name = "ID")]
+    pub point: Option<String>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct SwitchoverArgs {
+    /// The site to move to
+    #[arg(long, value_name = "SITE")]
+    pub to: String,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Args, Debug)]

@@ -54,10 +54,16 @@ pub struct SiteState {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     #[error("a {kind} to `{to}` (run {id}) is under way; `lifeboat resume` finishes it")]
-    InProgress { kind: &'static str, to: String, id: String },
+    InProgress {
+        kind: &'static str,
+        to: String,
+        id: String,
+    },
     #[error("`{0}` is already the active site")]
     AlreadyActive(String),
-    #[error("a failover moves traffic away from the primary `{primary}`; to return to it, fail back")]
+    #[error(
+        "a failover moves traffic away from the primary `{primary}`; to return to it, fail back"
+    )]
     FailoverToPrimary { primary: String },
     #[error("a failback returns to the primary, but the primary `{0}` is already active")]
     NothingToFailBack(String),
@@ -83,7 +89,12 @@ impl SiteState {
     /// `ActiveNoDR`, `ActiveDR`, or the run under way, for people.
     pub fn describe(&self) -> String {
         match &self.run {
-            Some(run) => format!("{} in progress ({} → {})", run.kind.as_str(), run.from, run.to),
+            Some(run) => format!(
+                "{} in progress ({} → {})",
+                run.kind.as_str(),
+                run.from,
+                run.to
+            ),
             None if self.active == self.primary => "ActiveNoDR".to_string(),
             None => "ActiveDR".to_string(),
         }
@@ -187,7 +198,10 @@ mod tests {
         assert_eq!((s.epoch, s.active.as_str()), (2, "primary"));
         assert_eq!(s.describe(), "failover in progress (primary → dr)");
         let s = s.complete("r1").unwrap();
-        assert_eq!((s.epoch, s.active.as_str(), s.describe().as_str()), (2, "dr", "ActiveDR"));
+        assert_eq!(
+            (s.epoch, s.active.as_str(), s.describe().as_str()),
+            (2, "dr", "ActiveDR")
+        );
         let s = s.begin(RunKind::Failback, "ignored", "r2").unwrap();
         assert_eq!(s.run.as_ref().unwrap().to, "primary");
         let s = s.complete("r2").unwrap();
@@ -233,7 +247,10 @@ mod tests {
             running.begin(RunKind::Failover, "dr", "r2"),
             Err(Refusal::InProgress { .. })
         ));
-        assert!(matches!(running.complete("r2"), Err(Refusal::OtherRun { .. })));
+        assert!(matches!(
+            running.complete("r2"),
+            Err(Refusal::OtherRun { .. })
+        ));
         let abandoned = running.abandon("r1").unwrap();
         assert_eq!((abandoned.active.as_str(), abandoned.epoch), ("primary", 2));
         assert!(abandoned.run.is_none());

@@ -67,3 +67,37 @@ pub fn discover(argv: &[String], cwd: &Path) -> Result<Vec<String>> {
     items.dedup();
     Ok(items)
 }
+
+/// Runs a plan's command (a site's `provision`, `start`, a fence, a traffic hook) with extra
+/// environment, its stdin empty. Returns the last lines of its stdout; an unsuccessful exit
+/// is an error carrying its stderr.
+pub fn run_command(argv: &[String], cwd: &Path, env: &[(String, String)]) -> Result<String> {
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| ServiceError::Io("empty command".into()))?;
+    let mut command = std::process::Command::new(program);
+    command.args(args).current_dir(cwd);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = crate::process::start(command, argv.join(" "), Stdio::null())?;
+    let mut out = String::new();
+    let _ = child.stdout().read_to_string(&mut out);
+    child.finish()?;
+    let lines: Vec<&str> = out.lines().filter(|l| !l.trim().is_empty()).collect();
+    Ok(lines[lines.len().saturating_sub(3)..].join("; "))
+}
+
+/// Runs `argv` with `input` on its stdin (a notification as JSON).
+pub fn run_with_input(argv: &[String], cwd: &Path, input: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut child = start_argv(argv, cwd, Stdio::piped())?;
+    let mut stdout = child.stdout();
+    let drain = std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    let mut stdin = child.stdin();
+    let _ = stdin.write_all(input);
+    drop(stdin);
+    let _ = drain.join();
+    child.finish()?;
+    Ok(())
+}

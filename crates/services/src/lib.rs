@@ -5,6 +5,7 @@
 //! deduplication treat it exactly like a file. Capture and apply never go through a shell
 //! unless the argv itself names one.
 
+pub mod checks;
 mod command;
 mod document;
 mod http;
@@ -13,9 +14,9 @@ mod postgres;
 mod process;
 mod sqlite;
 
-pub use command::{apply_command, capture_command, discover};
+pub use command::{apply_command, capture_command, discover, run_command, run_with_input};
 pub use document::{Document, document_chunks};
-pub use http::{HttpRequest, apply_http, capture_http};
+pub use http::{HttpRequest, apply_http, capture_http, post_json};
 pub use mysql::{MYSQL_BIN_ENV, MyServer};
 pub use postgres::{PG_BIN_ENV, PgRestore, PgServer};
 pub use sqlite::{capture_sqlite, restore_sqlite};

@@ -194,6 +194,28 @@ impl MyServer {
         }
     }
 
+    /// The first column of the first row of `query`, as text (`NULL` as `None`), in
+    /// `database` when given: for health checks.
+    pub fn first_value(&self, database: Option<&str>, query: &str) -> Result<Option<String>> {
+        let mut command = self.tool(&["mariadb", "mysql"]);
+        command.args(["--batch", "--skip-column-names"]);
+        if let Some(db) = database.or(self.database.as_deref()) {
+            command.arg(format!("--database={db}"));
+        }
+        command.args(["-e", query]);
+        let mut child = self.start(command, Stdio::null())?;
+        let mut out = String::new();
+        let read = child.stdout().read_to_string(&mut out);
+        child.finish().map_err(|e| self.client_error(e))?;
+        read.map_err(|e| self.error(format!("reading the client's output: {e}")))?;
+        Ok(out
+            .lines()
+            .next()
+            .and_then(|line| line.split('\t').next())
+            .filter(|v| *v != "NULL")
+            .map(unescape_batch))
+    }
+
     /// Every database but the server's own, sorted by name.
     pub fn databases(&self) -> Result<Vec<String>> {
         let rows = self.query("SHOW DATABASES")?;

@@ -470,6 +470,14 @@ impl PgServer {
         Ok(bytes)
     }
 
+    /// The first column of the first row of `query`, as text, in `database` (the URL's when
+    /// `None`): for health checks.
+    pub fn first_value(&self, database: Option<&str>, query: &str) -> Result<Option<String>> {
+        let database = database.unwrap_or(self.maintenance_db());
+        let mut client = self.connect(database)?;
+        first_value(&mut client, query).map_err(|e| self.query_error(&format!("`{query}`"), e))
+    }
+
     /// Compares database `name` on this server with what a capture saw: every table's row
     /// count and every check's result. Returns the differences.
     pub fn verify_database(&self, name: &str, facts: &DatabaseFacts) -> Result<Vec<String>> {

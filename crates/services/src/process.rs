@@ -68,12 +68,30 @@ impl Running {
         let status = self
             .child
             .wait()
-            .map_err(|e| ServiceError::Io(format!("waiting for `{}`: {e}", self.what)))?;
+            .map_err(|e| ServiceError::Io(format!("waiting for `{}`: {e}", self.what)));
+        self.conclude(status)
+    }
+
+    /// `None` while the child runs; once it has exited, what [`Running::finish`] says.
+    pub(crate) fn try_finished(&mut self) -> Option<Result<String>> {
+        let status = match self.child.try_wait() {
+            Ok(None) => return None,
+            Ok(Some(status)) => Ok(status),
+            Err(e) => Err(ServiceError::Io(format!(
+                "waiting for `{}`: {e}",
+                self.what
+            ))),
+        };
+        Some(self.conclude(status))
+    }
+
+    fn conclude(&mut self, status: Result<std::process::ExitStatus>) -> Result<String> {
         let stderr = self
             .stderr
             .take()
             .and_then(|h| h.join().ok())
             .unwrap_or_default();
+        let status = status?;
         if !status.success() {
             return Err(ServiceError::CommandFailed {
                 command: std::mem::take(&mut self.what),

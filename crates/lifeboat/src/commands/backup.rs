@@ -35,7 +35,13 @@ struct Target {
     capture: Capture,
 }
 
-fn targets(ctx: &Context, args: &BackupArgs) -> Result<(Vec<Target>, Option<String>)> {
+/// What to capture, and at which site: `at` when given, else the active site (the primary
+/// until a failover changes that).
+fn targets(
+    ctx: &Context,
+    args: &BackupArgs,
+    at: Option<&str>,
+) -> Result<(Vec<Target>, Option<String>)> {
     if let Some(path) = &args.path {
         let path = std::fs::canonicalize(path)
             .with_context(|| format!("cannot back up {}", path.display()))?;
@@ -72,7 +78,14 @@ fn targets(ctx: &Context, args: &BackupArgs) -> Result<(Vec<Target>, Option<Stri
             );
         }
     }
-    let (site, _) = plan.primary_site();
+    let active;
+    let site = match at {
+        Some(site) => site,
+        None => {
+            active = crate::sitestate::StateStore::of(plan).load(plan)?.active;
+            active.as_str()
+        }
+    };
     let mut out = Vec::new();
     for (name, resource) in &plan.resources {
         if !wanted.is_empty() && !wanted.contains(name) {
@@ -278,7 +291,37 @@ fn database_targets(
 }
 
 pub fn run(ctx: &Context, args: BackupArgs) -> Result<Exit> {
-    let (targets, site) = targets(ctx, &args)?;
+    let (targets, site) = targets(ctx, &args, None)?;
+    let (id, point, skipped_files) = capture(ctx, targets, site, args.tag)?;
+    report(ctx, id, &point, &skipped_files)
+}
+
+/// A new restore point of `resources` (all when empty) captured at `site`, for runbooks.
+pub(crate) fn capture_at(
+    ctx: &Context,
+    site: &str,
+    resources: &[String],
+    tags: Vec<String>,
+) -> Result<(Id, RestorePoint)> {
+    let args = BackupArgs {
+        resources: resources.to_vec(),
+        path: None,
+        include: vec![],
+        exclude: vec![],
+        tag: tags.clone(),
+    };
+    let (targets, site) = targets(ctx, &args, Some(site))?;
+    let (id, point, _) = capture(ctx, targets, site, tags)?;
+    Ok((id, point))
+}
+
+/// Captures every target into one new restore point.
+fn capture(
+    ctx: &Context,
+    targets: Vec<Target>,
+    site: Option<String>,
+    tags: Vec<String>,
+) -> Result<(Id, RestorePoint, Vec<String>)> {
     let repo = ctx.open_repository()?;
     let started = jiff::Timestamp::now();
     let earlier = repo.points()?;
@@ -403,10 +446,14 @@ pub fn run(ctx: &Context, args: BackupArgs) -> Result<Exit> {
         hostname: hostname(),
         plan: ctx.plan().map(|p| p.name()),
         site,
-        tags: args.tag,
+        tags,
         resources,
     };
     let id = repo.save_point(&point)?;
+    Ok((id, point, skipped_files))
+}
+
+fn report(ctx: &Context, id: Id, point: &RestorePoint, skipped_files: &[String]) -> Result<Exit> {
     let exit = if point.is_complete() {
         Exit::Success
     } else {
@@ -442,7 +489,7 @@ pub fn run(ctx: &Context, args: BackupArgs) -> Result<Exit> {
             ResourceStatus::Failed { error } => println!("  {}: FAILED: {error}", r.name),
         }
     }
-    for s in &skipped_files {
+    for s in skipped_files {
         eprintln!("warning: skipped {s}");
     }
     println!(

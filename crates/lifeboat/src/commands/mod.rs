@@ -4,6 +4,7 @@ mod backup;
 mod demo;
 mod maintain;
 mod restore;
+mod runbook;
 
 use anyhow::Result;
 
@@ -27,6 +28,11 @@ pub fn run(cli: Cli) -> Result<Exit> {
                 Command::Points(args) => maintain::points(&ctx, args),
                 Command::Restore(args) => restore::run(&ctx, args),
                 Command::Verify(args) => restore::verify(&ctx, args),
+                Command::Failover(args) => runbook::failover(&ctx, args),
+                Command::Failback(args) => runbook::failback(&ctx, args),
+                Command::Switchover(args) => runbook::switchover(&ctx, args),
+                Command::Resume => runbook::resume(&ctx),
+                Command::Status => runbook::status(&ctx),
                 Command::Check(args) => maintain::check(&ctx, args),
                 Command::Forget(args) => maintain::forget(&ctx, args),
                 Command::Prune(args) => maintain::prune(&ctx, args),

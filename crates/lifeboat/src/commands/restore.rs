@@ -84,7 +84,7 @@ pub fn run(ctx: &Context, args: RestoreArgs) -> Result<Exit> {
 
 /// Restoring a database needs its server's roles first: a database item brings the
 /// server-wide item of its resource along, ahead of it.
-fn with_globals<'a>(
+pub(crate) fn with_globals<'a>(
     point: &'a RestorePoint,
     chosen: Vec<&'a ResourcePoint>,
 ) -> Vec<&'a ResourcePoint> {
@@ -249,7 +249,12 @@ fn to_site(
     let mut failed = 0;
     for r in chosen {
         let started = std::time::Instant::now();
-        let outcome = restore_at_site(repo, plan, site, r, args);
+        let how = AtSite {
+            replace: args.replace,
+            rename: &args.rename,
+            jobs: args.jobs,
+        };
+        let outcome = restore_at_site(repo, plan, site, r, &how);
         let ms = started.elapsed().as_millis() as u64;
         match &outcome {
             Ok(what) if !ctx.global.json => {
@@ -276,12 +281,19 @@ fn to_site(
     })
 }
 
-fn restore_at_site(
+/// How `restore_at_site` treats what is already there.
+pub(crate) struct AtSite<'a> {
+    pub replace: bool,
+    pub rename: &'a [(String, String)],
+    pub jobs: u32,
+}
+
+pub(crate) fn restore_at_site(
     repo: &Repository,
     plan: &Plan,
     site: &str,
     r: &ResourcePoint,
-    args: &RestoreArgs,
+    args: &AtSite<'_>,
 ) -> Result<String> {
     let replace = args.replace;
     let Some(root) = r.root else {
@@ -366,7 +378,7 @@ fn restore_at_site(
                     server.describe()
                 ));
             };
-            let target = renamed(&args.rename, database);
+            let target = renamed(args.rename, database);
             let facts = r.database.as_ref();
             let n = match &server {
                 Server::Postgres(s) => {

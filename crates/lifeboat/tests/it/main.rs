@@ -2,6 +2,7 @@
 //! directories, real files, real processes.
 
 mod corruption;
+mod failover;
 mod files;
 mod interrupt;
 mod mariadb;

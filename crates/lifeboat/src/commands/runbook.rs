@@ -1,0 +1,1056 @@
+//! `lifeboat failover | failback | switchover | resume | status`: runbooks executed step by
+//! step with a journal, so a run killed at any point resumes where it stopped.
+//!
+//! The order of steps, the site state and its epoch, and the journal's meaning live in
+//! `lifeboat-runbook`; this module performs the steps (commands, restores, checks, the
+//! traffic switch, notifications) and keeps the state on disk (`sitestate`).
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use lifeboat_format::Id;
+use lifeboat_format::manifest::{ResourcePoint, RestorePoint};
+use lifeboat_plan::{CheckProbe, Plan, ResourceKind, Traffic, Verify};
+use lifeboat_runbook::journal::{Event, Record, Replay};
+use lifeboat_runbook::order;
+use lifeboat_runbook::state::{RunKind, SiteState};
+use lifeboat_runbook::steps::{RunInput, Step, plan_run};
+use lifeboat_services::checks::{CheckSpec, Probe, SqlTarget, run_check};
+use serde::{Deserialize, Serialize};
+
+use super::backup::{Server, selects};
+use super::restore::{AtSite, restore_at_site, with_globals};
+use crate::cli::{FailoverArgs, RunArgs, SwitchoverArgs};
+use crate::context::Context;
+use crate::output::{self, Exit};
+use crate::sitestate::StateStore;
+
+/// `runs/<id>/run.json`: what a run is, fixed when it begins (the point of a failback once
+/// its backup step took it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RunFile {
+    id: String,
+    kind: RunKind,
+    from: String,
+    to: String,
+    epoch: u64,
+    /// The restore point restored from (hex id).
+    #[serde(default)]
+    point: Option<String>,
+    only: Vec<String>,
+    /// Resources restored, in dependency waves.
+    waves: Vec<Vec<String>>,
+    steps: Vec<Step>,
+    /// When the decision was taken: the start of the achieved RTO.
+    started: jiff::Timestamp,
+}
+
+pub fn failover(ctx: &Context, args: FailoverArgs) -> Result<Exit> {
+    begin(
+        ctx,
+        RunKind::Failover,
+        &args.to,
+        args.point.as_deref(),
+        &args.run,
+    )
+}
+
+pub fn failback(ctx: &Context, args: RunArgs) -> Result<Exit> {
+    let plan = ctx.require_plan()?;
+    let primary = plan.primary_site().0.to_string();
+    begin(ctx, RunKind::Failback, &primary, None, &args)
+}
+
+pub fn switchover(ctx: &Context, args: SwitchoverArgs) -> Result<Exit> {
+    begin(ctx, RunKind::Switchover, &args.to, None, &args.run)
+}
+
+fn begin(
+    ctx: &Context,
+    kind: RunKind,
+    to: &str,
+    point: Option<&str>,
+    args: &RunArgs,
+) -> Result<Exit> {
+    let plan = ctx.require_plan()?;
+    if plan.site(to).is_none() {
+        bail!(
+            "the plan has no site `{to}`; it has: {}",
+            plan.sites.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
+    let store = StateStore::of(plan);
+    let state = store.load(plan)?;
+    let id = format!(
+        "{}-{}",
+        jiff::Timestamp::now().strftime("%Y%m%dT%H%M%S%.3fZ"),
+        kind.as_str()
+    );
+    let begun = state.begin(kind, to, &id)?;
+    let run_ref = begun.run.clone().expect("a run was begun");
+    let waves = resource_waves(plan, &run_ref.to, &args.only)?;
+    let point = match kind {
+        RunKind::Failover => Some(choose_point(ctx, point, &waves)?),
+        // The site being left is captured by the run's first step.
+        RunKind::Failback | RunKind::Switchover => None,
+    };
+    let steps = plan_run(
+        kind,
+        &run_input(plan, kind, &run_ref.from, &run_ref.to, &waves),
+    );
+    let run = RunFile {
+        id: id.clone(),
+        kind,
+        from: run_ref.from.clone(),
+        to: run_ref.to.clone(),
+        epoch: run_ref.epoch,
+        point: point.map(|(id, _)| id.to_string()),
+        only: args.only.clone(),
+        waves,
+        steps,
+        started: jiff::Timestamp::now(),
+    };
+    if args.dry_run {
+        print_dry_run(ctx, plan, &run);
+        return Ok(Exit::Success);
+    }
+    if !args.yes {
+        confirm(&run)?;
+    }
+    let _lock = store.lock()?;
+    // Another run may have begun while we asked.
+    let state = store.load(plan)?;
+    let begun = state.begin(kind, &run.to, &id)?;
+    store.write_run_file(&id, "run.json", &serde_json::to_vec_pretty(&run)?)?;
+    store.save(&begun)?;
+    execute(ctx, plan, &store, run)
+}
+
+pub fn resume(ctx: &Context) -> Result<Exit> {
+    let plan = ctx.require_plan()?;
+    let store = StateStore::of(plan);
+    let _lock = store.lock()?;
+    let state = store.load(plan)?;
+    let Some(current) = &state.run else {
+        bail!(
+            "no run is under way: the active site is `{}` (epoch {})",
+            state.active,
+            state.epoch
+        );
+    };
+    let run: RunFile = serde_json::from_slice(&store.read_run_file(&current.id, "run.json")?)
+        .with_context(|| format!("run {} is damaged", current.id))?;
+    if !ctx.global.json {
+        println!(
+            "resuming {} {} → {} (run {})",
+            run.kind.as_str(),
+            run.from,
+            run.to,
+            run.id
+        );
+    }
+    execute(ctx, plan, &store, run)
+}
+
+/// The resources restored at `to`, narrowed by `only` (with what they depend on), in waves.
+fn resource_waves(plan: &Plan, to: &str, only: &[String]) -> Result<Vec<Vec<String>>> {
+    let all: Vec<(String, Vec<String>)> = plan
+        .resources
+        .iter()
+        .map(|(name, r)| (name.clone(), r.depends_on.clone()))
+        .collect();
+    let chosen = if only.is_empty() {
+        all.iter().map(|(n, _)| n.clone()).collect()
+    } else {
+        order::with_dependencies(&all, only)
+            .map_err(|unknown| anyhow!("--only {unknown}: the plan has no such resource"))?
+    };
+    let mut narrowed: Vec<(String, Vec<String>)> = all
+        .into_iter()
+        .filter(|(name, _)| chosen.contains(name))
+        .collect();
+    let unbound: Vec<String> = narrowed
+        .iter()
+        .filter(|(name, _)| plan.resource(name).is_some_and(|r| r.binding(to).is_none()))
+        .map(|(n, _)| n.clone())
+        .collect();
+    if !unbound.is_empty() {
+        tracing::warn!(
+            "not bound at site `{to}`, so not restored there: {}",
+            unbound.join(", ")
+        );
+        narrowed.retain(|(n, _)| !unbound.contains(n));
+        for (_, deps) in &mut narrowed {
+            deps.retain(|d| !unbound.contains(d));
+        }
+    }
+    Ok(order::waves(&narrowed)?)
+}
+
+/// `--point`, or the newest restore point holding a complete capture of every resource the
+/// run restores.
+fn choose_point(
+    ctx: &Context,
+    spec: Option<&str>,
+    waves: &[Vec<String>],
+) -> Result<(Id, RestorePoint)> {
+    let repo = ctx.open_repository()?;
+    let wanted: Vec<&String> = waves.iter().flatten().collect();
+    let complete = |p: &RestorePoint| {
+        wanted.iter().all(|name| {
+            let items: Vec<&ResourcePoint> = p
+                .resources
+                .iter()
+                .filter(|r| selects(name, &r.name))
+                .collect();
+            !items.is_empty() && items.iter().all(|r| r.root.is_some())
+        })
+    };
+    if let Some(spec) = spec {
+        let (id, point) = repo.find_point(spec)?;
+        if !complete(&point) {
+            let missing: Vec<&str> = wanted
+                .iter()
+                .filter(|name| {
+                    !point
+                        .resources
+                        .iter()
+                        .any(|r| selects(name, &r.name) && r.root.is_some())
+                })
+                .map(|n| n.as_str())
+                .collect();
+            bail!(
+                "restore point {} lacks a complete capture of: {}",
+                id.short(),
+                missing.join(", ")
+            );
+        }
+        return Ok((id, point));
+    }
+    repo.points()?
+        .into_iter()
+        .rev()
+        .find(|(_, p)| complete(p))
+        .ok_or_else(|| {
+            anyhow!(
+                "no restore point holds a complete capture of every resource to restore ({})",
+                wanted
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+}
+
+fn run_input(plan: &Plan, kind: RunKind, from: &str, to: &str, waves: &[Vec<String>]) -> RunInput {
+    let target = plan.site(to).expect("checked");
+    let leaving = plan.site(from);
+    RunInput {
+        from: from.to_string(),
+        to: to.to_string(),
+        waves: waves.to_vec(),
+        fence: kind == RunKind::Failover && plan.fence.is_some(),
+        provision: !target.provision.is_empty(),
+        start: !target.start.is_empty(),
+        checks: !target.checks.is_empty(),
+        traffic: plan.traffic.is_some(),
+        decommission_from: leaving.is_some_and(|s| s.on_demand && !s.decommission.is_empty()),
+    }
+}
+
+fn confirm(run: &RunFile) -> Result<()> {
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "refusing to start a {} without --yes: not on a terminal to confirm",
+            run.kind.as_str()
+        );
+    }
+    eprint!(
+        "{} from `{}` to `{}`{}: {} steps. Type `{}` to go on: ",
+        run.kind.as_str(),
+        run.from,
+        run.to,
+        run.point
+            .as_deref()
+            .map(|p| format!(" from restore point {}", &p[..8.min(p.len())]))
+            .unwrap_or_default(),
+        run.steps.len(),
+        run.to
+    );
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if answer.trim() != run.to {
+        bail!("not confirmed; nothing was changed");
+    }
+    Ok(())
+}
+
+/// What each step would touch, for `--dry-run`.
+fn describe_step(plan: &Plan, run: &RunFile, step: &Step) -> String {
+    let commands = |cmds: &[lifeboat_plan::Command]| {
+        if cmds.is_empty() {
+            "nothing".to_string()
+        } else {
+            cmds.iter()
+                .map(|c| format!("`{}`", c.argv().join(" ")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    match step {
+        Step::Fence { site } => format!(
+            "fence `{site}` with {}",
+            plan.fence
+                .as_ref()
+                .map_or("nothing".into(), |f| commands(&f.run))
+        ),
+        Step::Provision { site } => format!(
+            "provision `{site}` with {}",
+            plan.site(site)
+                .map_or("nothing".into(), |s| commands(&s.provision))
+        ),
+        Step::Backup { site } => format!("capture a new restore point at `{site}`"),
+        Step::Restore {
+            resource,
+            site,
+            wave,
+        } => format!(
+            "restore `{resource}` (wave {wave}) from {} into its binding at `{site}`{}",
+            run.point
+                .as_deref()
+                .map_or("the new restore point".into(), |p| format!(
+                    "restore point {}",
+                    &p[..8.min(p.len())]
+                )),
+            plan.resource(resource)
+                .and_then(|r| r.binding(site))
+                .map(|b| format!(": {}", binding_text(b)))
+                .unwrap_or_default()
+        ),
+        Step::Start { site } => format!(
+            "start `{site}` with {}",
+            plan.site(site)
+                .map_or("nothing".into(), |s| commands(&s.start))
+        ),
+        Step::Checks { site } => format!(
+            "health checks of `{site}`: {}",
+            plan.site(site)
+                .map(|s| s
+                    .checks
+                    .iter()
+                    .map(|c| c.name.clone())
+                    .collect::<Vec<_>>()
+                    .join(", "))
+                .unwrap_or_default()
+        ),
+        Step::SwitchTraffic { to } => match &plan.traffic {
+            Some(Traffic::Command(c)) => format!(
+                "switch traffic to `{to}` with {}",
+                commands(c.at.get(to).map(Vec::as_slice).unwrap_or_default())
+            ),
+            Some(Traffic::Dns(d)) => format!(
+                "update {} {} at {} to {}",
+                d.name,
+                d.record_type.as_str(),
+                d.server,
+                d.at.get(to)
+                    .map(|t| t.addresses.join(", "))
+                    .unwrap_or_default()
+            ),
+            None => "no traffic switch".into(),
+        },
+        Step::ConfirmTraffic { to } => format!("confirm traffic reaches `{to}`"),
+        Step::Decommission { site } => format!(
+            "decommission `{site}` with {}",
+            plan.site(site)
+                .map_or("nothing".into(), |s| commands(&s.decommission))
+        ),
+        Step::Notify => format!("notify {} destination(s)", plan.notify.len()),
+    }
+}
+
+fn binding_text(binding: lifeboat_plan::Binding<'_>) -> String {
+    match binding {
+        lifeboat_plan::Binding::Path(p) => p.path.display().to_string(),
+        lifeboat_plan::Binding::Database(d) => d.url.clone(),
+        lifeboat_plan::Binding::Command(c) => {
+            c.apply_command().map_or("no apply command".into(), |a| {
+                format!("`{}`", a.argv().join(" "))
+            })
+        }
+        lifeboat_plan::Binding::Http(h) => h.url.clone(),
+    }
+}
+
+fn print_dry_run(ctx: &Context, plan: &Plan, run: &RunFile) {
+    if ctx.global.json {
+        let steps: Vec<_> = run
+            .steps
+            .iter()
+            .map(|s| serde_json::json!({ "id": s.id(), "step": s, "touches": describe_step(plan, run, s) }))
+            .collect();
+        output::json(&serde_json::json!({
+            "dry_run": true, "kind": run.kind, "from": run.from, "to": run.to,
+            "point": run.point, "waves": run.waves, "steps": steps,
+        }));
+        return;
+    }
+    println!(
+        "{} {} → {} (dry run: nothing is changed)",
+        run.kind.as_str(),
+        run.from,
+        run.to
+    );
+    for (i, step) in run.steps.iter().enumerate() {
+        println!(
+            "{:>3}. {:<28} {}",
+            i + 1,
+            step.id(),
+            describe_step(plan, run, step)
+        );
+    }
+}
+
+/// Runs every step the journal does not show finished, then completes the run.
+fn execute(ctx: &Context, plan: &Plan, store: &StateStore, mut run: RunFile) -> Result<Exit> {
+    let replay = Replay::of(&store.journal(&run.id)?);
+    let journal = Mutex::new(());
+    let remaining: Vec<Step> = replay.remaining(&run.steps).into_iter().cloned().collect();
+    let mut i = 0;
+    while i < remaining.len() {
+        // Restores of one wave depend on nothing in it: run them together.
+        let batch: Vec<&Step> = match &remaining[i] {
+            Step::Restore { wave, .. } => remaining[i..]
+                .iter()
+                .take_while(|s| matches!(s, Step::Restore { wave: w, .. } if w == wave))
+                .collect(),
+            step => vec![step],
+        };
+        i += batch.len();
+        admit(plan, store, &run)?;
+        if let [Step::Backup { site }] = batch.as_slice() {
+            // The point it takes is what the rest of the run restores.
+            let before = run.clone();
+            let step = batch[0].clone();
+            let taken = step_done(ctx, store, &before, &journal, &step, || {
+                let (id, point) = super::backup::capture_at(
+                    ctx,
+                    site,
+                    &run.waves.iter().flatten().cloned().collect::<Vec<_>>(),
+                    vec![format!("{}:{}", run.kind.as_str(), run.id)],
+                )?;
+                if !point.is_complete() {
+                    bail!(
+                        "restore point {} at `{site}` is incomplete: {}",
+                        id.short(),
+                        point
+                            .resources
+                            .iter()
+                            .filter(|r| r.root.is_none())
+                            .map(|r| r.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
+                run.point = Some(id.to_string());
+                store.write_run_file(&run.id, "run.json", &serde_json::to_vec_pretty(&run)?)?;
+                Ok(format!("restore point {}", id.short()))
+            });
+            taken?;
+            continue;
+        }
+        let results: Vec<Result<String>> = std::thread::scope(|s| {
+            let handles: Vec<_> = batch
+                .iter()
+                .map(|step| {
+                    let run = &run;
+                    let journal = &journal;
+                    s.spawn(move || {
+                        step_done(ctx, store, run, journal, step, || {
+                            perform(ctx, plan, run, step)
+                        })
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow!("the step panicked")))
+                })
+                .collect()
+        });
+        if let Some(e) = results.into_iter().find_map(Result::err) {
+            return Err(e);
+        }
+    }
+    let state = store.load(plan)?.complete(&run.id)?;
+    store.save(&state)?;
+    let report = build_report(ctx, plan, store, &run)?;
+    store.write_run_file(&run.id, "report.json", &serde_json::to_vec_pretty(&report)?)?;
+    print_report(ctx, &report);
+    Ok(Exit::Success)
+}
+
+/// Refuses to act for a run that is no longer the one under way, or under a stale epoch.
+fn admit(plan: &Plan, store: &StateStore, run: &RunFile) -> Result<()> {
+    let state = store.load(plan)?;
+    match &state.run {
+        Some(current) if current.id == run.id => Ok(state.admit(run.epoch)?),
+        _ => bail!(
+            "run {} is no longer under way ({}, epoch {}): refusing to act under epoch {}",
+            run.id,
+            state.describe(),
+            state.epoch,
+            run.epoch
+        ),
+    }
+}
+
+/// Journals a step around `work`: started, then finished with its summary or failed with
+/// its error (the run stays resumable).
+fn step_done(
+    ctx: &Context,
+    store: &StateStore,
+    run: &RunFile,
+    journal: &Mutex<()>,
+    step: &Step,
+    work: impl FnOnce() -> Result<String>,
+) -> Result<String> {
+    let id = step.id();
+    let record = |event, detail: Option<String>| Record {
+        step: id.clone(),
+        event,
+        at: jiff::Timestamp::now().to_string(),
+        elapsed_ms: elapsed_ms(run),
+        detail,
+    };
+    {
+        let _guard = journal.lock().unwrap_or_else(|p| p.into_inner());
+        store.append(&run.id, &record(Event::Started, None))?;
+    }
+    if !ctx.global.json && !ctx.global.quiet {
+        eprintln!("→ {id}");
+    }
+    let started = Instant::now();
+    let outcome = work();
+    let _guard = journal.lock().unwrap_or_else(|p| p.into_inner());
+    match outcome {
+        Ok(detail) => {
+            store.append(&run.id, &record(Event::Finished, Some(detail.clone())))?;
+            if !ctx.global.json {
+                println!(
+                    "✓ {id} ({}): {detail}",
+                    output::millis(started.elapsed().as_millis() as u64)
+                );
+            }
+            Ok(detail)
+        }
+        Err(e) => {
+            let error = format!("{e:#}");
+            store.append(&run.id, &record(Event::Failed, Some(error.clone())))?;
+            if !ctx.global.json {
+                println!("✗ {id}: {error}");
+            }
+            Err(anyhow!(
+                "step `{id}` of run {} failed: {error}\nthe run is kept: fix the cause, then `lifeboat resume`",
+                run.id
+            ))
+        }
+    }
+}
+
+fn elapsed_ms(run: &RunFile) -> u64 {
+    jiff::Timestamp::now()
+        .duration_since(run.started)
+        .as_millis()
+        .max(0) as u64
+}
+
+/// The environment a site's commands see.
+fn site_env(plan: &Plan, run: &RunFile, site: &str) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("LIFEBOAT_SITE".to_string(), site.to_string()),
+        ("LIFEBOAT_RUN".to_string(), run.id.clone()),
+        ("LIFEBOAT_KIND".to_string(), run.kind.as_str().to_string()),
+        ("LIFEBOAT_FROM".to_string(), run.from.clone()),
+        ("LIFEBOAT_TO".to_string(), run.to.clone()),
+        ("LIFEBOAT_EPOCH".to_string(), run.epoch.to_string()),
+    ];
+    if let Some(s) = plan.site(site) {
+        env.extend(s.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    env
+}
+
+fn run_all(
+    plan: &Plan,
+    run: &RunFile,
+    site: &str,
+    commands: &[lifeboat_plan::Command],
+) -> Result<String> {
+    if commands.is_empty() {
+        return Ok("nothing to run".into());
+    }
+    let env = site_env(plan, run, site);
+    let mut said = Vec::new();
+    for command in commands {
+        let out = lifeboat_services::run_command(command.argv(), plan.plan_dir(), &env)?;
+        said.push(if out.is_empty() {
+            format!("`{}` ok", command.argv().join(" "))
+        } else {
+            format!("`{}`: {out}", command.argv().join(" "))
+        });
+    }
+    Ok(said.join("; "))
+}
+
+fn perform(ctx: &Context, plan: &Plan, run: &RunFile, step: &Step) -> Result<String> {
+    match step {
+        Step::Fence { site } => {
+            let fence = plan
+                .fence
+                .as_ref()
+                .map(|f| f.run.as_slice())
+                .unwrap_or_default();
+            // Best effort: the old primary may be gone for good; what happened is recorded.
+            Ok(match run_all(plan, run, site, fence) {
+                Ok(said) => format!("fenced (confirmed): {said}"),
+                Err(e) => format!("NOT confirmed: {e:#}"),
+            })
+        }
+        Step::Provision { site } => run_all(plan, run, site, &site_of(plan, site)?.provision),
+        Step::Start { site } => run_all(plan, run, site, &site_of(plan, site)?.start),
+        Step::Decommission { site } => run_all(plan, run, site, &site_of(plan, site)?.decommission),
+        Step::Backup { .. } => unreachable!("performed by execute"),
+        Step::Restore { resource, site, .. } => restore_resource(ctx, plan, run, resource, site),
+        Step::Checks { site } => {
+            let checks = &site_of(plan, site)?.checks;
+            let mut passed = Vec::new();
+            for check in checks {
+                let spec = check_spec(plan, site, check)?;
+                let outcome = run_check(&spec);
+                if !outcome.ok {
+                    bail!(
+                        "check `{}` failed after {} attempt(s): {}",
+                        outcome.name,
+                        outcome.attempts,
+                        outcome.detail
+                    );
+                }
+                passed.push(format!("{} ({})", outcome.name, outcome.detail));
+            }
+            Ok(format!("all green: {}", passed.join("; ")))
+        }
+        Step::SwitchTraffic { to } => match &plan.traffic {
+            Some(Traffic::Command(c)) => run_all(
+                plan,
+                run,
+                to,
+                c.at.get(to).map(Vec::as_slice).unwrap_or_default(),
+            ),
+            Some(Traffic::Dns(_)) => bail!("DNS traffic switching is not available in this build"),
+            None => Ok("no traffic switch in the plan".into()),
+        },
+        Step::ConfirmTraffic { .. } => match &plan.traffic {
+            Some(Traffic::Dns(_)) => {
+                bail!("DNS traffic confirmation is not available in this build")
+            }
+            _ => Ok("the traffic command succeeded; nothing further to confirm".into()),
+        },
+        Step::Notify => Ok(notify(plan, run)),
+    }
+}
+
+fn site_of<'a>(plan: &'a Plan, site: &str) -> Result<&'a lifeboat_plan::Site> {
+    plan.site(site)
+        .ok_or_else(|| anyhow!("the plan has no site `{site}` (any more)"))
+}
+
+/// Restores every captured part of `resource` (a server's accounts first) into its binding
+/// at `site`, replacing what is there (a resumed step may find its own half-done work), then
+/// runs the resource's `verify` entries.
+fn restore_resource(
+    ctx: &Context,
+    plan: &Plan,
+    run: &RunFile,
+    resource: &str,
+    site: &str,
+) -> Result<String> {
+    let point_id = run
+        .point
+        .as_deref()
+        .ok_or_else(|| anyhow!("the run has no restore point yet"))?;
+    let repo = ctx.open_repository()?;
+    let (_, point) = repo.find_point(point_id)?;
+    let chosen: Vec<&ResourcePoint> = point
+        .resources
+        .iter()
+        .filter(|r| selects(resource, &r.name))
+        .collect();
+    if chosen.is_empty() {
+        bail!(
+            "restore point {} has no `{resource}`",
+            &point_id[..8.min(point_id.len())]
+        );
+    }
+    let how = AtSite {
+        replace: true,
+        rename: &[],
+        jobs: 1,
+    };
+    let mut done = Vec::new();
+    for r in with_globals(&point, chosen) {
+        let what = restore_at_site(&repo, plan, site, r, &how)
+            .with_context(|| format!("restoring `{}`", r.name))?;
+        done.push(format!("{}: {what}", r.name));
+    }
+    let spec = plan.resource(resource).expect("from the plan");
+    for (i, verify) in spec.verify.iter().enumerate() {
+        let probe = match verify {
+            Verify::Command { command, expect } => Probe::Command {
+                argv: command.argv().to_vec(),
+                cwd: plan.plan_dir().to_path_buf(),
+                expect: expect.clone(),
+            },
+            Verify::Sql {
+                sql,
+                database,
+                expect,
+            } => Probe::Sql {
+                target: Box::new(sql_target(plan, resource, site)?),
+                database: database.clone(),
+                query: sql.clone(),
+                expect: expect.clone(),
+            },
+        };
+        let outcome = run_check(&CheckSpec {
+            name: format!("verify #{}", i + 1),
+            probe,
+            timeout: std::time::Duration::from_secs(30),
+            retries: 0,
+            retry_interval: std::time::Duration::from_secs(1),
+        });
+        if !outcome.ok {
+            bail!(
+                "`{resource}` restored, but {} failed: {}",
+                outcome.name,
+                outcome.detail
+            );
+        }
+        done.push(format!("{}: {}", outcome.name, outcome.detail));
+    }
+    Ok(done.join("; "))
+}
+
+fn sql_target(plan: &Plan, resource: &str, site: &str) -> Result<SqlTarget> {
+    let r = plan
+        .resource(resource)
+        .ok_or_else(|| anyhow!("the plan has no resource `{resource}`"))?;
+    let unbound = || anyhow!("`{resource}` has no binding at site `{site}`");
+    Ok(match &r.kind {
+        ResourceKind::Postgres(db) | ResourceKind::Mysql(db) => {
+            match Server::of(&r.kind, db.at.get(site).ok_or_else(unbound)?)? {
+                Server::Postgres(s) => SqlTarget::Postgres(s),
+                Server::Mysql(s) => SqlTarget::Mysql(s),
+            }
+        }
+        ResourceKind::Sqlite(sqlite) => {
+            SqlTarget::Sqlite(sqlite.at.get(site).ok_or_else(unbound)?.path.clone())
+        }
+        other => bail!(
+            "an SQL check needs a postgres, mysql or sqlite resource; `{resource}` is {}",
+            other.name()
+        ),
+    })
+}
+
+fn check_spec(plan: &Plan, site: &str, check: &lifeboat_plan::Check) -> Result<CheckSpec> {
+    let probe = match &check.probe {
+        CheckProbe::Http(url) => Probe::Http {
+            url: url.clone(),
+            status: check.expect_status,
+            body: check.body_contains.clone(),
+        },
+        CheckProbe::Tcp(address) => Probe::Tcp(address.clone()),
+        CheckProbe::Sql {
+            query,
+            resource,
+            database,
+            expect,
+        } => Probe::Sql {
+            target: Box::new(sql_target(plan, resource, site)?),
+            database: database.clone(),
+            query: query.clone(),
+            expect: expect.clone(),
+        },
+        CheckProbe::Command(command) => Probe::Command {
+            argv: command.argv().to_vec(),
+            cwd: plan.plan_dir().to_path_buf(),
+            expect: None,
+        },
+    };
+    Ok(CheckSpec {
+        name: check.name.clone(),
+        probe,
+        timeout: check.timeout,
+        retries: check.retries,
+        retry_interval: check.retry_interval,
+    })
+}
+
+/// Sends the run's summary to every `[[notify]]` destination; a destination that fails is
+/// reported, never fatal (traffic has moved by now).
+fn notify(plan: &Plan, run: &RunFile) -> String {
+    if plan.notify.is_empty() {
+        return "no destinations in the plan".into();
+    }
+    let text = format!(
+        "lifeboat: {} from `{}` to `{}` done (run {})",
+        run.kind.as_str(),
+        run.from,
+        run.to,
+        run.id
+    );
+    let alert = serde_json::json!({
+        "event": run.kind, "from": run.from, "to": run.to, "run": run.id,
+        "point": run.point, "epoch": run.epoch, "text": text,
+    });
+    let mut said = Vec::new();
+    for notifier in &plan.notify {
+        let outcome = match notifier {
+            lifeboat_plan::Notifier::Command(command) => lifeboat_services::run_with_input(
+                command.argv(),
+                plan.plan_dir(),
+                alert.to_string().as_bytes(),
+            )
+            .map(|()| format!("`{}`", command.program()))
+            .map_err(|e| e.to_string()),
+            lifeboat_plan::Notifier::Webhook { url, format } => {
+                let body = match format {
+                    lifeboat_plan::WebhookFormat::Json => alert.clone(),
+                    _ => serde_json::json!({ "text": text }),
+                };
+                url.resolve()
+                    .map_err(|e| e.to_string())
+                    .and_then(|url| {
+                        lifeboat_services::post_json(url.expose(), body.to_string().as_bytes())
+                            .map_err(|e| e.to_string())
+                    })
+                    .map(|()| "webhook".to_string())
+            }
+            lifeboat_plan::Notifier::Smtp(smtp) => {
+                Err(format!("mail to {} is not supported yet", smtp.server))
+            }
+        };
+        said.push(match outcome {
+            Ok(to) => format!("sent to {to}"),
+            Err(e) => format!("NOT sent: {e}"),
+        });
+    }
+    said.join("; ")
+}
+
+/// The run measured: each step's start and duration, and the achieved RTO and RPO against
+/// the plan's objectives.
+#[derive(Debug, Serialize)]
+struct Report {
+    run: String,
+    kind: RunKind,
+    from: String,
+    to: String,
+    point: Option<String>,
+    point_time: Option<jiff::Timestamp>,
+    started: jiff::Timestamp,
+    finished: jiff::Timestamp,
+    steps: Vec<StepTiming>,
+    /// From the decision to traffic switched and health checks green.
+    achieved_rto_ms: u64,
+    /// The age of the restore point when the run began.
+    achieved_rpo_ms: Option<u64>,
+    rto_objective_ms: u64,
+    rpo_objective_ms: u64,
+    rto_met: bool,
+    rpo_met: Option<bool>,
+}
+
+#[derive(Debug, Serialize)]
+struct StepTiming {
+    step: String,
+    started_ms: u64,
+    duration_ms: u64,
+    detail: Option<String>,
+}
+
+fn build_report(ctx: &Context, plan: &Plan, store: &StateStore, run: &RunFile) -> Result<Report> {
+    let records = store.journal(&run.id)?;
+    let mut steps = Vec::new();
+    for step in &run.steps {
+        let id = step.id();
+        let start = records
+            .iter()
+            .rfind(|r| r.step == id && r.event == Event::Started);
+        let end = records
+            .iter()
+            .rfind(|r| r.step == id && r.event == Event::Finished);
+        if let (Some(start), Some(end)) = (start, end) {
+            steps.push(StepTiming {
+                step: id,
+                started_ms: start.elapsed_ms,
+                duration_ms: end.elapsed_ms.saturating_sub(start.elapsed_ms),
+                detail: end.detail.clone(),
+            });
+        }
+    }
+    // Serving again: traffic confirmed and checks green, whichever came last.
+    let serving = steps
+        .iter()
+        .filter(|s| {
+            s.step.starts_with("checks:")
+                || s.step.starts_with("confirm-traffic:")
+                || s.step.starts_with("switch-traffic:")
+                || s.step.starts_with("start:")
+                || s.step.starts_with("restore:")
+        })
+        .map(|s| s.started_ms + s.duration_ms)
+        .max()
+        .unwrap_or_else(|| elapsed_ms(run));
+    let point_time = match &run.point {
+        Some(id) => Some(ctx.open_repository()?.find_point(id)?.1.time),
+        None => None,
+    };
+    let rpo_ms = point_time.map(|t| run.started.duration_since(t).as_millis().max(0) as u64);
+    let rto_objective_ms = plan.objectives.rto.as_millis() as u64;
+    let rpo_objective_ms = plan.objectives.rpo.as_millis() as u64;
+    Ok(Report {
+        run: run.id.clone(),
+        kind: run.kind,
+        from: run.from.clone(),
+        to: run.to.clone(),
+        point: run.point.clone(),
+        point_time,
+        started: run.started,
+        finished: jiff::Timestamp::now(),
+        steps,
+        achieved_rto_ms: serving,
+        achieved_rpo_ms: rpo_ms,
+        rto_objective_ms,
+        rpo_objective_ms,
+        rto_met: serving <= rto_objective_ms,
+        rpo_met: rpo_ms.map(|ms| ms <= rpo_objective_ms),
+    })
+}
+
+fn print_report(ctx: &Context, report: &Report) {
+    if ctx.global.json {
+        output::json(&serde_json::to_value(report).expect("a report serialises"));
+        return;
+    }
+    let verdict = |met: bool| if met { "met" } else { "MISSED" };
+    println!(
+        "{} {} → {} complete: `{}` is active",
+        report.kind.as_str(),
+        report.from,
+        report.to,
+        report.to
+    );
+    println!(
+        "  RTO achieved {} (objective {}): {}",
+        output::millis(report.achieved_rto_ms),
+        output::millis(report.rto_objective_ms),
+        verdict(report.rto_met)
+    );
+    match (report.achieved_rpo_ms, report.rpo_met) {
+        (Some(ms), Some(met)) => println!(
+            "  RPO achieved {} (age of restore point {}; objective {}): {}",
+            output::millis(ms),
+            report.point.as_deref().map_or("", |p| &p[..8.min(p.len())]),
+            output::millis(report.rpo_objective_ms),
+            verdict(met)
+        ),
+        _ => println!("  RPO: no restore point"),
+    }
+}
+
+pub fn status(ctx: &Context) -> Result<Exit> {
+    let plan = ctx.require_plan()?;
+    let store = StateStore::of(plan);
+    let state: SiteState = store.load(plan)?;
+    let last = store.runs().pop();
+    let last_run = match &last {
+        Some(id) => {
+            let run: Option<RunFile> = store
+                .read_run_file(id, "run.json")
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            let report: Option<serde_json::Value> = store
+                .read_run_file(id, "report.json")
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            let journal = store.journal(id).unwrap_or_default();
+            Some((id.clone(), run, report, journal))
+        }
+        None => None,
+    };
+    if ctx.global.json {
+        let last = last_run.as_ref().map(|(id, run, report, journal)| {
+            let remaining: Vec<String> = run
+                .as_ref()
+                .map(|r| {
+                    Replay::of(journal)
+                        .remaining(&r.steps)
+                        .iter()
+                        .map(|s| s.id())
+                        .collect()
+                })
+                .unwrap_or_default();
+            serde_json::json!({ "id": id, "run": run.as_ref().map(|r| serde_json::json!({"kind": r.kind, "from": r.from, "to": r.to, "point": r.point})), "report": report, "remaining": remaining, "journal": journal })
+        });
+        output::json(&serde_json::json!({
+            "state": state.describe(), "active": state.active, "primary": state.primary,
+            "epoch": state.epoch, "run": state.run, "last_run": last,
+        }));
+        return Ok(Exit::Success);
+    }
+    println!(
+        "{}: `{}` is active (epoch {}; state in {})",
+        state.describe(),
+        state.active,
+        state.epoch,
+        store.dir().display()
+    );
+    if let Some((id, run, report, journal)) = last_run {
+        println!("last run: {id}");
+        if let Some(run) = &run {
+            let replay = Replay::of(&journal);
+            for step in &run.steps {
+                let id = step.id();
+                let timing = journal.iter().filter(|r| r.step == id).collect::<Vec<_>>();
+                let mark = match replay.last.get(&id) {
+                    Some(Event::Finished) => "✓",
+                    Some(Event::Failed) => "✗",
+                    Some(Event::Started) => "…",
+                    None => " ",
+                };
+                let took = match (timing.first(), timing.last()) {
+                    (Some(a), Some(b)) if timing.len() > 1 => {
+                        output::millis(b.elapsed_ms.saturating_sub(a.elapsed_ms))
+                    }
+                    _ => String::new(),
+                };
+                println!("  {mark} {id:<28} {took}");
+            }
+        }
+        if let Some(report) = report {
+            println!(
+                "  achieved RTO {} ms, RPO {} ms",
+                report["achieved_rto_ms"], report["achieved_rpo_ms"]
+            );
+        }
+    }
+    Ok(Exit::Success)
+}

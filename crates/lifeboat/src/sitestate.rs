@@ -1,0 +1,145 @@
+//! The plan's state on disk: which site is active under which epoch (`state.json`), and one
+//! folder per run (`runs/<id>/`: `run.json`, `journal.jsonl`, `report.json`). Writes are
+//! atomic (temporary file, fsync, rename) or appended and synced, so a kill at any instant
+//! leaves a state a resumed run can read. One run at a time: `state.lock` is held (`flock`)
+//! for as long as a run executes.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use lifeboat_plan::Plan;
+use lifeboat_runbook::journal::{self, Record};
+use lifeboat_runbook::state::SiteState;
+
+pub struct StateStore {
+    dir: PathBuf,
+}
+
+/// Held while a run executes; released when dropped (or when the process dies).
+pub struct RunLock {
+    _file: File,
+}
+
+impl StateStore {
+    pub fn of(plan: &Plan) -> Self {
+        StateStore {
+            dir: plan.state_dir(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn state_file(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+
+    /// The saved state, or the plan's first one (the primary serves, epoch 1).
+    pub fn load(&self, plan: &Plan) -> Result<SiteState> {
+        let path = self.state_file();
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("{} is damaged", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(SiteState::initial(plan.primary_site().0))
+            }
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    pub fn save(&self, state: &SiteState) -> Result<()> {
+        let json = serde_json::to_vec_pretty(state).expect("state serialises");
+        write_atomic(&self.state_file(), &json)
+    }
+
+    /// Takes the run lock, or says who holds it.
+    pub fn lock(&self) -> Result<RunLock> {
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("creating the state folder {}", self.dir.display()))?;
+        let path = self.dir.join("state.lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(RunLock { _file: file }),
+            Err(rustix::io::Errno::WOULDBLOCK) => bail!(
+                "another lifeboat run of this plan is executing (it holds {})",
+                path.display()
+            ),
+            Err(e) => Err(e).with_context(|| format!("locking {}", path.display())),
+        }
+    }
+
+    pub fn run_dir(&self, id: &str) -> PathBuf {
+        self.dir.join("runs").join(id)
+    }
+
+    /// Writes a file of a run atomically.
+    pub fn write_run_file(&self, id: &str, name: &str, bytes: &[u8]) -> Result<()> {
+        let dir = self.run_dir(id);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        write_atomic(&dir.join(name), bytes)
+    }
+
+    pub fn read_run_file(&self, id: &str, name: &str) -> Result<Vec<u8>> {
+        let path = self.run_dir(id).join(name);
+        std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
+    }
+
+    /// Appends a record to a run's journal and syncs it before the step goes on.
+    pub fn append(&self, id: &str, record: &Record) -> Result<()> {
+        let path = self.run_dir(id).join("journal.jsonl");
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        file.write_all(record.line().as_bytes())
+            .and_then(|()| file.sync_data())
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
+    pub fn journal(&self, id: &str) -> Result<Vec<Record>> {
+        let path = self.run_dir(id).join("journal.jsonl");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        journal::parse(&text).with_context(|| format!("{} is damaged", path.display()))
+    }
+
+    /// Run ids, oldest first (ids sort by time).
+    pub fn runs(&self) -> Vec<String> {
+        let mut ids: Vec<String> = std::fs::read_dir(self.dir.join("runs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        ids.sort();
+        ids
+    }
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().expect("a file in a folder");
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name().expect("a file name").to_string_lossy()
+    ));
+    let mut file = File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
+    File::open(dir).and_then(|d| d.sync_all()).ok();
+    Ok(())
+}

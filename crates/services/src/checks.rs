@@ -1,0 +1,313 @@
+//! Health checks: is a site (or a restored resource) serving? HTTP status and body, a TCP
+//! connect, an SQL query's answer, a command's exit and output; each attempt bounded by a
+//! timeout, retried a number of times.
+
+use std::net::ToSocketAddrs;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::mysql::MyServer;
+use crate::postgres::PgServer;
+use crate::process::start_argv;
+
+/// Where an SQL check runs.
+#[derive(Debug, Clone)]
+pub enum SqlTarget {
+    Postgres(PgServer),
+    Mysql(MyServer),
+    Sqlite(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub enum Probe {
+    /// A GET that must answer `status` (any 2xx when `None`) and contain `body` when given.
+    Http {
+        url: String,
+        status: Option<u16>,
+        body: Option<String>,
+    },
+    /// The address accepts a TCP connection.
+    Tcp(String),
+    /// The query's first column of the first row, as text, equals `expect` when given;
+    /// otherwise the query succeeds.
+    Sql {
+        target: Box<SqlTarget>,
+        database: Option<String>,
+        query: String,
+        expect: Option<String>,
+    },
+    /// Exits 0, and its trimmed stdout equals `expect` when given.
+    Command {
+        argv: Vec<String>,
+        cwd: PathBuf,
+        expect: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckSpec {
+    pub name: String,
+    pub probe: Probe,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub retry_interval: Duration,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CheckOutcome {
+    pub name: String,
+    pub ok: bool,
+    pub attempts: u32,
+    /// What the last attempt saw: the success, or why it failed.
+    pub detail: String,
+    pub duration_ms: u64,
+}
+
+/// Runs a check until it passes or its retries are spent.
+pub fn run_check(spec: &CheckSpec) -> CheckOutcome {
+    let started = Instant::now();
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let result = attempt(&spec.probe, spec.timeout);
+        let done = result.is_ok() || attempts > spec.retries;
+        if done {
+            let (ok, detail) = match result {
+                Ok(detail) => (true, detail),
+                Err(detail) => (false, detail),
+            };
+            return CheckOutcome {
+                name: spec.name.clone(),
+                ok,
+                attempts,
+                detail,
+                duration_ms: started.elapsed().as_millis() as u64,
+            };
+        }
+        std::thread::sleep(spec.retry_interval);
+    }
+}
+
+fn attempt(probe: &Probe, timeout: Duration) -> Result<String, String> {
+    match probe {
+        Probe::Http { url, status, body } => http(url, *status, body.as_deref(), timeout),
+        Probe::Tcp(address) => tcp(address, timeout),
+        Probe::Sql {
+            target,
+            database,
+            query,
+            expect,
+        } => {
+            let value = match target.as_ref() {
+                SqlTarget::Postgres(server) => server
+                    .first_value(database.as_deref(), query)
+                    .map_err(|e| e.to_string())?,
+                SqlTarget::Mysql(server) => server
+                    .first_value(database.as_deref(), query)
+                    .map_err(|e| e.to_string())?,
+                SqlTarget::Sqlite(path) => sqlite_value(path, query)?,
+            };
+            compare(value.as_deref().unwrap_or("NULL"), expect.as_deref())
+        }
+        Probe::Command { argv, cwd, expect } => command(argv, cwd, expect.as_deref(), timeout),
+    }
+}
+
+fn compare(got: &str, expect: Option<&str>) -> Result<String, String> {
+    match expect {
+        Some(want) if got != want => Err(format!("answered `{got}`, expected `{want}`")),
+        _ => Ok(format!("answered `{got}`")),
+    }
+}
+
+fn http(
+    url: &str,
+    status: Option<u16>,
+    body: Option<&str>,
+    timeout: Duration,
+) -> Result<String, String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut response = agent
+        .get(url)
+        .call()
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    let got = response.status().as_u16();
+    let text = response
+        .body_mut()
+        .with_config()
+        .limit(1 << 20)
+        .read_to_string()
+        .unwrap_or_default();
+    let status_ok = match status {
+        Some(want) => got == want,
+        None => (200..300).contains(&got),
+    };
+    let excerpt: String = text.chars().take(200).collect();
+    if !status_ok {
+        return Err(format!(
+            "GET {url} answered {got}{}: {excerpt}",
+            status.map_or(String::from(" (expected 2xx)"), |s| format!(
+                " (expected {s})"
+            ))
+        ));
+    }
+    if let Some(needle) = body
+        && !text.contains(needle)
+    {
+        return Err(format!(
+            "GET {url} answered {got} without `{needle}`: {excerpt}"
+        ));
+    }
+    Ok(format!("GET {url} answered {got}"))
+}
+
+fn tcp(address: &str, timeout: Duration) -> Result<String, String> {
+    let addrs: Vec<_> = address
+        .to_socket_addrs()
+        .map_err(|e| format!("{address}: {e}"))?
+        .collect();
+    let mut last = format!("{address}: no address");
+    for addr in addrs {
+        match std::net::TcpStream::connect_timeout(&addr, timeout) {
+            Ok(_) => return Ok(format!("{address} accepts connections")),
+            Err(e) => last = format!("{address}: {e}"),
+        }
+    }
+    Err(last)
+}
+
+fn sqlite_value(path: &std::path::Path, query: &str) -> Result<Option<String>, String> {
+    let conn =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut statement = conn
+        .prepare(query)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut rows = statement
+        .query([])
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    match rows
+        .next()
+        .map_err(|e| format!("{}: {e}", path.display()))?
+    {
+        None => Ok(None),
+        Some(row) => {
+            let value: rusqlite::types::Value = row.get(0).map_err(|e| e.to_string())?;
+            Ok(match value {
+                rusqlite::types::Value::Null => None,
+                rusqlite::types::Value::Integer(i) => Some(i.to_string()),
+                rusqlite::types::Value::Real(f) => Some(f.to_string()),
+                rusqlite::types::Value::Text(t) => Some(t),
+                rusqlite::types::Value::Blob(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+            })
+        }
+    }
+}
+
+fn command(
+    argv: &[String],
+    cwd: &std::path::Path,
+    expect: Option<&str>,
+    timeout: Duration,
+) -> Result<String, String> {
+    let mut child = start_argv(argv, cwd, Stdio::null()).map_err(|e| e.to_string())?;
+    let mut stdout = child.stdout();
+    let reader = std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut out);
+        out
+    });
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_finished() {
+            Some(result) => {
+                let out = reader.join().unwrap_or_default();
+                result.map_err(|e| e.to_string())?;
+                return compare(out.trim(), expect);
+            }
+            None if Instant::now() >= deadline => {
+                // Dropping the child kills it.
+                drop(child);
+                let _ = reader.join();
+                return Err(format!(
+                    "`{}` did not finish within {timeout:?}",
+                    argv.join(" ")
+                ));
+            }
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(probe: Probe, retries: u32) -> CheckSpec {
+        CheckSpec {
+            name: "t".into(),
+            probe,
+            timeout: Duration::from_secs(2),
+            retries,
+            retry_interval: Duration::from_millis(10),
+        }
+    }
+
+    #[test]
+    fn commands_pass_fail_compare_and_time_out() {
+        let cwd = std::env::temp_dir();
+        let ok = run_check(&spec(
+            Probe::Command {
+                argv: vec!["echo".into(), "ready".into()],
+                cwd: cwd.clone(),
+                expect: Some("ready".into()),
+            },
+            0,
+        ));
+        assert!(ok.ok, "{ok:?}");
+        let wrong = run_check(&spec(
+            Probe::Command {
+                argv: vec!["echo".into(), "starting".into()],
+                cwd: cwd.clone(),
+                expect: Some("ready".into()),
+            },
+            2,
+        ));
+        assert!(!wrong.ok);
+        assert_eq!(wrong.attempts, 3);
+        assert!(wrong.detail.contains("`starting`"), "{}", wrong.detail);
+        let slow = CheckSpec {
+            timeout: Duration::from_millis(200),
+            ..spec(
+                Probe::Command {
+                    argv: vec!["sleep".into(), "5".into()],
+                    cwd,
+                    expect: None,
+                },
+                0,
+            )
+        };
+        let started = Instant::now();
+        let slow = run_check(&slow);
+        assert!(
+            !slow.ok && slow.detail.contains("did not finish"),
+            "{slow:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+
+    #[test]
+    fn tcp_sees_a_listener_and_its_absence() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        assert!(run_check(&spec(Probe::Tcp(addr.clone()), 0)).ok);
+        drop(listener);
+        let closed = run_check(&spec(Probe::Tcp(addr), 1));
+        assert!(!closed.ok && closed.attempts == 2, "{closed:?}");
+    }
+}
