@@ -876,6 +876,17 @@ struct Report {
     rpo_objective_ms: u64,
     rto_met: bool,
     rpo_met: Option<bool>,
+    /// Failover: where the old primary's file trees are still readable, how many paths
+    /// changed after the restore point (what the DR site does not have).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    changed_after_point: Vec<ChangedAfter>,
+}
+
+#[derive(Debug, Serialize)]
+struct ChangedAfter {
+    resource: String,
+    paths: usize,
+    examples: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -919,9 +930,14 @@ fn build_report(ctx: &Context, plan: &Plan, store: &StateStore, run: &RunFile) -
         .map(|s| s.started_ms + s.duration_ms)
         .max()
         .unwrap_or_else(|| elapsed_ms(run));
-    let point_time = match &run.point {
-        Some(id) => Some(ctx.open_repository()?.find_point(id)?.1.time),
+    let point = match &run.point {
+        Some(id) => Some(ctx.open_repository()?.find_point(id)?.1),
         None => None,
+    };
+    let point_time = point.as_ref().map(|p| p.time);
+    let changed_after_point = match (&point, run.kind) {
+        (Some(point), RunKind::Failover) => changed_after(ctx, plan, run, point),
+        _ => Vec::new(),
     };
     let rpo_ms = point_time.map(|t| run.started.duration_since(t).as_millis().max(0) as u64);
     let rto_objective_ms = plan.objectives.rto.as_millis() as u64;
@@ -942,7 +958,43 @@ fn build_report(ctx: &Context, plan: &Plan, store: &StateStore, run: &RunFile) -
         rpo_objective_ms,
         rto_met: serving <= rto_objective_ms,
         rpo_met: rpo_ms.map(|ms| ms <= rpo_objective_ms),
+        changed_after_point,
     })
+}
+
+/// Compares the old primary's file trees, where still readable, with the restore point.
+fn changed_after(
+    ctx: &Context,
+    plan: &Plan,
+    run: &RunFile,
+    point: &RestorePoint,
+) -> Vec<ChangedAfter> {
+    let Ok(repo) = ctx.open_repository() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for name in run.waves.iter().flatten() {
+        let Some(ResourceKind::Files(files)) = plan.resource(name).map(|r| &r.kind) else {
+            continue;
+        };
+        let (Some(binding), Some(root)) = (
+            files.at.get(&run.from),
+            point.resource(name).and_then(|r| r.root),
+        ) else {
+            continue;
+        };
+        if !binding.path.is_dir() {
+            continue;
+        }
+        if let Ok(differences) = lifeboat_files::verify(&repo, root, None, &binding.path) {
+            out.push(ChangedAfter {
+                resource: name.clone(),
+                paths: differences.len(),
+                examples: differences.iter().take(5).map(|d| d.path.clone()).collect(),
+            });
+        }
+    }
+    out
 }
 
 fn print_report(ctx: &Context, report: &Report) {
@@ -973,6 +1025,17 @@ fn print_report(ctx: &Context, report: &Report) {
             verdict(met)
         ),
         _ => println!("  RPO: no restore point"),
+    }
+    for changed in &report.changed_after_point {
+        if changed.paths > 0 {
+            println!(
+                "  `{}` at `{}` changed after the restore point in {} path(s), e.g. {}",
+                changed.resource,
+                report.from,
+                changed.paths,
+                changed.examples.join(", ")
+            );
+        }
     }
 }
 

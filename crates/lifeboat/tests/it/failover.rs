@@ -224,7 +224,12 @@ fn failover_then_failback_moves_the_stack_and_measures_itself() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--yes"));
 
+    // Written at the primary after the restore point: the report tells what is missing.
+    write(&s.w.path("primary/docs/late.txt"), b"after the point");
     let report = json(&s.w, &["failover", "--to", "dr", "--yes"], 0);
+    assert_eq!(report["changed_after_point"][0]["resource"], "docs");
+    assert_eq!(report["changed_after_point"][0]["paths"], 1, "{report:#}");
+    std::fs::remove_file(s.w.path("primary/docs/late.txt")).unwrap();
     assert_eq!(report["kind"], "failover");
     assert_eq!(report["rto_met"], true);
     assert!(report["achieved_rpo_ms"].as_u64().is_some());
