@@ -305,6 +305,55 @@ mod tests {
     }
 
     #[test]
+    fn http_checks_status_and_body_against_a_real_server() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("health"), "status: ok\n").unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = std::process::Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 (Debian package python3) serves HTTP");
+        let url = |path: &str| format!("http://127.0.0.1:{port}/{path}");
+        let http = |path: &str, status, body: Option<&str>, retries| {
+            run_check(&spec(
+                Probe::Http {
+                    url: url(path),
+                    status,
+                    body: body.map(str::to_string),
+                },
+                retries,
+            ))
+        };
+        // Retries cover the server's start.
+        let ok = http("health", None, Some("ok"), 500);
+        let missing = http("nope", None, None, 0);
+        let expected_404 = http("nope", Some(404), None, 0);
+        let wrong_body = http("health", Some(200), Some("degraded"), 0);
+        let _ = server.kill();
+        let _ = server.wait();
+        assert!(ok.ok, "{ok:?}");
+        assert!(!missing.ok && missing.detail.contains("404"), "{missing:?}");
+        assert!(expected_404.ok, "{expected_404:?}");
+        assert!(
+            !wrong_body.ok && wrong_body.detail.contains("degraded"),
+            "{wrong_body:?}"
+        );
+    }
+
+    #[test]
     fn tcp_sees_a_listener_and_its_absence() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();

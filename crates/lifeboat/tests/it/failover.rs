@@ -309,6 +309,24 @@ fn failover_then_failback_moves_the_stack_and_measures_itself() {
         (status["state"].as_str(), status["epoch"].as_u64()),
         (Some("ActiveNoDR"), Some(3))
     );
+
+    // A planned move: the primary's latest state goes to the DR site.
+    // (The DR site's SQL check expects three orders.)
+    s.primary.sql("shop", "DELETE FROM orders WHERE id = 2");
+    let moved = json(&s.w, &["switchover", "--to", "dr", "--yes"], 0);
+    assert_eq!(moved["steps"][0]["step"], "backup:primary");
+    assert_eq!(
+        std::fs::read_to_string(s.w.path("traffic")).unwrap().trim(),
+        "dr"
+    );
+    assert_eq!(json(&s.w, &["status"], 0)["epoch"], 4);
+    assert_eq!(
+        s.dr.sql(
+            "shop",
+            "SELECT string_agg(id::text, ',' ORDER BY id) FROM orders"
+        ),
+        "1,3,4"
+    );
 }
 
 /// Runs a failover in its own process group, stops it with SIGKILL once it reaches `gate`,
