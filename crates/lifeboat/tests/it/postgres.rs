@@ -287,7 +287,7 @@ fn rename_and_replace_never_merge_into_an_existing_database() {
         "no staging database left: {databases}"
     );
 
-    // With --replace it is replaced as a whole.
+    // With --replace it is replaced as a whole (here by a parallel pg_restore).
     lifeboat(
         &w,
         &[
@@ -298,6 +298,8 @@ fn rename_and_replace_never_merge_into_an_existing_database() {
             "--resource",
             "db/shop",
             "--replace",
+            "--jobs",
+            "2",
         ],
         0,
     );
