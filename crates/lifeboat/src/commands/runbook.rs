@@ -653,16 +653,128 @@ fn perform(ctx: &Context, plan: &Plan, run: &RunFile, step: &Step) -> Result<Str
                 to,
                 c.at.get(to).map(Vec::as_slice).unwrap_or_default(),
             ),
-            Some(Traffic::Dns(_)) => bail!("DNS traffic switching is not available in this build"),
+            Some(Traffic::Dns(dns)) => switch_dns(plan, dns, run, to),
             None => Ok("no traffic switch in the plan".into()),
         },
-        Step::ConfirmTraffic { .. } => match &plan.traffic {
-            Some(Traffic::Dns(_)) => {
-                bail!("DNS traffic confirmation is not available in this build")
+        Step::ConfirmTraffic { to } => match &plan.traffic {
+            Some(Traffic::Dns(dns)) => {
+                let expected = dns_values(dns, to)?;
+                let answer = lifeboat_traffic::confirm(
+                    dns_server(dns)?,
+                    &dns.name,
+                    record_type(dns),
+                    &expected,
+                    DNS_TIMEOUT,
+                    std::time::Duration::from_secs(120),
+                )?;
+                Ok(format!(
+                    "{} answers {} {}",
+                    dns.server,
+                    dns.name,
+                    answer.values.join(", ")
+                ))
             }
             _ => Ok("the traffic command succeeded; nothing further to confirm".into()),
         },
         Step::Notify => Ok(notify(plan, run)),
+    }
+}
+
+const DNS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn dns_server(dns: &lifeboat_plan::DnsTraffic) -> Result<std::net::SocketAddr> {
+    use std::net::ToSocketAddrs;
+    dns.server
+        .to_socket_addrs()
+        .with_context(|| format!("the DNS server `{}`", dns.server))?
+        .next()
+        .ok_or_else(|| anyhow!("the DNS server `{}` has no address", dns.server))
+}
+
+fn record_type(dns: &lifeboat_plan::DnsTraffic) -> lifeboat_traffic::RecordType {
+    match dns.record_type {
+        lifeboat_plan::RecordType::A => lifeboat_traffic::RecordType::A,
+        lifeboat_plan::RecordType::Aaaa => lifeboat_traffic::RecordType::Aaaa,
+        lifeboat_plan::RecordType::Cname => lifeboat_traffic::RecordType::Cname,
+        lifeboat_plan::RecordType::Ns => lifeboat_traffic::RecordType::Ns,
+    }
+}
+
+fn dns_values(dns: &lifeboat_plan::DnsTraffic, site: &str) -> Result<Vec<String>> {
+    dns.at
+        .get(site)
+        .map(|t| t.addresses.clone())
+        .ok_or_else(|| anyhow!("[traffic] has no record for site `{site}`"))
+}
+
+/// One atomic, TSIG-signed update from the old site's records to the new one's.
+fn switch_dns(
+    plan: &Plan,
+    dns: &lifeboat_plan::DnsTraffic,
+    run: &RunFile,
+    to: &str,
+) -> Result<String> {
+    let tsig = match &dns.tsig {
+        Some(tsig) => Some(lifeboat_traffic::TsigKey {
+            name: tsig.name.clone(),
+            algorithm: match tsig.algorithm {
+                lifeboat_plan::TsigAlgorithm::HmacSha256 => {
+                    lifeboat_traffic::TsigAlgorithm::HmacSha256
+                }
+                lifeboat_plan::TsigAlgorithm::HmacSha512 => {
+                    lifeboat_traffic::TsigAlgorithm::HmacSha512
+                }
+            },
+            secret_base64: tsig
+                .secret
+                .resolve()
+                .context("resolving the TSIG secret")?
+                .expose()
+                .trim()
+                .to_string(),
+        }),
+        None => None,
+    };
+    let switch = lifeboat_traffic::DnsSwitch {
+        server: dns_server(dns)?,
+        zone: dns.zone.clone(),
+        name: dns.name.clone(),
+        record_type: record_type(dns),
+        ttl: dns.ttl,
+        tsig,
+        old: dns_values(dns, &run.from)?,
+        new: dns_values(dns, to)?,
+        timeout: DNS_TIMEOUT,
+    };
+    let outcome = lifeboat_traffic::switch_dns(&switch)?;
+    let rto = plan.objectives.rto.as_secs();
+    let (said, ttl) = match &outcome {
+        lifeboat_traffic::SwitchOutcome::Switched { before, after } => (
+            format!(
+                "{} {} switched from {} to {}",
+                dns.name,
+                dns.record_type.as_str(),
+                before.values.join(", "),
+                after.values.join(", ")
+            ),
+            before.ttl,
+        ),
+        lifeboat_traffic::SwitchOutcome::AlreadySwitched { current } => (
+            format!(
+                "{} {} already answers {}",
+                dns.name,
+                dns.record_type.as_str(),
+                current.values.join(", ")
+            ),
+            current.ttl,
+        ),
+    };
+    match ttl.and_then(|ttl| lifeboat_traffic::ttl_warning(ttl, rto)) {
+        Some(warning) => {
+            tracing::warn!("{warning}");
+            Ok(format!("{said}; warning: {warning}"))
+        }
+        None => Ok(said),
     }
 }
 

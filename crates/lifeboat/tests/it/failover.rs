@@ -448,3 +448,87 @@ fn only_dry_run_and_a_failing_check() {
             .contains("no run is under way")
     );
 }
+
+#[test]
+fn dns_traffic_moves_with_a_signed_update_and_a_wrong_key_changes_nothing() {
+    let named = crate::servers::Named::start();
+    let w = Workplace::new();
+    write(
+        &w.path("lifeboat.toml"),
+        format!(
+            r#"[repository]
+url = "./repo"
+password = {{ env = "LIFEBOAT_PASSWORD" }}
+
+[objectives]
+rto = "30s"
+
+[state]
+dir = "state"
+
+[sites.primary]
+role = "primary"
+
+[sites.dr]
+role = "standby"
+
+[resources.docs]
+kind = "files"
+at.primary = {{ path = "primary/docs" }}
+at.dr = {{ path = "dr/docs" }}
+
+[traffic]
+kind = "dns"
+server = "127.0.0.1:{port}"
+zone = "example.test."
+name = "app.example.test."
+ttl = 60
+tsig = {{ name = "lifeboat", algorithm = "hmac-sha256", secret = {{ file = "tsig.secret" }} }}
+at.primary = {{ address = "192.0.2.10" }}
+at.dr = {{ address = "198.51.100.10" }}
+"#,
+            port = named.port
+        )
+        .as_bytes(),
+    );
+    write(&w.path("primary/docs/a.txt"), b"a");
+    // A wrong key first: the server refuses, nothing changes, the run waits to be resumed.
+    write(
+        &w.path("tsig.secret"),
+        b"d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktMzI=\n",
+    );
+    w.init();
+    run(&w, &["backup"], 0);
+    let out = lifeboat(&w)
+        .args(["failover", "--to", "dr", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("switch-traffic:dr") && stderr.contains("TSIG"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("d3Jvbmct"), "the secret was printed");
+    assert_eq!(named.dig("app.example.test"), ["192.0.2.10"]);
+
+    // The right key: resume switches with one signed update and confirms it.
+    write(
+        &w.path("tsig.secret"),
+        format!("{}\n", crate::servers::TSIG_SECRET).as_bytes(),
+    );
+    let resumed = run(&w, &["resume"], 0);
+    assert!(
+        resumed.contains("switched from 192.0.2.10 to 198.51.100.10"),
+        "{resumed}"
+    );
+    assert!(
+        resumed.contains("warning"),
+        "a 60 s TTL exceeds a 30 s RTO: {resumed}"
+    );
+    assert_eq!(named.dig("app.example.test"), ["198.51.100.10"]);
+
+    // And back.
+    json(&w, &["failback", "--yes"], 0);
+    assert_eq!(named.dig("app.example.test"), ["192.0.2.10"]);
+}

@@ -428,3 +428,114 @@ impl Drop for MariaDb {
         stop(&mut self.child, "-TERM");
     }
 }
+
+/// The TSIG key BIND grants updates to (hmac-sha256), base64.
+pub const TSIG_SECRET: &str = "bGlmZWJvYXQtdGVzdC1rZXktaG1hYy1zaGEyNTYtMzI=";
+
+/// A BIND 9 `named`, authoritative for `example.test.` (`app` A 192.0.2.10, TTL 60), granting
+/// updates to the key `lifeboat` ([`TSIG_SECRET`]). Runs in the foreground as the test's user
+/// (without `-u` it keeps it, even as root); killed when dropped.
+pub struct Named {
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Named {
+    pub fn start() -> Self {
+        let program = ["/usr/sbin/named", "/usr/local/sbin/named"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+            .expect("BIND 9's `named` (Debian package bind9)");
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().display().to_string();
+        let zone = dir.path().join("example.test.zone");
+        std::fs::write(
+            &zone,
+            "$TTL 300\n@ IN SOA ns1.example.test. hostmaster.example.test. 1 3600 600 86400 60\n\
+             @ IN NS ns1.example.test.\nns1 IN A 127.0.0.1\napp 60 IN A 192.0.2.10\n",
+        )
+        .expect("zone file");
+        let port = free_port();
+        let conf = format!(
+            r#"key "lifeboat" {{ algorithm hmac-sha256; secret "{TSIG_SECRET}"; }};
+options {{
+    directory "{path}";
+    pid-file "{path}/named.pid";
+    session-keyfile "{path}/session.key";
+    managed-keys-directory "{path}";
+    listen-on port {port} {{ 127.0.0.1; }};
+    listen-on-v6 {{ none; }};
+    recursion no;
+    dnssec-validation no;
+    notify no;
+}};
+controls {{ }};
+zone "example.test" {{
+    type primary;
+    file "{zone}";
+    allow-update {{ key "lifeboat"; }};
+}};
+"#,
+            zone = zone.display()
+        );
+        let conf_path = dir.path().join("named.conf");
+        std::fs::write(&conf_path, conf).expect("named.conf");
+        let log = std::fs::File::create(dir.path().join("named.log")).expect("log");
+        let child = Command::new(program)
+            .arg("-g")
+            .arg("-c")
+            .arg(&conf_path)
+            .args(["-p", &port.to_string(), "-n", "1"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("named starts");
+        let named = Named {
+            port,
+            child,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while named.dig("app.example.test").is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "named did not answer on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        named
+    }
+
+    /// What `dig` reads from the server for an A record: sorted values.
+    pub fn dig(&self, name: &str) -> Vec<String> {
+        let out = Command::new("dig")
+            .args([
+                "+short",
+                "+norecurse",
+                "+tcp",
+                "+time=2",
+                "+tries=1",
+                "@127.0.0.1",
+            ])
+            .args(["-p", &self.port.to_string(), name, "A"])
+            .output()
+            .expect("dig (Debian package bind9-dnsutils) runs");
+        let mut values: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.starts_with(';'))
+            .map(str::to_string)
+            .collect();
+        values.sort();
+        values
+    }
+}
+
+impl Drop for Named {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
