@@ -68,6 +68,7 @@ kind = "postgres"
 databases = ["shop"]
 at.primary = {{ url = "{primary_url}", password = {{ env = "PG_PASSWORD" }} }}
 at.dr = {{ url = "{dr_url}", password = {{ env = "PG_PASSWORD" }} }}
+verify = [{{ sql = "select count(*) > 0 from orders", database = "shop", expect = "t" }}]
 
 [resources.docs]
 kind = "files"
@@ -234,6 +235,11 @@ fn failover_then_failback_moves_the_stack_and_measures_itself() {
     assert_eq!(report["rto_met"], true);
     assert!(report["achieved_rpo_ms"].as_u64().is_some());
     assert_eq!(report["steps"].as_array().unwrap().len(), 10);
+    let restored_db = report["steps"][2]["detail"].as_str().unwrap();
+    assert!(
+        restored_db.contains("verify #1: answered `t`"),
+        "{restored_db}"
+    );
     assert_eq!(
         std::fs::read_to_string(s.w.path("dr/provisioned"))
             .unwrap()
