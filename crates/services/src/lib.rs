@@ -59,3 +59,14 @@ fn stderr_suffix(stderr: &str) -> String {
 }
 
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
+
+/// A URL with any password replaced, for messages.
+pub(crate) fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => match url[scheme + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+            None => url.to_string(),
+        },
+        _ => url.to_string(),
+    }
+}

@@ -54,7 +54,7 @@ impl MyServer {
             server: "mysql".into(),
             message: format!(
                 "`{}` is not a MySQL URL (mysql://user@host:port): {why}",
-                redact(url)
+                crate::redact_url(url)
             ),
         };
         let rest = url
@@ -162,8 +162,17 @@ impl MyServer {
 
     /// Runs one statement; returns the rows, tab-separated fields unescaped.
     fn query(&self, sql: &str) -> Result<Vec<Vec<String>>> {
+        self.query_in(None, sql)
+    }
+
+    /// Runs one statement in `database` when given.
+    fn query_in(&self, database: Option<&str>, sql: &str) -> Result<Vec<Vec<String>>> {
         let mut command = self.tool(&["mariadb", "mysql"]);
-        command.args(["--batch", "--skip-column-names", "-e", sql]);
+        command.args(["--batch", "--skip-column-names"]);
+        if let Some(db) = database {
+            command.arg(format!("--database={db}"));
+        }
+        command.args(["-e", sql]);
         let mut child = self.start(command, Stdio::null())?;
         let mut out = String::new();
         let read = child.stdout().read_to_string(&mut out);
@@ -197,23 +206,12 @@ impl MyServer {
     /// The first column of the first row of `query`, as text (`NULL` as `None`), in
     /// `database` when given: for health checks.
     pub fn first_value(&self, database: Option<&str>, query: &str) -> Result<Option<String>> {
-        let mut command = self.tool(&["mariadb", "mysql"]);
-        command.args(["--batch", "--skip-column-names"]);
-        if let Some(db) = database.or(self.database.as_deref()) {
-            command.arg(format!("--database={db}"));
-        }
-        command.args(["-e", query]);
-        let mut child = self.start(command, Stdio::null())?;
-        let mut out = String::new();
-        let read = child.stdout().read_to_string(&mut out);
-        child.finish().map_err(|e| self.client_error(e))?;
-        read.map_err(|e| self.error(format!("reading the client's output: {e}")))?;
-        Ok(out
-            .lines()
+        let rows = self.query_in(database.or(self.database.as_deref()), query)?;
+        Ok(rows
+            .into_iter()
             .next()
-            .and_then(|line| line.split('\t').next())
-            .filter(|v| *v != "NULL")
-            .map(unescape_batch))
+            .and_then(|row| row.into_iter().next())
+            .filter(|v| v != "NULL"))
     }
 
     /// Every database but the server's own, sorted by name.
@@ -413,16 +411,6 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => match url[scheme + 3..at].split_once(':') {
-            Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-            None => url.to_string(),
-        },
-        _ => url.to_string(),
-    }
 }
 
 fn quote_ident(name: &str) -> String {

@@ -66,7 +66,7 @@ impl PgServer {
     pub fn new(url: &str, password: Option<&str>) -> Result<Self> {
         let mut config: Config = url.parse().map_err(|e| ServiceError::Database {
             server: "postgres".into(),
-            message: format!("`{}` is not a PostgreSQL URL: {e}", redact(url)),
+            message: format!("`{}` is not a PostgreSQL URL: {e}", crate::redact_url(url)),
         })?;
         if let Some(password) = password {
             config.password(password);
@@ -611,20 +611,6 @@ fn describe_error(e: &postgres::Error) -> String {
     out
 }
 
-/// A URL with any password replaced, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
-
 pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
@@ -732,10 +718,10 @@ GRANT app TO \"Odd \"\"Name\" GRANTED BY postgres;
     #[test]
     fn urls_lose_their_password_in_messages() {
         assert_eq!(
-            redact("postgres://u:secret@h:5432/db"),
+            crate::redact_url("postgres://u:secret@h:5432/db"),
             "postgres://u:***@h:5432/db"
         );
-        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(crate::redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
         assert_eq!(quote_literal("it's"), "'it''s'");
     }

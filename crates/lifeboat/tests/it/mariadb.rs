@@ -39,22 +39,11 @@ at.primary = {{ url = "mysql://root@127.0.0.1:{closed}" }}
 }
 
 fn lifeboat(w: &Workplace, args: &[&str], code: i32) -> serde_json::Value {
-    let out = w
-        .cmd()
-        .env("MY_PASSWORD", MARIADB_PASSWORD)
-        .env("WRONG_PASSWORD", "not-the-password")
-        .arg("--json")
-        .args(args)
-        .output()
-        .expect("runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "lifeboat {args:?}\nstdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+    let env = [
+        ("MY_PASSWORD", MARIADB_PASSWORD),
+        ("WRONG_PASSWORD", "not-the-password"),
+    ];
+    w.json_env(&env, args, code)
 }
 
 fn resource<'a>(point: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {

@@ -41,22 +41,12 @@ fn pg_workplace(primary: &PgCluster, dr: &PgCluster, extra: &str) -> Workplace {
 }
 
 fn lifeboat(w: &Workplace, args: &[&str], code: i32) -> serde_json::Value {
-    let out = w
-        .cmd()
-        .env("PG_PASSWORD", PG_PASSWORD)
-        .env("LIFEBOAT_PG_BIN", crate::servers::pg_bin())
-        .arg("--json")
-        .args(args)
-        .output()
-        .expect("runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "lifeboat {args:?}\nstdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+    let bin = crate::servers::pg_bin();
+    let env = [
+        ("PG_PASSWORD", PG_PASSWORD),
+        ("LIFEBOAT_PG_BIN", bin.to_str().expect("a UTF-8 path")),
+    ];
+    w.json_env(&env, args, code)
 }
 
 /// pgbench's standard transactions, from two clients, until killed.

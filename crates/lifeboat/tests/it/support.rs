@@ -46,7 +46,16 @@ impl Workplace {
 
     /// Runs and returns stdout, asserting the exit code.
     pub fn run(&self, args: &[&str], code: i32) -> String {
-        let out = self.cmd().args(args).output().expect("runs");
+        self.run_env(&[], args, code)
+    }
+
+    /// The same with extra environment (a database password, a client folder).
+    pub fn run_env(&self, env: &[(&str, &str)], args: &[&str], code: i32) -> String {
+        let mut cmd = self.cmd();
+        for (key, value) in env {
+            cmd.env(key, value);
+        }
+        let out = cmd.args(args).output().expect("runs");
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert_eq!(
@@ -65,9 +74,14 @@ impl Workplace {
     }
 
     pub fn json(&self, args: &[&str], code: i32) -> serde_json::Value {
+        self.json_env(&[], args, code)
+    }
+
+    /// `--json` with extra environment; the JSON it printed.
+    pub fn json_env(&self, env: &[(&str, &str)], args: &[&str], code: i32) -> serde_json::Value {
         let mut all = vec!["--json"];
         all.extend_from_slice(args);
-        let out = self.run(&all, code);
+        let out = self.run_env(env, &all, code);
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
     }
 
