@@ -120,9 +120,18 @@ fn begin(
         confirm(&run)?;
     }
     let _lock = store.lock()?;
-    // Another run may have begun while we asked.
+    // Another run may have begun, or ended, while we asked: begin from the state as it is.
     let state = store.load(plan)?;
     let begun = state.begin(kind, &run.to, &id)?;
+    let mut run = run;
+    let current = begun.run.as_ref().expect("a run was begun");
+    if current.from != run.from {
+        bail!(
+            "the active site changed to `{}` meanwhile; nothing was done, start again",
+            current.from
+        );
+    }
+    run.epoch = current.epoch;
     store.write_run_file(&id, "run.json", &serde_json::to_vec_pretty(&run)?)?;
     store.save(&begun)?;
     execute(ctx, plan, &store, run)
