@@ -23,6 +23,7 @@ pub(crate) fn validate(draft: &Draft, spans: &SpanIndex) -> Vec<Diagnostic> {
     }
     check_dependency_cycles(draft, spans, &mut out);
     check_sql_checks(draft, spans, &mut out);
+    check_check_timing(draft, spans, &mut out);
     check_traffic(draft, spans, &mut out);
     check_watch(draft, spans, &mut out);
     out
@@ -259,6 +260,34 @@ fn check_dependency_cycles(draft: &Draft, spans: &SpanIndex, out: &mut Vec<Diagn
     }
 }
 
+/// A site's health check that, failing, takes longer than the whole RTO budget to give up.
+fn check_check_timing(draft: &Draft, spans: &SpanIndex, out: &mut Vec<Diagnostic>) {
+    for (site_name, site) in &draft.sites {
+        for (position, check) in site.checks.iter().enumerate() {
+            let worst = check.timeout * (check.retries + 1) + check.retry_interval * check.retries;
+            if worst > draft.objectives.rto {
+                let check_path = FieldPath::root()
+                    .key("sites")
+                    .key(site_name)
+                    .key("checks")
+                    .index(position);
+                out.push(
+                    Diagnostic::warning(
+                        check_path.as_str(),
+                        spans.key_or_parent(check_path.as_str()),
+                        format!(
+                            "check `{}` may take {}s to give up (timeout × attempts + retry intervals), longer than the rto",
+                            check.name,
+                            worst.as_secs()
+                        ),
+                    )
+                    .with_help("lower `retries`, `timeout` or `retry_interval`, or raise `[objectives] rto`"),
+                );
+            }
+        }
+    }
+}
+
 fn check_sql_checks(draft: &Draft, spans: &SpanIndex, out: &mut Vec<Diagnostic>) {
     for (site_name, site) in &draft.sites {
         for (position, check) in site.checks.iter().enumerate() {
@@ -330,6 +359,20 @@ fn check_watch(draft: &Draft, spans: &SpanIndex, out: &mut Vec<Diagnostic>) {
         out.push(
             Diagnostic::error("watch.failure_threshold", spans.key_or_parent("watch.failure_threshold"), "`failure_threshold` is shorter than `interval`: a single failed probe would count as an outage")
                 .with_help("make `failure_threshold` a few intervals long"),
+        );
+    }
+    if watch.failure_threshold >= watch.interval && watch.failure_threshold < 2 * watch.interval {
+        out.push(
+            Diagnostic::warning("watch.failure_threshold", spans.key_or_parent("watch.failure_threshold"), "`failure_threshold` spans fewer than three probe rounds: a brief glitch would count as an outage")
+                .with_help("make `failure_threshold` at least twice `interval`"),
+        );
+    }
+    if let Some(max_age) = watch.max_restore_point_age
+        && max_age < draft.objectives.rpo
+    {
+        out.push(
+            Diagnostic::warning("watch.max_restore_point_age", spans.key_or_parent("watch.max_restore_point_age"), "`max_restore_point_age` is shorter than the rpo: automatic failover would be refused even with backups on schedule")
+                .with_help("make it at least `[objectives] rpo`"),
         );
     }
     if watch.timeout > watch.interval {

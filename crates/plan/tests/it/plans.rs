@@ -233,3 +233,29 @@ fn a_missing_standby_is_only_a_warning() {
         "{messages:?}"
     );
 }
+
+#[test]
+fn timings_that_cannot_work_together_are_warned_about() {
+    let source = format!(
+        "{MINIMAL}\n[objectives]\nrpo = \"1h\"\nrto = \"1m\"\n\
+         [[sites.dr.checks]]\nname = \"slow\"\ntcp = \"x:1\"\ntimeout = \"10s\"\nretries = 5\n\
+         [watch]\nprobes = [{{ tcp = \"x:1\" }}]\ninterval = \"10s\"\nfailure_threshold = \"15s\"\n\
+         max_restore_point_age = \"30m\"\n"
+    );
+    let plan = parse_ok(&source);
+    let warnings: Vec<String> = plan
+        .warnings()
+        .iter()
+        .map(|w| format!("{}: {}", w.path, w.message))
+        .collect();
+    let has = |needle: &str| warnings.iter().any(|w| w.contains(needle));
+    assert!(
+        has("watch.failure_threshold: `failure_threshold` spans fewer than three"),
+        "{warnings:?}"
+    );
+    assert!(has("watch.max_restore_point_age:"), "{warnings:?}");
+    assert!(
+        has("sites.dr.checks[0]: check `slow` may take 65s"),
+        "{warnings:?}"
+    );
+}
