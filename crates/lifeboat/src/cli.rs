@@ -81,6 +81,10 @@ pub enum Command {
     Resume,
     /// Which site is active under which epoch, and the last run with its step timings
     Status,
+    /// The witness: probe the primary from here, alert, and fail over as `[watch]` decides
+    Watch,
+    /// Approve the failover a manual `lifeboat watch` is waiting for
+    Approve,
     /// Verify the repository: finds every missing, truncated or corrupted object
     Check(CheckArgs),
     /// Delete restore points a retention policy does not keep (applied separately to each

@@ -5,6 +5,7 @@ mod demo;
 mod maintain;
 mod restore;
 mod runbook;
+mod watch;
 
 use anyhow::Result;
 
@@ -33,6 +34,8 @@ pub fn run(cli: Cli) -> Result<Exit> {
                 Command::Switchover(args) => runbook::switchover(&ctx, args),
                 Command::Resume => runbook::resume(&ctx),
                 Command::Status => runbook::status(&ctx),
+                Command::Watch => watch::watch(&ctx),
+                Command::Approve => watch::approve(&ctx),
                 Command::Check(args) => maintain::check(&ctx, args),
                 Command::Forget(args) => maintain::forget(&ctx, args),
                 Command::Prune(args) => maintain::prune(&ctx, args),

@@ -941,6 +941,12 @@ fn notify(plan: &Plan, run: &RunFile) -> String {
         "event": run.kind, "from": run.from, "to": run.to, "run": run.id,
         "point": run.point, "epoch": run.epoch, "text": text,
     });
+    deliver(plan, &alert, &text)
+}
+
+/// Sends `alert` (JSON; `text` for chat formats) to every `[[notify]]` destination once;
+/// says what happened to each.
+pub(crate) fn deliver(plan: &Plan, alert: &serde_json::Value, text: &str) -> String {
     let mut said = Vec::new();
     for notifier in &plan.notify {
         let outcome = match notifier {

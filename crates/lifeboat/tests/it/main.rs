@@ -12,3 +12,4 @@ mod prune;
 mod servers;
 mod services;
 mod support;
+mod watch;

@@ -1,0 +1,252 @@
+//! The witness with real processes and short real time: a real HTTP service as the primary,
+//! a real BIND 9 for the traffic switch; automatic failover on a sustained outage, none when
+//! the witness itself is cut off, and a manual decision that waits for approval.
+
+use std::io::BufRead;
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::servers::{Named, TSIG_SECRET, free_port};
+use crate::support::*;
+
+/// A real HTTP server (Python's) standing in for the primary's service.
+fn http_service(dir: &std::path::Path, port: u16) -> Child {
+    std::process::Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 (Debian package python3) serves HTTP")
+}
+
+fn wait_for(what: &str, deadline: Duration, mut done: impl FnMut() -> bool) {
+    let until = Instant::now() + deadline;
+    while !done() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn plan(decision: &str, http_port: u16, control: &str, traffic: &str) -> String {
+    format!(
+        r#"[repository]
+url = "./repo"
+password = {{ env = "LIFEBOAT_PASSWORD" }}
+
+[state]
+dir = "state"
+
+[sites.primary]
+role = "primary"
+
+[sites.dr]
+role = "standby"
+
+[resources.docs]
+kind = "files"
+at.primary = {{ path = "primary/docs" }}
+at.dr = {{ path = "dr/docs" }}
+
+{traffic}
+
+[fence]
+run = [["true"]]
+
+[watch]
+decision = "{decision}"
+interval = "200ms"
+timeout = "150ms"
+failure_threshold = "1s"
+probes = [{{ http = "http://127.0.0.1:{http_port}/" }}]
+control = [{control}]
+
+[[notify]]
+command = ["sh", "-c", "cat >> alerts; echo >> alerts"]
+"#
+    )
+}
+
+/// `lifeboat --json watch`, its alert lines collected with the moment each arrived.
+struct Witness {
+    child: Child,
+    lines: Arc<Mutex<Vec<(Instant, String)>>>,
+}
+
+impl Witness {
+    fn start(w: &Workplace) -> Self {
+        let mut child = w
+            .process()
+            .args(["--json", "watch"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("lifeboat watch starts");
+        let stdout = child.stdout.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                sink.lock().unwrap().push((Instant::now(), line));
+            }
+        });
+        Witness { child, lines }
+    }
+
+    fn alerts(&self, kind: &str) -> Vec<Instant> {
+        let needle = format!("\"alert\":\"{kind}\"");
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, l)| l.contains(&needle))
+            .map(|(at, _)| *at)
+            .collect()
+    }
+}
+
+impl Drop for Witness {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn setup(w: &Workplace, plan: &str) {
+    write(&w.path("lifeboat.toml"), plan.as_bytes());
+    write(&w.path("primary/docs/a.txt"), b"a");
+    write(&w.path("tsig.secret"), TSIG_SECRET.as_bytes());
+    w.init();
+    w.run(&["backup"], 0);
+}
+
+#[test]
+fn a_sustained_outage_fails_over_automatically_and_dns_follows() {
+    let named = Named::start();
+    let w = Workplace::new();
+    let http_port = free_port();
+    let traffic = format!(
+        r#"[traffic]
+kind = "dns"
+server = "127.0.0.1:{}"
+zone = "example.test."
+name = "app.example.test."
+tsig = {{ name = "lifeboat", secret = {{ file = "tsig.secret" }} }}
+at.primary = {{ address = "192.0.2.10" }}
+at.dr = {{ address = "198.51.100.10" }}"#,
+        named.port
+    );
+    setup(
+        &w,
+        &plan(
+            "automatic",
+            http_port,
+            &format!(r#"{{ tcp = "127.0.0.1:{}" }}"#, named.port),
+            &traffic,
+        ),
+    );
+    let mut service = http_service(w.dir.path(), http_port);
+    let witness = Witness::start(&w);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        witness.alerts("decision_taken").is_empty(),
+        "healthy: nothing decided"
+    );
+
+    let _ = service.kill();
+    let _ = service.wait();
+    let outage = Instant::now();
+    wait_for("the DR address in DNS", Duration::from_secs(60), || {
+        named.dig("app.example.test") == ["198.51.100.10"]
+    });
+    let decided = witness.alerts("decision_taken");
+    assert_eq!(decided.len(), 1, "exactly one failover");
+    // The threshold, one interval, a probe's timeout, and slack for a loaded CI machine.
+    let took = decided[0].duration_since(outage);
+    assert!(
+        took <= Duration::from_millis(1000 + 200 + 150 + 1500),
+        "decided after {took:?}"
+    );
+    wait_for("ActiveDR", Duration::from_secs(30), || {
+        w.json(&["status"], 0)["state"] == "ActiveDR"
+    });
+    // Down for good, but it never decides again (and never fails back).
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(witness.alerts("decision_taken").len(), 1);
+    assert!(
+        std::fs::read_to_string(w.path("alerts"))
+            .unwrap()
+            .contains("\"down\"")
+    );
+}
+
+#[test]
+fn a_cut_off_witness_decides_nothing_and_says_it_may_be_isolated() {
+    let w = Workplace::new();
+    let http_port = free_port();
+    let closed = free_port();
+    let traffic = r#"[traffic]
+kind = "command"
+at.primary = { run = [["sh", "-c", "echo primary > traffic"]] }
+at.dr = { run = [["sh", "-c", "echo dr > traffic"]] }"#;
+    setup(
+        &w,
+        &plan(
+            "automatic",
+            http_port,
+            &format!(r#"{{ tcp = "127.0.0.1:{closed}" }}"#),
+            traffic,
+        ),
+    );
+    // No service at all, and the control unreachable too.
+    let witness = Witness::start(&w);
+    std::thread::sleep(Duration::from_millis(3000));
+    assert!(witness.alerts("decision_taken").is_empty());
+    assert!(witness.alerts("down").is_empty());
+    assert_eq!(witness.alerts("isolated").len(), 1, "alerted once");
+    assert!(!w.path("traffic").exists());
+}
+
+#[test]
+fn a_manual_witness_alerts_down_once_and_waits_for_approval() {
+    let w = Workplace::new();
+    let http_port = free_port();
+    let control = free_port();
+    let _control_listener = std::net::TcpListener::bind(("127.0.0.1", control)).unwrap();
+    let traffic = r#"[traffic]
+kind = "command"
+at.primary = { run = [["sh", "-c", "echo primary > traffic"]] }
+at.dr = { run = [["sh", "-c", "echo dr > traffic"]] }"#;
+    setup(
+        &w,
+        &plan(
+            "manual",
+            http_port,
+            &format!(r#"{{ tcp = "127.0.0.1:{control}" }}"#),
+            traffic,
+        ),
+    );
+    let witness = Witness::start(&w);
+    std::thread::sleep(Duration::from_millis(3000));
+    assert_eq!(witness.alerts("down").len(), 1);
+    assert!(witness.alerts("decision_taken").is_empty());
+    assert!(!w.path("traffic").exists(), "no action until approved");
+
+    w.run(&["approve"], 0);
+    wait_for("the failover", Duration::from_secs(30), || {
+        std::fs::read_to_string(w.path("traffic")).is_ok_and(|t| t.trim() == "dr")
+    });
+    assert_eq!(witness.alerts("decision_taken").len(), 1);
+    let alerts = std::fs::read_to_string(w.path("alerts")).unwrap();
+    assert_eq!(alerts.matches("\"alert\":\"down\"").count(), 1, "{alerts}");
+}
