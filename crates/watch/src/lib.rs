@@ -77,6 +77,15 @@ pub enum Alert {
     PointTooOld { age_ms: Millis, max_ms: Millis },
     /// The failover was asked for.
     DecisionTaken { epoch: u64, automatic: bool },
+    /// The failover run ended (reported by the watch, not decided here).
+    FailoverFinished {
+        ok: bool,
+        achieved_rto_ms: Option<Millis>,
+        achieved_rpo_ms: Option<Millis>,
+    },
+    /// The newest complete restore point is older than the plan's rpo (reported by the
+    /// watch on each change, not decided here).
+    PointsStale { age_ms: Millis, rpo_ms: Millis },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

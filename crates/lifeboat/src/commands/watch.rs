@@ -170,6 +170,9 @@ pub fn watch(ctx: &Context) -> Result<Exit> {
     let started = Instant::now();
     let mut state = State::new();
     let mut failover: Option<std::process::Child> = None;
+    let rpo_ms = plan.objectives.rpo.as_millis() as u64;
+    let mut stale = false;
+    let mut points_checked: Option<Instant> = None;
     tracing::info!(
         "watching {} probe(s) of the primary every {:?}; failover to `{to}` is {}",
         probes.len(),
@@ -186,6 +189,32 @@ pub fn watch(ctx: &Context) -> Result<Exit> {
         if store.dir().join(APPROVAL).exists() {
             let _ = std::fs::remove_file(store.dir().join(APPROVAL));
             state = step(&state, &decision, &Event::Approved { at }).0;
+        }
+        // The run the witness started has ended: say how it went.
+        if let Some(child) = &mut failover
+            && let Ok(Some(status)) = child.try_wait()
+        {
+            let report = last_report(&store);
+            let field = |k: &str| report.as_ref().and_then(|r| r[k].as_u64());
+            let _ = alerts.send(Alert::FailoverFinished {
+                ok: status.success(),
+                achieved_rto_ms: field("achieved_rto_ms"),
+                achieved_rpo_ms: field("achieved_rpo_ms"),
+            });
+            failover = None;
+        }
+        // Restore points older than the rpo: checked each minute, alerted on each change.
+        if points_checked.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+            points_checked = Some(Instant::now());
+            if let Some(age) = newest_point_age(ctx) {
+                if age > rpo_ms && !stale {
+                    let _ = alerts.send(Alert::PointsStale {
+                        age_ms: age,
+                        rpo_ms,
+                    });
+                }
+                stale = age > rpo_ms;
+            }
         }
         let primary_ok = round_of(&probes) > 0;
         let control_ok = round_of(&controls) == controls.len();
@@ -239,6 +268,12 @@ pub fn watch(ctx: &Context) -> Result<Exit> {
     }
 }
 
+/// The report of the newest run, when it wrote one.
+fn last_report(store: &StateStore) -> Option<serde_json::Value> {
+    let id = store.runs().pop()?;
+    serde_json::from_slice(&store.read_run_file(&id, "report.json").ok()?).ok()
+}
+
 fn newest_point_age(ctx: &Context) -> Option<u64> {
     let repo = ctx.open_repository().ok()?;
     let points = repo.points().ok()?;
@@ -286,6 +321,25 @@ fn describe(alert: &Alert) -> String {
             "automatic failover refused: the newest restore point is {} s old (limit {} s)",
             age_ms / 1000,
             max_ms / 1000
+        ),
+        Alert::FailoverFinished {
+            ok,
+            achieved_rto_ms,
+            achieved_rpo_ms,
+        } => format!(
+            "the failover {}; achieved RTO {}, RPO {}",
+            if *ok {
+                "finished"
+            } else {
+                "FAILED (see `lifeboat status`, then `lifeboat resume`)"
+            },
+            achieved_rto_ms.map_or("-".into(), |ms| format!("{} s", ms / 1000)),
+            achieved_rpo_ms.map_or("-".into(), |ms| format!("{} s", ms / 1000)),
+        ),
+        Alert::PointsStale { age_ms, rpo_ms } => format!(
+            "the newest restore point is {} s old, beyond the rpo of {} s",
+            age_ms / 1000,
+            rpo_ms / 1000
         ),
         Alert::DecisionTaken { epoch, automatic } => format!(
             "failover decided ({}, epoch {epoch})",

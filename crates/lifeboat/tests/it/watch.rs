@@ -36,6 +36,17 @@ fn wait_for(what: &str, deadline: Duration, mut done: impl FnMut() -> bool) {
 }
 
 fn plan(decision: &str, http_port: u16, control: &str, traffic: &str) -> String {
+    plan_with(decision, http_port, control, traffic, "1s", "")
+}
+
+fn plan_with(
+    decision: &str,
+    http_port: u16,
+    control: &str,
+    traffic: &str,
+    threshold: &str,
+    extra: &str,
+) -> String {
     format!(
         r#"[repository]
 url = "./repo"
@@ -64,12 +75,13 @@ run = [["true"]]
 decision = "{decision}"
 interval = "200ms"
 timeout = "150ms"
-failure_threshold = "1s"
+failure_threshold = "{threshold}"
 probes = [{{ http = "http://127.0.0.1:{http_port}/" }}]
 control = [{control}]
 
 [[notify]]
 command = ["sh", "-c", "cat >> alerts; echo >> alerts"]
+{extra}
 "#
     )
 }
@@ -249,4 +261,70 @@ at.dr = { run = [["sh", "-c", "echo dr > traffic"]] }"#;
     assert_eq!(witness.alerts("decision_taken").len(), 1);
     let alerts = std::fs::read_to_string(w.path("alerts")).unwrap();
     assert_eq!(alerts.matches("\"alert\":\"down\"").count(), 1, "{alerts}");
+}
+
+/// A real HTTP server whose root fails 30% of requests at random, and which records every
+/// POST body (a webhook receiver) in `webhook.log`.
+const FLAKY: &str = r#"
+import http.server, random, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(500 if random.random() < 0.3 else 200)
+        self.end_headers()
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with open("webhook.log", "ab") as f:
+            f.write(body + b"\n")
+        self.send_response(200)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"#;
+
+#[test]
+fn a_primary_failing_a_third_of_its_probes_is_never_failed_over() {
+    let w = Workplace::new();
+    let http_port = free_port();
+    let control = free_port();
+    let _control_listener = std::net::TcpListener::bind(("127.0.0.1", control)).unwrap();
+    let traffic = r#"[traffic]
+kind = "command"
+at.primary = { run = [["sh", "-c", "echo primary > traffic"]] }
+at.dr = { run = [["sh", "-c", "echo dr > traffic"]] }"#;
+    // Alerts also go to a webhook: the same flaky server receives them.
+    let webhook = format!(
+        r#"[[notify]]
+webhook = "http://127.0.0.1:{http_port}/hook"
+"#
+    );
+    setup(
+        &w,
+        &plan_with(
+            "automatic",
+            http_port,
+            &format!(r#"{{ tcp = "127.0.0.1:{control}" }}"#),
+            traffic,
+            "3s",
+            &webhook,
+        ),
+    );
+    let mut service = std::process::Command::new("python3")
+        .args(["-c", FLAKY, &http_port.to_string()])
+        .current_dir(w.dir.path())
+        .spawn()
+        .expect("python3 runs the flaky service");
+    let witness = Witness::start(&w);
+    std::thread::sleep(Duration::from_secs(8));
+    let _ = service.kill();
+    let _ = service.wait();
+    assert!(witness.alerts("decision_taken").is_empty());
+    assert!(witness.alerts("down").is_empty());
+    assert!(!w.path("traffic").exists());
+    assert!(!witness.alerts("suspect").is_empty(), "the noise was seen");
+    let received = std::fs::read_to_string(w.path("webhook.log")).unwrap_or_default();
+    assert!(
+        received.contains("\"alert\":\"suspect\"") && received.contains("\"alert\":\"recovered\""),
+        "the webhook received the alerts: {received}"
+    );
 }
