@@ -970,9 +970,7 @@ pub(crate) fn deliver(plan: &Plan, alert: &serde_json::Value, text: &str) -> Str
                     })
                     .map(|()| "webhook".to_string())
             }
-            lifeboat_plan::Notifier::Smtp(smtp) => {
-                Err(format!("mail to {} is not supported yet", smtp.server))
-            }
+            lifeboat_plan::Notifier::Smtp(smtp) => send_mail(smtp, alert, text),
         };
         said.push(match outcome {
             Ok(to) => format!("sent to {to}"),
@@ -980,6 +978,33 @@ pub(crate) fn deliver(plan: &Plan, alert: &serde_json::Value, text: &str) -> Str
         });
     }
     said.join("; ")
+}
+
+fn send_mail(
+    smtp: &lifeboat_plan::Smtp,
+    alert: &serde_json::Value,
+    text: &str,
+) -> Result<String, String> {
+    let password = match &smtp.password {
+        Some(secret) => Some(secret.resolve().map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let body = format!(
+        "{text}\n\n{}\n",
+        serde_json::to_string_pretty(alert).unwrap_or_default()
+    );
+    lifeboat_services::send_mail(&lifeboat_services::Mail {
+        server: &smtp.server,
+        starttls: smtp.starttls,
+        from: &smtp.from,
+        to: &smtp.to,
+        username: smtp.username.as_deref(),
+        password: password.as_ref().map(|p| p.expose()),
+        subject: text,
+        body: &body,
+    })
+    .map(|()| format!("mail to {}", smtp.to.join(", ")))
+    .map_err(|e| e.to_string())
 }
 
 /// The run measured: each step's start and duration, and the achieved RTO and RPO against

@@ -229,6 +229,34 @@ at.dr = { run = [["sh", "-c", "echo dr > traffic"]] }"#;
     assert!(!w.path("traffic").exists());
 }
 
+/// A real SMTP server (aiosmtpd) that prints every message it receives to `smtp.log`.
+fn smtp_server(dir: &std::path::Path, port: u16) -> Child {
+    let python = ["/usr/bin/python3", "python3"]
+        .into_iter()
+        .find(|p| {
+            std::process::Command::new(p)
+                .args(["-c", "import aiosmtpd"])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .expect("Python with aiosmtpd (Debian package python3-aiosmtpd)");
+    let log = std::fs::File::create(dir.join("smtp.log")).unwrap();
+    std::process::Command::new(python)
+        .args([
+            "-u",
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-l",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdout(log)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("aiosmtpd starts")
+}
+
 #[test]
 fn a_manual_witness_alerts_down_once_and_waits_for_approval() {
     let w = Workplace::new();
@@ -239,13 +267,22 @@ fn a_manual_witness_alerts_down_once_and_waits_for_approval() {
 kind = "command"
 at.primary = { run = [["sh", "-c", "echo primary > traffic"]] }
 at.dr = { run = [["sh", "-c", "echo dr > traffic"]] }"#;
+    let smtp_port = free_port();
+    let mut smtp = smtp_server(w.dir.path(), smtp_port);
+    let mail = format!(
+        r#"[[notify]]
+smtp = {{ server = "127.0.0.1:{smtp_port}", starttls = false, from = "lifeboat@example.test", to = ["oncall@example.test"] }}
+"#
+    );
     setup(
         &w,
-        &plan(
+        &plan_with(
             "manual",
             http_port,
             &format!(r#"{{ tcp = "127.0.0.1:{control}" }}"#),
             traffic,
+            "1s",
+            &mail,
         ),
     );
     let witness = Witness::start(&w);
@@ -261,6 +298,12 @@ at.dr = { run = [["sh", "-c", "echo dr > traffic"]] }"#;
     assert_eq!(witness.alerts("decision_taken").len(), 1);
     let alerts = std::fs::read_to_string(w.path("alerts")).unwrap();
     assert_eq!(alerts.matches("\"alert\":\"down\"").count(), 1, "{alerts}");
+    wait_for("the alert by mail", Duration::from_secs(10), || {
+        std::fs::read_to_string(w.path("smtp.log"))
+            .is_ok_and(|m| m.contains("the primary is DOWN") && m.contains("oncall@example.test"))
+    });
+    let _ = smtp.kill();
+    let _ = smtp.wait();
 }
 
 /// A real HTTP server whose root fails 30% of requests at random, and which records every
