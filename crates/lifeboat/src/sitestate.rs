@@ -76,6 +76,15 @@ impl StateStore {
         }
     }
 
+    /// Writes a file of the state folder atomically (the witness's `watch.json`).
+    pub fn write_file(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        write_atomic(&self.dir.join(name), bytes)
+    }
+
+    pub fn read_file(&self, name: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.dir.join(name)).ok()
+    }
+
     pub fn run_dir(&self, id: &str) -> PathBuf {
         self.dir.join("runs").join(id)
     }

@@ -1225,9 +1225,12 @@ pub fn status(ctx: &Context) -> Result<Exit> {
                 .unwrap_or_default();
             serde_json::json!({ "id": id, "run": run.as_ref().map(|r| serde_json::json!({"kind": r.kind, "from": r.from, "to": r.to, "point": r.point})), "report": report, "remaining": remaining, "journal": journal })
         });
+        let watch: Option<serde_json::Value> = store
+            .read_file("watch.json")
+            .and_then(|b| serde_json::from_slice(&b).ok());
         output::json(&serde_json::json!({
             "state": state.describe(), "active": state.active, "primary": state.primary,
-            "epoch": state.epoch, "run": state.run, "last_run": last,
+            "epoch": state.epoch, "run": state.run, "last_run": last, "watch": watch,
         }));
         return Ok(Exit::Success);
     }
@@ -1238,6 +1241,40 @@ pub fn status(ctx: &Context) -> Result<Exit> {
         state.epoch,
         store.dir().display()
     );
+    if let Some(watch) = store
+        .read_file("watch.json")
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+    {
+        println!(
+            "witness (as of {}): {}",
+            watch["updated"].as_str().unwrap_or("?"),
+            watch["decision"]["health"]["state"].as_str().unwrap_or("?")
+        );
+        for probe in watch["probes"]
+            .as_array()
+            .into_iter()
+            .chain(watch["control"].as_array())
+            .flatten()
+        {
+            println!(
+                "  {} {}{}: {} passes, {} failures; {}",
+                match probe["ok"].as_bool() {
+                    Some(true) => "✓",
+                    Some(false) => "✗",
+                    None => " ",
+                },
+                probe["name"].as_str().unwrap_or("?"),
+                if probe["control"] == true {
+                    " (control)"
+                } else {
+                    ""
+                },
+                probe["passes"],
+                probe["failures"],
+                probe["detail"].as_str().unwrap_or("")
+            );
+        }
+    }
     if let Some((id, run, report, journal)) = last_run {
         println!("last run: {id}");
         if let Some(run) = &run {

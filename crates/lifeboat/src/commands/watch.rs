@@ -92,9 +92,36 @@ impl WatchProbe {
         }
     }
 
-    fn passes(&self) -> bool {
+    fn name(&self) -> String {
         match self {
-            WatchProbe::Check(spec) => run_check(spec).ok,
+            WatchProbe::Check(spec) => spec.name.clone(),
+            WatchProbe::Dns { name, .. } => format!("dns {name}"),
+        }
+    }
+
+    fn passes(&self) -> (bool, String) {
+        match self {
+            WatchProbe::Check(spec) => {
+                let outcome = run_check(spec);
+                (outcome.ok, outcome.detail)
+            }
+            dns => {
+                let ok = dns.resolves();
+                (
+                    ok,
+                    if ok {
+                        "resolves".into()
+                    } else {
+                        "does not resolve".into()
+                    },
+                )
+            }
+        }
+    }
+
+    fn resolves(&self) -> bool {
+        match self {
+            WatchProbe::Check(_) => unreachable!("not a DNS probe"),
             WatchProbe::Dns {
                 name,
                 server: Some(server),
@@ -120,16 +147,61 @@ impl WatchProbe {
     }
 }
 
-/// Runs every probe at once; how many passed.
-fn round_of(probes: &[WatchProbe]) -> usize {
-    std::thread::scope(|s| {
+/// Runs every probe at once, recording each result in its history; how many passed.
+fn round_of(probes: &[WatchProbe], history: &mut [ProbeHistory], at: u64) -> usize {
+    let results: Vec<(bool, String)> = std::thread::scope(|s| {
         let handles: Vec<_> = probes.iter().map(|p| s.spawn(|| p.passes())).collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or(false))
-            .filter(|ok| *ok)
-            .count()
-    })
+            .map(|h| h.join().unwrap_or((false, "the probe panicked".into())))
+            .collect()
+    });
+    for (h, (ok, detail)) in history.iter_mut().zip(&results) {
+        if h.ok != Some(*ok) {
+            tracing::info!(
+                "probe {}: {} ({detail})",
+                h.name,
+                if *ok { "passes" } else { "FAILS" }
+            );
+            h.since_ms = at;
+        }
+        h.ok = Some(*ok);
+        h.detail = detail.clone();
+        if *ok {
+            h.passes += 1;
+        } else {
+            h.failures += 1;
+        }
+    }
+    results.iter().filter(|(ok, _)| *ok).count()
+}
+
+/// One probe's pass/fail history, kept in the state folder (`watch.json`) for `status`.
+#[derive(Debug, Clone, serde::Serialize)]
+struct ProbeHistory {
+    name: String,
+    control: bool,
+    ok: Option<bool>,
+    /// Since when (ms after the watch started) it has been passing or failing.
+    since_ms: u64,
+    passes: u64,
+    failures: u64,
+    detail: String,
+}
+
+fn histories(probes: &[WatchProbe], control: bool) -> Vec<ProbeHistory> {
+    probes
+        .iter()
+        .map(|p| ProbeHistory {
+            name: p.name(),
+            control,
+            ok: None,
+            since_ms: 0,
+            passes: 0,
+            failures: 0,
+            detail: String::new(),
+        })
+        .collect()
 }
 
 pub fn watch(ctx: &Context) -> Result<Exit> {
@@ -173,6 +245,8 @@ pub fn watch(ctx: &Context) -> Result<Exit> {
     let rpo_ms = plan.objectives.rpo.as_millis() as u64;
     let mut stale = false;
     let mut points_checked: Option<Instant> = None;
+    let mut probe_history = histories(&probes, false);
+    let mut control_history = histories(&controls, true);
     tracing::info!(
         "watching {} probe(s) of the primary every {:?}; failover to `{to}` is {}",
         probes.len(),
@@ -216,8 +290,8 @@ pub fn watch(ctx: &Context) -> Result<Exit> {
                 stale = age > rpo_ms;
             }
         }
-        let primary_ok = round_of(&probes) > 0;
-        let control_ok = round_of(&controls) == controls.len();
+        let primary_ok = round_of(&probes, &mut probe_history, at) > 0;
+        let control_ok = round_of(&controls, &mut control_history, at) == controls.len();
         let site_state = store.load(plan)?;
         let site = SiteView {
             epoch: site_state.epoch,
@@ -244,6 +318,11 @@ pub fn watch(ctx: &Context) -> Result<Exit> {
         };
         let (next, actions) = step(&state, &decision, &event);
         state = next;
+        let snapshot = serde_json::json!({
+            "updated": jiff::Timestamp::now(), "decision": state,
+            "probes": probe_history, "control": control_history,
+        });
+        let _ = store.write_file("watch.json", &serde_json::to_vec_pretty(&snapshot)?);
         for action in actions {
             match action {
                 Action::Alert(alert) => {

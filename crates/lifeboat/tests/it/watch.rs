@@ -227,6 +227,21 @@ at.dr = { run = [["sh", "-c", "echo dr > traffic"]] }"#;
     assert!(witness.alerts("down").is_empty());
     assert_eq!(witness.alerts("isolated").len(), 1, "alerted once");
     assert!(!w.path("traffic").exists());
+    // Each probe's own history is kept for `status`.
+    let status = w.json(&["status"], 0);
+    let watch = &status["watch"];
+    assert_eq!(
+        watch["decision"]["health"]["state"], "isolated",
+        "{watch:#}"
+    );
+    assert_eq!(watch["probes"][0]["ok"], false);
+    assert!(
+        watch["probes"][0]["failures"].as_u64().unwrap() >= 5,
+        "{watch:#}"
+    );
+    assert_eq!(watch["control"][0]["control"], true);
+    assert_eq!(watch["control"][0]["passes"], 0);
+    assert!(w.run(&["status"], 0).contains("(control)"));
 }
 
 /// A real SMTP server (aiosmtpd) that prints every message it receives to `smtp.log`.
