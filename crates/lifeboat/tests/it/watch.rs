@@ -27,6 +27,13 @@ fn http_service(dir: &std::path::Path, port: u16) -> Child {
         .expect("python3 (Debian package python3) serves HTTP")
 }
 
+/// Waits until the service accepts connections, so a slow start is not an outage.
+fn listening(port: u16) {
+    wait_for("the service to listen", Duration::from_secs(30), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+}
+
 fn wait_for(what: &str, deadline: Duration, mut done: impl FnMut() -> bool) {
     let until = Instant::now() + deadline;
     while !done() {
@@ -168,6 +175,7 @@ at.dr = {{ address = "198.51.100.10" }}"#,
         ),
     );
     let mut service = http_service(w.dir.path(), http_port);
+    listening(http_port);
     let witness = Witness::start(&w);
     std::thread::sleep(Duration::from_millis(1500));
     assert!(
@@ -372,6 +380,7 @@ webhook = "http://127.0.0.1:{http_port}/hook"
         .current_dir(w.dir.path())
         .spawn()
         .expect("python3 runs the flaky service");
+    listening(http_port);
     let witness = Witness::start(&w);
     std::thread::sleep(Duration::from_secs(8));
     let _ = service.kill();
