@@ -85,6 +85,8 @@ pub enum Command {
     Watch,
     /// Approve the failover a manual `lifeboat watch` is waiting for
     Approve,
+    /// What is unprotected, stale, drifting or misconfigured
+    Audit(AuditArgs),
     /// Verify the repository: finds every missing, truncated or corrupted object
     Check(CheckArgs),
     /// Delete restore points a retention policy does not keep (applied separately to each
@@ -178,6 +180,22 @@ pub struct RestoreArgs {
     /// Compare the restore point with the target instead of writing
     #[arg(long, requires = "target")]
     pub verify: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    /// Print the findings as a Markdown table
+    #[arg(long)]
+    pub markdown: bool,
+    /// Exit with 3 when a finding is at least this severe
+    #[arg(long, value_enum, default_value_t = FailOn::Error)]
+    pub fail_on: FailOn,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailOn {
+    Warning,
+    Error,
 }
 
 #[derive(Args, Debug)]

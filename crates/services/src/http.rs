@@ -104,3 +104,26 @@ pub fn post_json(url: &str, body: &[u8]) -> Result<()> {
         .map_err(|e| failed(&req, e.to_string().replace(url, "<webhook>")))?;
     check_status(&req, &mut response)
 }
+
+/// The body of a GET, trimmed (a version endpoint). Non-2xx is an error.
+pub fn get_text(url: &str, timeout: Duration) -> Result<String> {
+    let req = HttpRequest {
+        url: url.to_string(),
+        method: "GET".into(),
+        headers: vec![],
+    };
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut response = agent.get(url).call().map_err(|e| failed(&req, e))?;
+    check_status(&req, &mut response)?;
+    let text = response
+        .body_mut()
+        .with_config()
+        .limit(1 << 20)
+        .read_to_string()
+        .map_err(|e| failed(&req, e))?;
+    Ok(text.trim().to_string())
+}

@@ -17,7 +17,7 @@ mod sqlite;
 
 pub use command::{apply_command, capture_command, discover, run_command, run_with_input};
 pub use document::{Document, document_chunks};
-pub use http::{HttpRequest, apply_http, capture_http, post_json};
+pub use http::{HttpRequest, apply_http, capture_http, get_text, post_json};
 pub use mail::{Mail, send_mail};
 pub use mysql::{MYSQL_BIN_ENV, MyServer};
 pub use postgres::{PG_BIN_ENV, PgRestore, PgServer};

@@ -235,7 +235,7 @@ impl Server {
         }
     }
 
-    fn databases(&self) -> Result<Vec<String>, lifeboat_services::ServiceError> {
+    pub(crate) fn databases(&self) -> Result<Vec<String>, lifeboat_services::ServiceError> {
         match self {
             Server::Postgres(s) => s.databases(),
             Server::Mysql(s) => s.databases(),

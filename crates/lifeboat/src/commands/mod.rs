@@ -1,5 +1,6 @@
 //! One function per command.
 
+mod audit;
 mod backup;
 mod demo;
 mod maintain;
@@ -36,6 +37,7 @@ pub fn run(cli: Cli) -> Result<Exit> {
                 Command::Status => runbook::status(&ctx),
                 Command::Watch => watch::watch(&ctx),
                 Command::Approve => watch::approve(&ctx),
+                Command::Audit(args) => audit::audit(&ctx, args),
                 Command::Check(args) => maintain::check(&ctx, args),
                 Command::Forget(args) => maintain::forget(&ctx, args),
                 Command::Prune(args) => maintain::prune(&ctx, args),

@@ -1,6 +1,7 @@
 //! The `lifeboat` command end to end, as a user runs it: real repositories in temporary
 //! directories, real files, real processes.
 
+mod audit;
 mod corruption;
 mod failover;
 mod files;

@@ -1,0 +1,353 @@
+//! `lifeboat audit`: what the plan leaves unprotected (inventory against resources), what is
+//! stale (restore points older than the rpo), where the sites drift apart (versions), and plan
+//! settings that cannot work. Findings as a table, `--json` or Markdown; the exit code gates a
+//! pipeline (`--fail-on`).
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Result;
+use lifeboat_plan::{InventorySource, Plan, ResourceKind, Traffic, VersionSource};
+use serde::Serialize;
+
+use super::backup::{Server, selects};
+use crate::cli::{AuditArgs, FailOn};
+use crate::context::Context;
+use crate::output::{self, Exit};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Severity {
+    Warning,
+    Error,
+}
+
+#[derive(Debug, Serialize)]
+struct Finding {
+    severity: Severity,
+    /// `coverage`, `freshness`, `drift` or `lint`.
+    area: &'static str,
+    subject: String,
+    message: String,
+}
+
+pub fn audit(ctx: &Context, args: AuditArgs) -> Result<Exit> {
+    let plan = ctx.require_plan()?;
+    let mut findings = Vec::new();
+    coverage(plan, &mut findings);
+    freshness(ctx, plan, &mut findings);
+    drift(plan, &mut findings);
+    lint(plan, &mut findings);
+    findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.area.cmp(b.area)));
+    let threshold = match args.fail_on {
+        FailOn::Warning => Severity::Warning,
+        FailOn::Error => Severity::Error,
+    };
+    let failed = findings.iter().any(|f| f.severity >= threshold);
+    if ctx.global.json {
+        output::json(&serde_json::json!({ "findings": findings, "failed": failed }));
+    } else if args.markdown {
+        println!("# lifeboat audit: {}\n", plan.name());
+        if findings.is_empty() {
+            println!("No findings: everything in the inventory is protected and fresh.");
+        } else {
+            println!("| severity | area | subject | finding |\n| --- | --- | --- | --- |");
+            for f in &findings {
+                println!(
+                    "| {:?} | {} | {} | {} |",
+                    f.severity,
+                    f.area,
+                    f.subject.replace('|', "\\|"),
+                    f.message.replace('|', "\\|")
+                );
+            }
+        }
+    } else if findings.is_empty() {
+        println!("no findings: everything in the inventory is protected and fresh");
+    } else {
+        for f in &findings {
+            let severity = match f.severity {
+                Severity::Error => "ERROR",
+                Severity::Warning => "warning",
+            };
+            println!("{severity:<8} {:<10} {}: {}", f.area, f.subject, f.message);
+        }
+    }
+    Ok(if failed {
+        Exit::Problems
+    } else {
+        Exit::Success
+    })
+}
+
+/// Everything the inventory lists must be protected by a resource, or excluded.
+fn coverage(plan: &Plan, out: &mut Vec<Finding>) {
+    let (primary, _) = plan.primary_site();
+    for entry in &plan.inventory {
+        let excluded = |name: &str| entry.exclude.iter().any(|e| e == name);
+        match &entry.source {
+            InventorySource::Postgres(binding) | InventorySource::Mysql(binding) => {
+                let kind = match &entry.source {
+                    InventorySource::Mysql(_) => ResourceKind::Mysql(empty_server()),
+                    _ => ResourceKind::Postgres(empty_server()),
+                };
+                let listed = Server::of(&kind, binding)
+                    .and_then(|server| Ok((server.describe().to_string(), server.databases()?)));
+                let (server, databases) = match listed {
+                    Ok(found) => found,
+                    Err(e) => {
+                        out.push(Finding {
+                            severity: Severity::Warning,
+                            area: "coverage",
+                            subject: entry.name.clone(),
+                            message: format!("cannot list it: {e:#}"),
+                        });
+                        continue;
+                    }
+                };
+                for database in databases.iter().filter(|d| !excluded(d)) {
+                    let protected = plan.resources.values().any(|r| match &r.kind {
+                        ResourceKind::Postgres(db) | ResourceKind::Mysql(db) => {
+                            db.protects(database)
+                                && db.at.get(primary).is_some_and(|b| {
+                                    Server::of(&r.kind, b).is_ok_and(|s| s.describe() == server)
+                                })
+                        }
+                        _ => false,
+                    });
+                    if !protected {
+                        unprotected(
+                            out,
+                            format!("{server}/{database}"),
+                            format!(
+                                "database `{database}` ({}) is not protected by any resource",
+                                entry.name
+                            ),
+                        );
+                    }
+                }
+            }
+            InventorySource::Directory(dir) => {
+                let entries = match std::fs::read_dir(dir) {
+                    Ok(entries) => entries,
+                    Err(e) => {
+                        out.push(Finding {
+                            severity: Severity::Warning,
+                            area: "coverage",
+                            subject: dir.display().to_string(),
+                            message: format!("cannot list it: {e}"),
+                        });
+                        continue;
+                    }
+                };
+                let protected_paths: Vec<&Path> = plan
+                    .resources
+                    .values()
+                    .filter_map(|r| match &r.kind {
+                        ResourceKind::Files(f) => f.at.get(primary).map(|b| b.path.as_path()),
+                        ResourceKind::Sqlite(s) => s.at.get(primary).map(|b| b.path.as_path()),
+                        _ => None,
+                    })
+                    .collect();
+                let mut names: Vec<String> = entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect();
+                names.sort();
+                for name in names.iter().filter(|n| !excluded(n)) {
+                    let child = dir.join(name);
+                    if protected_paths.iter().any(|p| child.starts_with(p)) {
+                        continue;
+                    }
+                    if protected_paths.iter().any(|p| p.starts_with(&child)) {
+                        out.push(Finding {
+                            severity: Severity::Warning,
+                            area: "coverage",
+                            subject: child.display().to_string(),
+                            message: format!("only partly protected ({})", entry.name),
+                        });
+                    } else {
+                        unprotected(
+                            out,
+                            child.display().to_string(),
+                            format!("not protected by any resource ({})", entry.name),
+                        );
+                    }
+                }
+            }
+            InventorySource::Command(command) => {
+                match lifeboat_services::discover(command.argv(), plan.plan_dir()) {
+                    Ok(items) => {
+                        for item in items.iter().filter(|i| !excluded(i)) {
+                            let protected = plan.resources.iter().any(|(name, r)| {
+                                name == item
+                                    || r.bound_sites().contains(&primary)
+                                        && r.binding(primary).is_some_and(|b| {
+                                            format!("{b:?}").contains(item.as_str())
+                                        })
+                            });
+                            if !protected {
+                                unprotected(
+                                    out,
+                                    item.clone(),
+                                    format!("not protected by any resource ({})", entry.name),
+                                );
+                            }
+                        }
+                    }
+                    Err(e) => out.push(Finding {
+                        severity: Severity::Warning,
+                        area: "coverage",
+                        subject: entry.name.clone(),
+                        message: format!("cannot list it: {e}"),
+                    }),
+                }
+            }
+        }
+    }
+}
+
+fn unprotected(out: &mut Vec<Finding>, subject: String, message: String) {
+    out.push(Finding {
+        severity: Severity::Error,
+        area: "coverage",
+        subject,
+        message,
+    });
+}
+
+fn empty_server() -> lifeboat_plan::DatabaseServerResource {
+    lifeboat_plan::DatabaseServerResource {
+        databases: lifeboat_plan::DatabaseSelection::All,
+        exclude: vec![],
+        at: Default::default(),
+    }
+}
+
+/// Each resource's newest complete restore point against its rpo.
+fn freshness(ctx: &Context, plan: &Plan, out: &mut Vec<Finding>) {
+    let points = match ctx.open_repository().and_then(|r| Ok(r.points()?)) {
+        Ok(points) => points,
+        Err(e) => {
+            out.push(Finding {
+                severity: Severity::Error,
+                area: "freshness",
+                subject: "repository".into(),
+                message: format!("cannot read restore points: {e:#}"),
+            });
+            return;
+        }
+    };
+    let now = jiff::Timestamp::now();
+    for (name, resource) in &plan.resources {
+        let rpo = resource.rpo_or(&plan.objectives);
+        let newest = points.iter().rev().find(|(_, p)| {
+            let items: Vec<_> = p
+                .resources
+                .iter()
+                .filter(|r| selects(name, &r.name))
+                .collect();
+            !items.is_empty() && items.iter().all(|r| r.root.is_some())
+        });
+        match newest {
+            None => out.push(Finding {
+                severity: Severity::Error,
+                area: "freshness",
+                subject: name.clone(),
+                message: "no complete restore point".into(),
+            }),
+            Some((id, point)) => {
+                let age = now.duration_since(point.time).as_millis().max(0) as u64;
+                if age > rpo.as_millis() as u64 {
+                    out.push(Finding {
+                        severity: Severity::Error,
+                        area: "freshness",
+                        subject: name.clone(),
+                        message: format!(
+                            "the newest complete restore point ({}) is {} old, past the rpo of {}",
+                            id.short(),
+                            output::millis(age),
+                            output::millis(rpo.as_millis() as u64)
+                        ),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// The version each site reports, where the plan says how to ask.
+fn drift(plan: &Plan, out: &mut Vec<Finding>) {
+    let Some(versions) = &plan.versions else {
+        return;
+    };
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for (site, source) in &versions.at {
+        let got = match source {
+            VersionSource::Http(url) => {
+                lifeboat_services::get_text(url, Duration::from_secs(10)).map_err(|e| e.to_string())
+            }
+            VersionSource::Command(command) => {
+                lifeboat_services::run_command(command.argv(), plan.plan_dir(), &[])
+                    .map_err(|e| e.to_string())
+            }
+        };
+        match got {
+            Ok(version) => seen.push((site.clone(), version)),
+            Err(e) => out.push(Finding {
+                severity: Severity::Warning,
+                area: "drift",
+                subject: site.clone(),
+                message: format!("cannot read the version: {e}"),
+            }),
+        }
+    }
+    if seen.windows(2).any(|w| w[0].1 != w[1].1) {
+        out.push(Finding {
+            severity: Severity::Error,
+            area: "drift",
+            subject: "versions".into(),
+            message: format!(
+                "the sites run different versions: {}",
+                seen.iter()
+                    .map(|(site, v)| format!("{site} = {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+}
+
+/// Plan settings that cannot work: the plan check's warnings, a DNS TTL beyond the RTO,
+/// secrets that cannot be resolved.
+fn lint(plan: &Plan, out: &mut Vec<Finding>) {
+    for warning in plan.warnings() {
+        out.push(Finding {
+            severity: Severity::Warning,
+            area: "lint",
+            subject: warning.path.clone(),
+            message: warning.message.clone(),
+        });
+    }
+    if let Some(Traffic::Dns(dns)) = &plan.traffic
+        && u64::from(dns.ttl) > plan.objectives.rto.as_secs()
+    {
+        out.push(Finding {
+            severity: Severity::Warning,
+            area: "lint",
+            subject: "traffic.ttl".into(),
+            message: format!(
+                "resolvers may keep the old address for {} s, longer than the rto",
+                dns.ttl
+            ),
+        });
+    }
+    for problem in lifeboat_plan::check_secrets(plan) {
+        out.push(Finding {
+            severity: Severity::Error,
+            area: "lint",
+            subject: problem.path.clone(),
+            message: problem.message.clone(),
+        });
+    }
+}
