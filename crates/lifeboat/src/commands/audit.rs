@@ -239,6 +239,38 @@ fn freshness(ctx: &Context, plan: &Plan, out: &mut Vec<Finding>) {
         }
     };
     let now = jiff::Timestamp::now();
+    let last_check: Option<serde_json::Value> = crate::sitestate::StateStore::of(plan)
+        .read_file("last-check.json")
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let checked = last_check.as_ref().and_then(|c| {
+        Some((
+            c["time"].as_str()?.parse::<jiff::Timestamp>().ok()?,
+            c["problems"].as_u64().unwrap_or(0),
+        ))
+    });
+    match checked {
+        None => out.push(Finding {
+            severity: Severity::Warning,
+            area: "freshness",
+            subject: "repository".into(),
+            message: "never verified from this plan: run `lifeboat check --read-data`".into(),
+        }),
+        Some((_, problems)) if problems > 0 => out.push(Finding {
+            severity: Severity::Error,
+            area: "freshness",
+            subject: "repository".into(),
+            message: format!("the last `lifeboat check` found {problems} problem(s)"),
+        }),
+        Some((time, _)) if now.duration_since(time).as_secs() > 7 * 24 * 3600 => {
+            out.push(Finding {
+                severity: Severity::Warning,
+                area: "freshness",
+                subject: "repository".into(),
+                message: format!("last verified {time}, more than a week ago"),
+            })
+        }
+        Some(_) => {}
+    }
     for (name, resource) in &plan.resources {
         let rpo = resource.rpo_or(&plan.objectives);
         let newest = points.iter().rev().find(|(_, p)| {

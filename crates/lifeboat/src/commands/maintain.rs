@@ -83,6 +83,19 @@ pub fn check(ctx: &Context, args: CheckArgs) -> Result<Exit> {
             }
         })?;
     drop(bar);
+    // Remembered for `audit` (when the repository was last checked, and how).
+    if let Some(plan) = ctx.plan() {
+        let record = serde_json::json!({
+            "time": jiff::Timestamp::now(),
+            "read_data": args.read_data,
+            "problems": report.problems.len(),
+        });
+        if let Err(e) = crate::sitestate::StateStore::of(plan)
+            .write_file("last-check.json", record.to_string().as_bytes())
+        {
+            tracing::warn!("could not record the check: {e:#}");
+        }
+    }
     if ctx.global.json {
         output::json(&report);
     } else {

@@ -110,6 +110,7 @@ fn audit_finds_the_unprotected_the_stale_and_the_drifting_then_passes() {
     );
     assert!(!has("freshness", "\"docs\""), "{findings:#?}");
     assert!(has("drift", "dr = 1.1"), "{findings:#?}");
+    assert!(has("freshness", "never verified"), "{findings:#?}");
 
     // Everything protected, fresh and in step: no finding fails the audit.
     write(
@@ -119,7 +120,8 @@ fn audit_finds_the_unprotected_the_stale_and_the_drifting_then_passes() {
     std::fs::remove_dir_all(w.path("srv/loose")).unwrap();
     write(&w.path("dr-version"), b"1.0\n");
     audit(&w, &["backup"], 0);
-    let report = audit(&w, &["audit"], 0);
+    audit(&w, &["check"], 0);
+    let report = audit(&w, &["audit", "--fail-on", "warning"], 0);
     assert_eq!(report["failed"], false, "{report:#}");
     let bin = crate::servers::pg_bin();
     let markdown = w.run_env(
