@@ -245,6 +245,7 @@ pub fn watch(ctx: &Context) -> Result<Exit> {
     let rpo_ms = plan.objectives.rpo.as_millis() as u64;
     let mut stale = false;
     let mut points_checked: Option<Instant> = None;
+    let mut repository = None;
     let mut probe_history = histories(&probes, false);
     let mut control_history = histories(&controls, true);
     tracing::info!(
@@ -280,7 +281,7 @@ pub fn watch(ctx: &Context) -> Result<Exit> {
         // Restore points older than the rpo: checked each minute, alerted on each change.
         if points_checked.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
             points_checked = Some(Instant::now());
-            if let Some(age) = newest_point_age(ctx) {
+            if let Some(age) = newest_point_age(ctx, &mut repository) {
                 if age > rpo_ms && !stale {
                     let _ = alerts.send(Alert::PointsStale {
                         age_ms: age,
@@ -305,7 +306,7 @@ pub fn watch(ctx: &Context) -> Result<Exit> {
             state.health,
             lifeboat_watch::Health::Suspect { .. } | lifeboat_watch::Health::Down { .. }
         ) {
-            newest_point_age(ctx)
+            newest_point_age(ctx, &mut repository)
         } else {
             None
         };
@@ -353,9 +354,15 @@ fn last_report(store: &StateStore) -> Option<serde_json::Value> {
     serde_json::from_slice(&store.read_run_file(&id, "report.json").ok()?).ok()
 }
 
-fn newest_point_age(ctx: &Context) -> Option<u64> {
-    let repo = ctx.open_repository().ok()?;
-    let points = repo.points().ok()?;
+/// The repository is opened once (its key derivation is deliberately slow), then reused.
+fn newest_point_age(
+    ctx: &Context,
+    repository: &mut Option<lifeboat_repository::Repository>,
+) -> Option<u64> {
+    if repository.is_none() {
+        *repository = ctx.open_repository().ok();
+    }
+    let points = repository.as_ref()?.points().ok()?;
     let newest = points.iter().rev().find(|(_, p)| p.is_complete())?;
     let age = jiff::Timestamp::now().duration_since(newest.1.time);
     Some(age.as_millis().max(0) as u64)
