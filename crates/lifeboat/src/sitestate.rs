@@ -138,12 +138,11 @@ impl StateStore {
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().expect("a file in a folder");
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        bail!("{} is not a file path", path.display());
+    };
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().expect("a file name").to_string_lossy()
-    ));
+    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
     let mut file = File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
     file.write_all(bytes)
         .and_then(|()| file.sync_all())

@@ -283,19 +283,23 @@ impl PgServer {
         ]);
         let mut child = self.start(command, Stdio::null())?;
         let entry = format!("{}.pgdump", name.replace('/', "_"));
-        let (stored, counted, client) = std::thread::scope(|s| {
+        let (stored, counted) = std::thread::scope(|s| {
             // Counting runs beside the dump, inside the same snapshot.
             let counter = s.spawn(move || {
                 let counted = count_rows(&mut client, checks);
                 (counted, client)
             });
             let stored = store_counted(writer, &entry, &mut child.stdout(), progress);
-            let (counted, client) = counter.join().expect("the row counter does not panic");
-            (stored, counted, client)
+            let counted = counter.join();
+            (stored, counted)
         });
-        let mut client = client;
         child.finish()?;
         let document = stored?;
+        let Ok((counted, mut client)) = counted else {
+            return Err(self.error(format!(
+                "database `{name}`: counting rows failed unexpectedly"
+            )));
+        };
         let (tables, check_results) = counted.map_err(q)?;
         // The snapshot had to outlive pg_dump's import of it; a read-only commit.
         client.batch_execute("COMMIT").map_err(q)?;

@@ -830,7 +830,10 @@ fn restore_resource(
             .with_context(|| format!("restoring `{}`", r.name))?;
         done.push(format!("{}: {what}", r.name));
     }
-    let spec = plan.resource(resource).expect("from the plan");
+    // The run was planned from an earlier plan file: the resource may be gone since.
+    let spec = plan
+        .resource(resource)
+        .ok_or_else(|| anyhow!("the plan has no resource `{resource}` any more"))?;
     for (i, verify) in spec.verify.iter().enumerate() {
         let probe = match verify {
             Verify::Command { command, expect } => Probe::Command {
