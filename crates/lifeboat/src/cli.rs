@@ -11,7 +11,8 @@ use clap::{Args, Parser, Subcommand};
     version,
     about = "Disaster recovery for the services you run: restore points offsite, failover, drills",
     after_help = "Exit codes: 0 success; 1 failure; 2 invalid usage or plan; \
-                  3 verification found problems (check, restore --verify); \
+                  3 verification found problems (check, restore --verify, verify, audit, \
+                  drill: a verification failed or an objective was missed); \
                   4 backup incomplete (a restore point was written, some resources failed)."
 )]
 pub struct Cli {
@@ -85,6 +86,9 @@ pub enum Command {
     Watch,
     /// Approve the failover a manual `lifeboat watch` is waiting for
     Approve,
+    /// Prove recovery works: restore into an isolated sandbox, verify, measure the achieved
+    /// RTO and RPO, tear down, report
+    Drill(DrillArgs),
     /// What is unprotected, stale, drifting or misconfigured
     Audit(AuditArgs),
     /// Verify the repository: finds every missing, truncated or corrupted object
@@ -180,6 +184,39 @@ pub struct RestoreArgs {
     /// Compare the restore point with the target instead of writing
     #[arg(long, requires = "target")]
     pub verify: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DrillArgs {
+    /// The restore point [default: the newest holding a complete capture of every resource
+    /// drilled]
+    #[arg(long, value_name = "ID")]
+    pub point: Option<String>,
+    /// Drill only these resources (and what they depend on)
+    #[arg(long, value_name = "RESOURCE")]
+    pub only: Vec<String>,
+    /// The plan's drill site (`role = "drill"`) [default: the first one, else a sandbox
+    /// derived from the plan]
+    #[arg(long, value_name = "SITE")]
+    pub site: Option<String>,
+    /// Where the sandbox's folder is made [default: the system's temporary folder]
+    #[arg(long, value_name = "DIR")]
+    pub sandbox: Option<PathBuf>,
+    /// Leave the sandbox up for inspection; `lifeboat drill --cleanup` removes it
+    #[arg(long)]
+    pub keep: bool,
+    /// Also write the HTML report to this file
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Do not compare the live site's data with the restore point
+    #[arg(long)]
+    pub skip_changes: bool,
+    /// Finish the teardown of drills that were interrupted or kept, then exit
+    #[arg(long, conflicts_with_all = ["point", "only", "site", "sandbox", "keep", "html", "history"])]
+    pub cleanup: bool,
+    /// List past drills with their achieved RTO and RPO
+    #[arg(long, conflicts_with_all = ["point", "only", "site", "sandbox", "keep", "html"])]
+    pub history: bool,
 }
 
 #[derive(Args, Debug)]

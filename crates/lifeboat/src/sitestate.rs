@@ -3,6 +3,10 @@
 //! atomic (temporary file, fsync, rename) or appended and synced, so a kill at any instant
 //! leaves a state a resumed run can read. One run at a time: `state.lock` is held (`flock`)
 //! for as long as a run executes.
+//!
+//! Drills keep their own folders beside the runs (`drills/<id>/`: `drill.json`, the record of
+//! what the drill created; `journal.jsonl`; `report.json`, `report.html`), under their own
+//! lock (`drills/drill.lock`): a drill never holds up a failover.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -57,25 +61,62 @@ impl StateStore {
 
     /// Takes the run lock, or says who holds it.
     pub fn lock(&self) -> Result<RunLock> {
-        std::fs::create_dir_all(&self.dir)
-            .with_context(|| format!("creating the state folder {}", self.dir.display()))?;
-        let path = self.dir.join("state.lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(RunLock { _file: file }),
-            Err(rustix::io::Errno::WOULDBLOCK) => bail!(
-                "another lifeboat run of this plan is executing (it holds {})",
-                path.display()
-            ),
-            Err(e) => Err(e).with_context(|| format!("locking {}", path.display())),
-        }
+        lock_file(&self.dir, "state.lock", "another lifeboat run")
     }
 
+    /// Takes the drill lock: one drill (or drill clean-up) of the plan at a time.
+    pub fn lock_drills(&self) -> Result<RunLock> {
+        lock_file(&self.dir.join("drills"), "drill.lock", "another drill")
+    }
+
+    pub fn drill_dir(&self, id: &str) -> PathBuf {
+        self.dir.join("drills").join(id)
+    }
+
+    pub fn write_drill_file(&self, id: &str, name: &str, bytes: &[u8]) -> Result<()> {
+        write_atomic(&self.drill_dir(id).join(name), bytes)
+    }
+
+    pub fn read_drill_file(&self, id: &str, name: &str) -> Result<Vec<u8>> {
+        let path = self.drill_dir(id).join(name);
+        std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
+    }
+
+    pub fn append_drill(&self, id: &str, record: &Record) -> Result<()> {
+        append_synced(&self.drill_dir(id).join("journal.jsonl"), record)
+    }
+
+    pub fn drill_journal(&self, id: &str) -> Result<Vec<Record>> {
+        read_journal(&self.drill_dir(id).join("journal.jsonl"))
+    }
+
+    /// Drill ids, oldest first.
+    pub fn drills(&self) -> Vec<String> {
+        sorted_folders(&self.dir.join("drills"))
+    }
+}
+
+fn lock_file(dir: &Path, name: &str, holder: &str) -> Result<RunLock> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating the state folder {}", dir.display()))?;
+    let path = dir.join(name);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(RunLock { _file: file }),
+        Err(rustix::io::Errno::WOULDBLOCK) => bail!(
+            "{holder} of this plan is executing (it holds {})",
+            path.display()
+        ),
+        Err(e) => Err(e).with_context(|| format!("locking {}", path.display())),
+    }
+}
+
+impl StateStore {
     /// Writes a file of the state folder atomically (the witness's `watch.json`).
     pub fn write_file(&self, name: &str, bytes: &[u8]) -> Result<()> {
         write_atomic(&self.dir.join(name), bytes)
@@ -103,38 +144,50 @@ impl StateStore {
 
     /// Appends a record to a run's journal and syncs it before the step goes on.
     pub fn append(&self, id: &str, record: &Record) -> Result<()> {
-        let path = self.run_dir(id).join("journal.jsonl");
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        file.write_all(record.line().as_bytes())
-            .and_then(|()| file.sync_data())
-            .with_context(|| format!("writing {}", path.display()))
+        append_synced(&self.run_dir(id).join("journal.jsonl"), record)
     }
 
     pub fn journal(&self, id: &str) -> Result<Vec<Record>> {
-        let path = self.run_dir(id).join("journal.jsonl");
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-        };
-        journal::parse(&text).with_context(|| format!("{} is damaged", path.display()))
+        read_journal(&self.run_dir(id).join("journal.jsonl"))
     }
 
     /// Run ids, oldest first (ids sort by time).
     pub fn runs(&self) -> Vec<String> {
-        let mut ids: Vec<String> = std::fs::read_dir(self.dir.join("runs"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| e.file_name().into_string().ok())
-            .collect();
-        ids.sort();
-        ids
+        sorted_folders(&self.dir.join("runs"))
     }
+}
+
+fn append_synced(path: &Path, record: &Record) -> Result<()> {
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    file.write_all(record.line().as_bytes())
+        .and_then(|()| file.sync_data())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn read_journal(path: &Path) -> Result<Vec<Record>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    journal::parse(&text).with_context(|| format!("{} is damaged", path.display()))
+}
+
+/// The names of the folders in `dir`, sorted (ids sort by time).
+fn sorted_folders(dir: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    ids.sort();
+    ids
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::mysql::MyServer;
 use crate::postgres::PgServer;
-use crate::process::start_argv;
+use crate::process::start_argv_env;
 
 /// Where an SQL check runs.
 #[derive(Debug, Clone)]
@@ -41,6 +41,8 @@ pub enum Probe {
     Command {
         argv: Vec<String>,
         cwd: PathBuf,
+        /// Extra environment (a site's facts, where a drill restored things).
+        env: Vec<(String, String)>,
         expect: Option<String>,
     },
 }
@@ -110,7 +112,12 @@ fn attempt(probe: &Probe, timeout: Duration) -> Result<String, String> {
             };
             compare(value.as_deref().unwrap_or("NULL"), expect.as_deref())
         }
-        Probe::Command { argv, cwd, expect } => command(argv, cwd, expect.as_deref(), timeout),
+        Probe::Command {
+            argv,
+            cwd,
+            env,
+            expect,
+        } => command(argv, cwd, env, expect.as_deref(), timeout),
     }
 }
 
@@ -212,10 +219,11 @@ fn sqlite_value(path: &std::path::Path, query: &str) -> Result<Option<String>, S
 fn command(
     argv: &[String],
     cwd: &std::path::Path,
+    env: &[(String, String)],
     expect: Option<&str>,
     timeout: Duration,
 ) -> Result<String, String> {
-    let mut child = start_argv(argv, cwd, Stdio::null()).map_err(|e| e.to_string())?;
+    let mut child = start_argv_env(argv, cwd, env, Stdio::null()).map_err(|e| e.to_string())?;
     let mut stdout = child.stdout();
     let reader = std::thread::spawn(move || {
         let mut out = String::new();
@@ -266,8 +274,9 @@ mod tests {
         let cwd = std::env::temp_dir();
         let ok = run_check(&spec(
             Probe::Command {
-                argv: vec!["echo".into(), "ready".into()],
+                argv: vec!["sh".into(), "-c".into(), "echo $STATE".into()],
                 cwd: cwd.clone(),
+                env: vec![("STATE".into(), "ready".into())],
                 expect: Some("ready".into()),
             },
             0,
@@ -277,6 +286,7 @@ mod tests {
             Probe::Command {
                 argv: vec!["echo".into(), "starting".into()],
                 cwd: cwd.clone(),
+                env: vec![],
                 expect: Some("ready".into()),
             },
             2,
@@ -290,6 +300,7 @@ mod tests {
                 Probe::Command {
                     argv: vec!["sleep".into(), "5".into()],
                     cwd,
+                    env: vec![],
                     expect: None,
                 },
                 0,

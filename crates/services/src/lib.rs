@@ -13,6 +13,7 @@ mod mail;
 mod mysql;
 mod postgres;
 mod process;
+mod sandbox;
 mod sqlite;
 
 pub use command::{apply_command, capture_command, discover, run_command, run_with_input};
@@ -21,6 +22,7 @@ pub use http::{HttpRequest, apply_http, capture_http, get_text, post_json};
 pub use mail::{Mail, send_mail};
 pub use mysql::{MYSQL_BIN_ENV, MyServer};
 pub use postgres::{PG_BIN_ENV, PgRestore, PgServer};
+pub use sandbox::{TempEngine, TempServer, stop_leftover};
 pub use sqlite::{capture_sqlite, restore_sqlite};
 
 #[derive(Debug, thiserror::Error)]

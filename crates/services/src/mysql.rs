@@ -214,6 +214,23 @@ impl MyServer {
             .filter(|v| v != "NULL"))
     }
 
+    /// Drops database `name` if it exists. Returns whether it existed.
+    pub fn drop_database(&self, name: &str) -> Result<bool> {
+        let exists = !self
+            .query(&format!(
+                "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {}",
+                quote_literal(name)
+            ))?
+            .is_empty();
+        if exists {
+            self.load(
+                None,
+                format!("DROP DATABASE IF EXISTS {}", quote_ident(name)).as_bytes(),
+            )?;
+        }
+        Ok(exists)
+    }
+
     /// Every database but the server's own, sorted by name.
     pub fn databases(&self) -> Result<Vec<String>> {
         let rows = self.query("SHOW DATABASES")?;

@@ -58,6 +58,9 @@ pub struct PgRestore<'a> {
     /// `pg_restore --jobs`; above 1 the dump is first written to a temporary file, as
     /// parallel restore needs to seek.
     pub jobs: u32,
+    /// The staging database's name; by default a unique one. A drill names it, so that a
+    /// clean-up after a kill can drop it.
+    pub staging: Option<&'a str>,
 }
 
 impl PgServer {
@@ -375,7 +378,10 @@ impl PgServer {
                 path: format!("database `{target}` on {}", self.display),
             });
         }
-        let staging = format!("lifeboat_restore_{}", staging_suffix());
+        let staging = how.staging.map_or_else(
+            || format!("lifeboat_restore_{}", staging_suffix()),
+            str::to_string,
+        );
         let mut create = format!(
             "CREATE DATABASE {} TEMPLATE template0",
             quote_ident(&staging)
@@ -472,6 +478,30 @@ impl PgServer {
         command.arg(format!("--jobs={jobs}")).arg(file.path());
         self.start(command, Stdio::null())?.finish()?;
         Ok(bytes)
+    }
+
+    /// Drops database `name` if it exists, disconnecting its sessions. Returns whether it
+    /// existed.
+    pub fn drop_database(&self, name: &str) -> Result<bool> {
+        let admin_db = if self.maintenance_db() == name {
+            "template1"
+        } else {
+            self.maintenance_db()
+        };
+        let mut admin = self.connect(admin_db)?;
+        let exists = admin
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+            .map_err(|e| self.query_error("looking for the database", e))?
+            .is_some();
+        if exists {
+            admin
+                .batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    quote_ident(name)
+                ))
+                .map_err(|e| self.query_error(&format!("dropping database `{name}`"), e))?;
+        }
+        Ok(exists)
     }
 
     /// The first column of the first row of `query`, as text, in `database` (the URL's when

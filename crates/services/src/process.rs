@@ -43,11 +43,24 @@ pub(crate) fn start(mut command: Command, what: String, stdin: Stdio) -> Result<
 
 /// Starts `argv` in `cwd`.
 pub(crate) fn start_argv(argv: &[String], cwd: &std::path::Path, stdin: Stdio) -> Result<Running> {
+    start_argv_env(argv, cwd, &[], stdin)
+}
+
+/// Starts `argv` in `cwd` with extra environment.
+pub(crate) fn start_argv_env(
+    argv: &[String],
+    cwd: &std::path::Path,
+    env: &[(String, String)],
+    stdin: Stdio,
+) -> Result<Running> {
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| ServiceError::Io("empty command".into()))?;
     let mut command = Command::new(program);
     command.args(args).current_dir(cwd);
+    for (key, value) in env {
+        command.env(key, value);
+    }
     start(command, argv.join(" "), stdin)
 }
 

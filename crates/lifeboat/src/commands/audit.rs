@@ -36,6 +36,7 @@ pub fn audit(ctx: &Context, args: AuditArgs) -> Result<Exit> {
     let mut findings = Vec::new();
     coverage(plan, &mut findings);
     freshness(ctx, plan, &mut findings);
+    last_drill(plan, &mut findings);
     drift(plan, &mut findings);
     lint(plan, &mut findings);
     findings.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.area.cmp(b.area)));
@@ -305,6 +306,96 @@ fn freshness(ctx: &Context, plan: &Plan, out: &mut Vec<Finding>) {
                 }
             }
         }
+    }
+}
+
+/// The last drill: whether it passed, its achieved RTO against the rto, and whether it is
+/// older than twice the drill schedule's period (a month without a schedule).
+fn last_drill(plan: &Plan, out: &mut Vec<Finding>) {
+    let store = crate::sitestate::StateStore::of(plan);
+    let reports = super::drill::past_reports(&store);
+    let mut finding = |severity, message: String| {
+        out.push(Finding {
+            severity,
+            area: "freshness",
+            subject: "drill".into(),
+            message,
+        })
+    };
+    let Some(last) = reports.last() else {
+        finding(
+            Severity::Warning,
+            "never drilled: `lifeboat drill` proves recovery works and measures the RTO".into(),
+        );
+        return;
+    };
+    let when = lifeboat_drill::report::time_text(last.started);
+    let rto = output::millis(last.rto_objective_ms);
+    match last.achieved_rto_ms {
+        Some(ms) if !last.rto_met => finding(
+            Severity::Error,
+            format!(
+                "the last drill ({when}) achieved an RTO of {}, past the rto of {rto}",
+                output::millis(ms)
+            ),
+        ),
+        None => finding(
+            Severity::Error,
+            format!(
+                "the last drill ({when}) did not complete a recovery, so achieved no RTO (rto {rto})"
+            ),
+        ),
+        Some(_) => {}
+    }
+    let other: Vec<&String> = last
+        .problems
+        .iter()
+        .filter(|p| !p.starts_with("RTO "))
+        .collect();
+    if !other.is_empty() {
+        finding(
+            Severity::Error,
+            format!(
+                "the last drill ({when}) failed: {}",
+                other
+                    .iter()
+                    .map(|p| p.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        );
+    }
+    let age = jiff::Timestamp::now()
+        .duration_since(last.started)
+        .as_millis()
+        .max(0) as u64;
+    let allowed = drill_period_ms(plan) * 2;
+    if age > allowed {
+        finding(
+            Severity::Warning,
+            format!(
+                "the last drill was {} ago, more than twice the drill schedule's period",
+                output::millis(age)
+            ),
+        );
+    }
+}
+
+/// How often drills are meant to run: the schedule's period (a cron expression's by which
+/// fields it fixes), else a month.
+fn drill_period_ms(plan: &Plan) -> u64 {
+    const DAY: u64 = 24 * 3600 * 1000;
+    match &plan.schedule.drill {
+        Some(lifeboat_plan::Timing::Every(d)) => d.as_millis() as u64,
+        Some(lifeboat_plan::Timing::Cron(expr)) => {
+            let fields: Vec<&str> = expr.split_whitespace().collect();
+            match fields.as_slice() {
+                [_, _, "*", "*", "*"] => DAY,
+                [_, _, "*", "*", _] => 7 * DAY,
+                _ => 31 * DAY,
+            }
+        }
+        _ => 15 * DAY,
     }
 }
 

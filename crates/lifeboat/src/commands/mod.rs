@@ -3,6 +3,7 @@
 mod audit;
 mod backup;
 mod demo;
+mod drill;
 mod maintain;
 mod restore;
 mod runbook;
@@ -37,6 +38,7 @@ pub fn run(cli: Cli) -> Result<Exit> {
                 Command::Status => runbook::status(&ctx),
                 Command::Watch => watch::watch(&ctx),
                 Command::Approve => watch::approve(&ctx),
+                Command::Drill(args) => drill::drill(&ctx, args),
                 Command::Audit(args) => audit::audit(&ctx, args),
                 Command::Check(args) => maintain::check(&ctx, args),
                 Command::Forget(args) => maintain::forget(&ctx, args),

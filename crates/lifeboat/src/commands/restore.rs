@@ -253,6 +253,7 @@ fn to_site(
             replace: args.replace,
             rename: &args.rename,
             jobs: args.jobs,
+            staging: None,
         };
         let outcome = restore_at_site(repo, plan, site, r, &how);
         let ms = started.elapsed().as_millis() as u64;
@@ -286,6 +287,8 @@ pub(crate) struct AtSite<'a> {
     pub replace: bool,
     pub rename: &'a [(String, String)],
     pub jobs: u32,
+    /// The PostgreSQL staging database's name (a drill's, so its clean-up can find it).
+    pub staging: Option<&'a str>,
 }
 
 pub(crate) fn restore_at_site(
@@ -386,6 +389,7 @@ pub(crate) fn restore_at_site(
                         target,
                         replace,
                         jobs: args.jobs,
+                        staging: args.staging,
                     };
                     s.restore_database(repo, &root, facts, &how)?
                 }

@@ -200,7 +200,7 @@ fn resource_waves(plan: &Plan, to: &str, only: &[String]) -> Result<Vec<Vec<Stri
 
 /// `--point`, or the newest restore point holding a complete capture of every resource the
 /// run restores.
-fn choose_point(
+pub(crate) fn choose_point(
     ctx: &Context,
     spec: Option<&str>,
     waves: &[Vec<String>],
@@ -382,7 +382,7 @@ fn describe_step(plan: &Plan, run: &RunFile, step: &Step) -> String {
     }
 }
 
-fn binding_text(binding: lifeboat_plan::Binding<'_>) -> String {
+pub(crate) fn binding_text(binding: lifeboat_plan::Binding<'_>) -> String {
     match binding {
         lifeboat_plan::Binding::Path(p) => p.path.display().to_string(),
         lifeboat_plan::Binding::Database(d) => d.url.clone(),
@@ -582,18 +582,53 @@ fn elapsed_ms(run: &RunFile) -> u64 {
 
 /// The environment a site's commands see.
 fn site_env(plan: &Plan, run: &RunFile, site: &str) -> Vec<(String, String)> {
-    let mut env = vec![
-        ("LIFEBOAT_SITE".to_string(), site.to_string()),
-        ("LIFEBOAT_RUN".to_string(), run.id.clone()),
-        ("LIFEBOAT_KIND".to_string(), run.kind.as_str().to_string()),
-        ("LIFEBOAT_FROM".to_string(), run.from.clone()),
-        ("LIFEBOAT_TO".to_string(), run.to.clone()),
-        ("LIFEBOAT_EPOCH".to_string(), run.epoch.to_string()),
-    ];
+    command_env(
+        plan,
+        site,
+        &[
+            ("LIFEBOAT_RUN", run.id.clone()),
+            ("LIFEBOAT_KIND", run.kind.as_str().to_string()),
+            ("LIFEBOAT_FROM", run.from.clone()),
+            ("LIFEBOAT_TO", run.to.clone()),
+            ("LIFEBOAT_EPOCH", run.epoch.to_string()),
+        ],
+    )
+}
+
+/// `LIFEBOAT_SITE`, the run's `facts`, `LIFEBOAT_AT_<RESOURCE>` (where each resource bound at
+/// the site lives: a path, a server URL without its password, an apply command) and the
+/// site's own `env`.
+pub(crate) fn command_env(
+    plan: &Plan,
+    site: &str,
+    facts: &[(&str, String)],
+) -> Vec<(String, String)> {
+    let mut env = vec![("LIFEBOAT_SITE".to_string(), site.to_string())];
+    env.extend(facts.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    for (name, resource) in &plan.resources {
+        if let Some(binding) = resource.binding(site) {
+            env.push((at_variable(name), binding_text(binding)));
+        }
+    }
     if let Some(s) = plan.site(site) {
         env.extend(s.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
     env
+}
+
+/// `LIFEBOAT_AT_ORDERS_DB` for resource `orders-db`.
+pub(crate) fn at_variable(resource: &str) -> String {
+    let name: String = resource
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("LIFEBOAT_AT_{name}")
 }
 
 fn run_all(
@@ -602,13 +637,21 @@ fn run_all(
     site: &str,
     commands: &[lifeboat_plan::Command],
 ) -> Result<String> {
+    run_commands(plan, &site_env(plan, run, site), commands)
+}
+
+/// Runs `commands` one after the other in the plan's folder; says what each printed.
+pub(crate) fn run_commands(
+    plan: &Plan,
+    env: &[(String, String)],
+    commands: &[lifeboat_plan::Command],
+) -> Result<String> {
     if commands.is_empty() {
         return Ok("nothing to run".into());
     }
-    let env = site_env(plan, run, site);
     let mut said = Vec::new();
     for command in commands {
-        let out = lifeboat_services::run_command(command.argv(), plan.plan_dir(), &env)?;
+        let out = lifeboat_services::run_command(command.argv(), plan.plan_dir(), env)?;
         said.push(if out.is_empty() {
             format!("`{}` ok", command.argv().join(" "))
         } else {
@@ -639,9 +682,10 @@ fn perform(ctx: &Context, plan: &Plan, run: &RunFile, step: &Step) -> Result<Str
         Step::Restore { resource, site, .. } => restore_resource(ctx, plan, run, resource, site),
         Step::Checks { site } => {
             let checks = &site_of(plan, site)?.checks;
+            let env = site_env(plan, run, site);
             let mut passed = Vec::new();
             for check in checks {
-                let spec = check_spec(plan, site, check)?;
+                let spec = check_spec(plan, site, check, &env)?;
                 let outcome = run_check(&spec);
                 if !outcome.ok {
                     bail!(
@@ -823,6 +867,7 @@ fn restore_resource(
         replace: true,
         rename: &[],
         jobs: 1,
+        staging: None,
     };
     let mut done = Vec::new();
     for r in with_globals(&point, chosen) {
@@ -834,11 +879,41 @@ fn restore_resource(
     let spec = plan
         .resource(resource)
         .ok_or_else(|| anyhow!("the plan has no resource `{resource}` any more"))?;
-    for (i, verify) in spec.verify.iter().enumerate() {
+    for outcome in verify_entries(
+        plan,
+        resource,
+        &spec.verify,
+        site,
+        &site_env(plan, run, site),
+    )? {
+        if !outcome.ok {
+            bail!(
+                "`{resource}` restored, but {} failed: {}",
+                outcome.name,
+                outcome.detail
+            );
+        }
+        done.push(format!("{}: {}", outcome.name, outcome.detail));
+    }
+    Ok(done.join("; "))
+}
+
+/// Runs a resource's `verify` entries against its binding at `site`, each once (a restore is
+/// done: nothing to wait for), commands with `env`.
+pub(crate) fn verify_entries(
+    plan: &Plan,
+    resource: &str,
+    entries: &[Verify],
+    site: &str,
+    env: &[(String, String)],
+) -> Result<Vec<lifeboat_services::checks::CheckOutcome>> {
+    let mut outcomes = Vec::new();
+    for (i, verify) in entries.iter().enumerate() {
         let probe = match verify {
             Verify::Command { command, expect } => Probe::Command {
                 argv: command.argv().to_vec(),
                 cwd: plan.plan_dir().to_path_buf(),
+                env: env.to_vec(),
                 expect: expect.clone(),
             },
             Verify::Sql {
@@ -852,26 +927,18 @@ fn restore_resource(
                 expect: expect.clone(),
             },
         };
-        let outcome = run_check(&CheckSpec {
+        outcomes.push(run_check(&CheckSpec {
             name: format!("verify #{}", i + 1),
             probe,
             timeout: std::time::Duration::from_secs(30),
             retries: 0,
             retry_interval: std::time::Duration::from_secs(1),
-        });
-        if !outcome.ok {
-            bail!(
-                "`{resource}` restored, but {} failed: {}",
-                outcome.name,
-                outcome.detail
-            );
-        }
-        done.push(format!("{}: {}", outcome.name, outcome.detail));
+        }));
     }
-    Ok(done.join("; "))
+    Ok(outcomes)
 }
 
-fn sql_target(plan: &Plan, resource: &str, site: &str) -> Result<SqlTarget> {
+pub(crate) fn sql_target(plan: &Plan, resource: &str, site: &str) -> Result<SqlTarget> {
     let r = plan
         .resource(resource)
         .ok_or_else(|| anyhow!("the plan has no resource `{resource}`"))?;
@@ -893,7 +960,12 @@ fn sql_target(plan: &Plan, resource: &str, site: &str) -> Result<SqlTarget> {
     })
 }
 
-fn check_spec(plan: &Plan, site: &str, check: &lifeboat_plan::Check) -> Result<CheckSpec> {
+pub(crate) fn check_spec(
+    plan: &Plan,
+    site: &str,
+    check: &lifeboat_plan::Check,
+    env: &[(String, String)],
+) -> Result<CheckSpec> {
     let probe = match &check.probe {
         CheckProbe::Http(url) => Probe::Http {
             url: url.clone(),
@@ -915,6 +987,7 @@ fn check_spec(plan: &Plan, site: &str, check: &lifeboat_plan::Check) -> Result<C
         CheckProbe::Command(command) => Probe::Command {
             argv: command.argv().to_vec(),
             cwd: plan.plan_dir().to_path_buf(),
+            env: env.to_vec(),
             expect: None,
         },
     };

@@ -86,6 +86,7 @@ impl WatchProbe {
                 Probe::Command {
                     argv: command.argv().to_vec(),
                     cwd: plan.plan_dir().to_path_buf(),
+                    env: vec![],
                     expect: None,
                 },
             ),

@@ -14,6 +14,9 @@ password = {{ env = "LIFEBOAT_PASSWORD" }}
 [objectives]
 rpo = "1h"
 
+[state]
+dir = "state"
+
 [sites.primary]
 role = "primary"
 
@@ -111,6 +114,7 @@ fn audit_finds_the_unprotected_the_stale_and_the_drifting_then_passes() {
     assert!(!has("freshness", "\"docs\""), "{findings:#?}");
     assert!(has("drift", "dr = 1.1"), "{findings:#?}");
     assert!(has("freshness", "never verified"), "{findings:#?}");
+    assert!(has("freshness", "never drilled"), "{findings:#?}");
 
     // Everything protected, fresh and in step: no finding fails the audit.
     write(
@@ -121,6 +125,7 @@ fn audit_finds_the_unprotected_the_stale_and_the_drifting_then_passes() {
     write(&w.path("dr-version"), b"1.0\n");
     audit(&w, &["backup"], 0);
     audit(&w, &["check"], 0);
+    audit(&w, &["drill"], 0);
     let report = audit(&w, &["audit", "--fail-on", "warning"], 0);
     assert_eq!(report["failed"], false, "{report:#}");
     let bin = crate::servers::pg_bin();

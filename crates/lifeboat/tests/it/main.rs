@@ -3,6 +3,7 @@
 
 mod audit;
 mod corruption;
+mod drill;
 mod failover;
 mod files;
 mod interrupt;
