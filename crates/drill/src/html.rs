@@ -32,7 +32,7 @@ body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em aut
 h1{font-size:1.5em;margin-bottom:.2em}h3{font-size:1em;margin:1em 0 .2em}h2{font-size:1.15em;margin-top:1.8em;border-bottom:1px solid #ddd;padding-bottom:.2em}
 .verdict{display:inline-block;padding:.15em .6em;border-radius:4px;color:#fff;font-weight:600}
 .pass{background:#2e7d32}.fail{background:#c62828}
-table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #eee;padding:.35em .5em;text-align:left;vertical-align:top}
+table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #eee;padding:.35em .5em;text-align:left;vertical-align:top;overflow-wrap:anywhere}
 th{color:#555;font-weight:600}.met{color:#2e7d32;font-weight:600}.missed{color:#c62828;font-weight:600}
 .problems li{color:#c62828}.muted{color:#777}code{font-size:.92em}
 svg text{font:12px system-ui,sans-serif;fill:#333}
@@ -242,7 +242,7 @@ fn timeline(page: &mut String, r: &DrillReport) {
 fn resources(page: &mut String, r: &DrillReport) {
     page.push_str(
         "<h2>Resources</h2>\n<table>\n<tr><th>resource</th><th>restored to</th>\
-         <th>verified</th><th>changed at the live site since the point</th><th>RPO</th></tr>\n",
+         <th>verification</th><th>changed at the live site since the point</th><th>RPO</th></tr>\n",
     );
     for res in &r.resources {
         let mut verified: Vec<String> = res.verified.iter().map(|v| escape(v)).collect();
@@ -448,6 +448,8 @@ mod tests {
             plan: "shop".into(),
             site: "drill".into(),
             declared_site: false,
+            sandbox: "/tmp/lifeboat-drill-20261201T030000.000-1a2b3c4d".into(),
+            only: vec![],
             point: "0123456789abcdef".repeat(4),
             point_time: "2026-12-01T02:55:00Z".parse().unwrap(),
             started: "2026-12-01T03:00:00Z".parse().unwrap(),

@@ -39,6 +39,10 @@ pub enum Created {
     Database {
         resource: String,
         site: String,
+        /// The server (`host:port`) it was created on: a binding that now names another
+        /// server is never dropped from.
+        #[serde(default)]
+        server: String,
         name: String,
         staging: String,
     },
@@ -71,8 +75,9 @@ impl Created {
                 name,
                 site,
                 resource,
+                server,
                 ..
-            } => format!("database `{name}` of `{resource}` at `{site}`"),
+            } => format!("database `{name}` of `{resource}` on {server} (site `{site}`)"),
             Created::File { path } => format!("file {}", path.display()),
             Created::Provisioned { site } => format!("the provisioned site `{site}`"),
         }
@@ -122,8 +127,8 @@ pub struct DrillRecord {
 
 impl DrillRecord {
     /// What is still to undo, newest first: the reverse of creation, so a database goes
-    /// before its server and a server before the folder that holds it, and the site's
-    /// `decommission` (provisioned first) comes last.
+    /// before its server, a server before the folder that holds it, and the site's
+    /// `decommission` after everything restored into the site.
     pub fn teardown_order(&self) -> Vec<(usize, &Created)> {
         self.created
             .iter()

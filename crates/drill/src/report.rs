@@ -87,6 +87,12 @@ pub struct DrillReport {
     pub plan: String,
     pub site: String,
     pub declared_site: bool,
+    /// The sandbox's folder.
+    #[serde(default)]
+    pub sandbox: String,
+    /// `--only`: the drill covered these resources (and what they depend on), not all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub only: Vec<String>,
     pub point: String,
     pub point_time: jiff::Timestamp,
     pub started: jiff::Timestamp,
@@ -145,16 +151,27 @@ pub fn assess(m: Measured<'_>) -> DrillReport {
         .filter(|(step, _)| step.counts_for_rto())
         .map(|(_, timing)| timing)
         .collect();
-    let achieved_rto_ms = recovery
+    // Recovered when everything came up; a verification that found differences still ran to
+    // its end (the data is back, not the same), one that never ran or was cut off did not.
+    let recovered = record
+        .steps
         .iter()
-        .all(|t| t.status == StepStatus::Ok)
-        .then(|| {
-            recovery
-                .iter()
-                .map(|t| t.started_ms + t.duration_ms)
-                .max()
-                .unwrap_or(0)
+        .zip(&steps)
+        .filter(|(step, _)| step.counts_for_rto())
+        .all(|(step, t)| match step {
+            DrillStep::Verify { .. } => {
+                t.status == StepStatus::Ok
+                    || t.status == StepStatus::Failed && t.detail.as_deref() != Some(INTERRUPTED)
+            }
+            _ => t.status == StepStatus::Ok,
         });
+    let achieved_rto_ms = recovered.then(|| {
+        recovery
+            .iter()
+            .map(|t| t.started_ms + t.duration_ms)
+            .max()
+            .unwrap_or(0)
+    });
     let age_ms = record
         .started
         .duration_since(record.point_time)
@@ -227,6 +244,8 @@ pub fn assess(m: Measured<'_>) -> DrillReport {
         plan: m.plan,
         site: record.site.clone(),
         declared_site: record.declared_site,
+        sandbox: record.sandbox.display().to_string(),
+        only: record.only.clone(),
         point: record.point.clone(),
         point_time: record.point_time,
         started: record.started,
@@ -247,6 +266,8 @@ pub fn assess(m: Measured<'_>) -> DrillReport {
         resources,
     }
 }
+
+const INTERRUPTED: &str = "interrupted while it ran";
 
 fn timing(step: &DrillStep, journal: &[Record]) -> StepTiming {
     let id = step.id();
@@ -274,7 +295,7 @@ fn timing(step: &DrillStep, journal: &[Record]) -> StepTiming {
             status: StepStatus::Failed,
             started_ms,
             duration_ms: 0,
-            detail: Some("interrupted while it ran".into()),
+            detail: Some(INTERRUPTED.into()),
         },
         (None, _) => StepTiming {
             step: id,
@@ -284,6 +305,30 @@ fn timing(step: &DrillStep, journal: &[Record]) -> StepTiming {
             detail: None,
         },
     }
+}
+
+/// What differs between the tables a capture counted and the tables as they are now: new
+/// tables, dropped ones, other row counts. Each pair is (table, rows).
+pub fn table_changes(captured: &[(String, u64)], live: &[(String, u64)]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (table, rows) in captured {
+        match live.iter().find(|(t, _)| t == table) {
+            None => out.push(format!(
+                "table {table} is gone (it had {})",
+                plural(*rows, "row")
+            )),
+            Some((_, now)) if now != rows => out.push(format!(
+                "table {table}: {now} rows, the restore point has {rows}"
+            )),
+            Some(_) => {}
+        }
+    }
+    for (table, rows) in live {
+        if !captured.iter().any(|(t, _)| t == table) {
+            out.push(format!("table {table} is new ({})", plural(*rows, "row")));
+        }
+    }
+    out
 }
 
 /// One past drill, for the trend.
@@ -491,6 +536,43 @@ mod tests {
         assert_eq!(status("restore:db"), StepStatus::Failed);
         assert_eq!(status("verify:db"), StepStatus::NotRun);
         assert!(report.problems[0].contains("interrupted"));
+    }
+
+    #[test]
+    fn a_verification_that_found_differences_still_recovered() {
+        let record = record();
+        let mut journal: Vec<Record> = all_ok()
+            .into_iter()
+            .filter(|r| !(r.step == "verify:db" && r.event == Event::Finished))
+            .collect();
+        journal.push(rec("verify:db", Event::Failed, 4000));
+        let mut m = measured(&record, &journal, 60_000);
+        m.resources[0]
+            .problems
+            .push("table orders: 2 rows, the restore point has 3".into());
+        let report = assess(m);
+        assert_eq!(report.achieved_rto_ms, Some(5000));
+        assert!(report.rto_met && !report.passed);
+        // Said once, as the resource's problem, not again as its step's failure.
+        assert_eq!(
+            report.problems,
+            ["`db`: table orders: 2 rows, the restore point has 3"]
+        );
+    }
+
+    #[test]
+    fn table_changes_name_new_gone_and_recounted_tables() {
+        let captured = vec![("public.a".to_string(), 3), ("public.b".to_string(), 1)];
+        let live = vec![("public.a".to_string(), 4), ("public.c".to_string(), 2)];
+        assert_eq!(
+            table_changes(&captured, &live),
+            [
+                "table public.a: 4 rows, the restore point has 3",
+                "table public.b is gone (it had 1 row)",
+                "table public.c is new (2 rows)"
+            ]
+        );
+        assert!(table_changes(&captured, &captured).is_empty());
     }
 
     #[test]

@@ -77,6 +77,16 @@ pub fn plan_drill(input: &DrillInput) -> Vec<DrillStep> {
             wave,
         }));
     }
+    // Verified before the application starts: once it runs, it changes what it restored.
+    steps.extend(
+        input
+            .waves
+            .iter()
+            .flatten()
+            .map(|resource| DrillStep::Verify {
+                resource: resource.clone(),
+            }),
+    );
     if input.start {
         steps.push(DrillStep::Start {
             site: input.site.clone(),
@@ -87,15 +97,6 @@ pub fn plan_drill(input: &DrillInput) -> Vec<DrillStep> {
             site: input.site.clone(),
         });
     }
-    steps.extend(
-        input
-            .waves
-            .iter()
-            .flatten()
-            .map(|resource| DrillStep::Verify {
-                resource: resource.clone(),
-            }),
-    );
     if input.changes {
         steps.push(DrillStep::Changes {
             site: input.live_site.clone(),
@@ -146,7 +147,7 @@ mod tests {
     }
 
     #[test]
-    fn a_drill_provisions_restores_in_waves_starts_checks_verifies_and_always_tears_down() {
+    fn a_drill_provisions_restores_in_waves_verifies_starts_checks_and_always_tears_down() {
         assert_eq!(
             ids(&plan_drill(&input())),
             [
@@ -154,11 +155,11 @@ mod tests {
                 "restore:db",
                 "restore:docs",
                 "restore:conf",
-                "start:drill",
-                "checks:drill",
                 "verify:db",
                 "verify:docs",
                 "verify:conf",
+                "start:drill",
+                "checks:drill",
                 "changes:primary",
                 "teardown"
             ]

@@ -18,7 +18,7 @@ mod verify;
 
 pub use chunker::{AVG_CHUNK, MAX_CHUNK, MIN_CHUNK};
 pub use restore::{RestoreOptions, RestoreStats, restore};
-pub use scan::{BackupOptions, FilesCapture, Progress, backup};
+pub use scan::{BackupOptions, FilesCapture, PathFilter, Progress, backup};
 pub use stream::{StreamError, read_stream, store_stream};
 pub use verify::{Difference, verify};
 

@@ -81,6 +81,32 @@ impl Filter {
     }
 }
 
+/// Which paths of a tree a backup with these options captures: for comparing a live tree
+/// with a capture without counting what the backup leaves out.
+pub struct PathFilter(Filter);
+
+impl PathFilter {
+    pub fn new(opts: &BackupOptions) -> Result<Self> {
+        Ok(PathFilter(Filter::new(opts)?))
+    }
+
+    /// `rel` is relative to the tree's root; `is_dir` says whether it is a folder (include
+    /// patterns select files; a folder is kept for what it may hold).
+    pub fn captures(&self, rel: &Path, is_dir: bool) -> bool {
+        let excluded = rel
+            .ancestors()
+            .filter(|a| !a.as_os_str().is_empty())
+            .any(|a| self.0.exclude.is_match(a) || self.0.exclude.is_match(a.join(EXCLUDE_PROBE)));
+        if excluded {
+            return false;
+        }
+        match &self.0.include {
+            Some(include) if !is_dir => include.is_match(rel),
+            _ => true,
+        }
+    }
+}
+
 enum NodeKind {
     /// A file to read (`job` indexes the job list) or reused from the parent.
     File {
@@ -464,4 +490,26 @@ fn write_tree(
     let id = writer.repository().key().chunk_id(&bytes);
     writer.add(packer, id, &bytes)?;
     Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_filter_keeps_what_a_backup_captures() {
+        let filter = PathFilter::new(&BackupOptions {
+            include: vec!["**/*.csv".into()],
+            exclude: vec!["tmp/**".into(), "*.bak".into()],
+        })
+        .unwrap();
+        assert!(filter.captures(Path::new("2026/jan.csv"), false));
+        assert!(filter.captures(Path::new("2026"), true));
+        assert!(!filter.captures(Path::new("notes.txt"), false));
+        assert!(!filter.captures(Path::new("tmp"), true));
+        assert!(!filter.captures(Path::new("tmp/jan.csv"), false));
+        assert!(!filter.captures(Path::new("old.bak"), false));
+        let everything = PathFilter::new(&BackupOptions::default()).unwrap();
+        assert!(everything.captures(Path::new("any/thing"), false));
+    }
 }

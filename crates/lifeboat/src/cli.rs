@@ -98,7 +98,7 @@ pub enum Command {
     Forget(ForgetArgs),
     /// Remove data no restore point needs (safe while backups run)
     Prune(PruneArgs),
-    /// A guided demonstration on sample data: back up, change, back up, restore, verify
+    /// A guided demonstration on sample data: back up, change, back up, restore, verify, drill
     Demo(DemoArgs),
 }
 

@@ -72,6 +72,20 @@ pub fn report_error(error: &anyhow::Error, json: bool) -> Exit {
     Exit::Failure
 }
 
+/// An error with its causes on one line, each said once: a message that already quotes its
+/// cause does not repeat it (`{:#}` would).
+pub fn chain(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
 pub fn print_plan_errors(errors: &lifeboat_plan::PlanErrors, json: bool) {
     if json {
         println!(

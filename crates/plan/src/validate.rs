@@ -26,6 +26,7 @@ pub(crate) fn validate(draft: &Draft, spans: &SpanIndex) -> Vec<Diagnostic> {
     check_check_timing(draft, spans, &mut out);
     check_traffic(draft, spans, &mut out);
     check_watch(draft, spans, &mut out);
+    check_drill_bindings(draft, spans, &mut out);
     out
 }
 
@@ -195,6 +196,66 @@ fn check_command_resource(
 }
 
 /// Reports each `depends_on` cycle once, at the first resource on it.
+/// A drill site's folder must not be, hold, or lie inside a live site's folder: a drill would
+/// write into live data. (`lifeboat drill` checks again with symlinks followed, and database
+/// servers by address.)
+fn check_drill_bindings(draft: &Draft, spans: &SpanIndex, out: &mut Vec<Diagnostic>) {
+    let role = |site: &str| draft.site_roles.get(site).copied().flatten();
+    let folder = |resource: &Resource, site: &str| match resource.binding(site) {
+        Some(Binding::Path(b)) => Some(normalized(&b.path)),
+        _ => None,
+    };
+    for (name, resource) in &draft.resources {
+        for drill in resource.bound_sites() {
+            if role(drill) != Some(Role::Drill) {
+                continue;
+            }
+            let Some(drill_path) = folder(resource, drill) else {
+                continue;
+            };
+            let clash = draft.resources.iter().find_map(|(other, r)| {
+                r.bound_sites().into_iter().find_map(|site| {
+                    let live = folder(r, site)?;
+                    (role(site) != Some(Role::Drill)
+                        && (drill_path.starts_with(&live) || live.starts_with(&drill_path)))
+                    .then(|| (other.clone(), site.to_string(), live))
+                })
+            });
+            if let Some((other, site, live)) = clash {
+                let field = path(&["resources", name, "at", drill]);
+                out.push(
+                    Diagnostic::error(
+                        field.as_str(),
+                        spans.key_or_parent(field.as_str()),
+                        format!(
+                            "`{name}` at drill site `{drill}` ({}) overlaps `{other}` at site \
+                             `{site}` ({}): a drill would write into live data",
+                            drill_path.display(),
+                            live.display()
+                        ),
+                    )
+                    .with_help("give the drill site a folder of its own"),
+                );
+            }
+        }
+    }
+}
+
+/// `.` and `..` resolved by the text alone.
+fn normalized(path: &std::path::Path) -> std::path::PathBuf {
+    let mut out = std::path::PathBuf::new();
+    for component in path.components() {
+        match component {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 fn check_dependency_cycles(draft: &Draft, spans: &SpanIndex, out: &mut Vec<Diagnostic>) {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {

@@ -88,6 +88,35 @@ pub fn run_command(argv: &[String], cwd: &Path, env: &[(String, String)]) -> Res
     Ok(lines[lines.len().saturating_sub(3)..].join("; "))
 }
 
+/// [`run_command`] in a process group of its own, whose id (the child's pid) `group` hears
+/// when it starts and again (`None`) when it has ended: so that a caller tearing down on a
+/// signal can stop the whole group, grandchildren included.
+pub fn run_command_in_group(
+    argv: &[String],
+    cwd: &Path,
+    env: &[(String, String)],
+    group: &mut dyn FnMut(Option<u32>),
+) -> Result<String> {
+    use std::os::unix::process::CommandExt;
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| ServiceError::Io("empty command".into()))?;
+    let mut command = std::process::Command::new(program);
+    command.args(args).current_dir(cwd).process_group(0);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = crate::process::start(command, argv.join(" "), Stdio::null())?;
+    group(Some(child.id()));
+    let mut out = String::new();
+    let _ = child.stdout().read_to_string(&mut out);
+    let finished = child.finish();
+    group(None);
+    finished?;
+    let lines: Vec<&str> = out.lines().filter(|l| !l.trim().is_empty()).collect();
+    Ok(lines[lines.len().saturating_sub(3)..].join("; "))
+}
+
 /// Runs `argv` with `input` on its stdin (a notification as JSON).
 pub fn run_with_input(argv: &[String], cwd: &Path, input: &[u8]) -> Result<()> {
     use std::io::Write;

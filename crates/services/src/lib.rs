@@ -16,7 +16,9 @@ mod process;
 mod sandbox;
 mod sqlite;
 
-pub use command::{apply_command, capture_command, discover, run_command, run_with_input};
+pub use command::{
+    apply_command, capture_command, discover, run_command, run_command_in_group, run_with_input,
+};
 pub use document::{Document, document_chunks};
 pub use http::{HttpRequest, apply_http, capture_http, get_text, post_json};
 pub use mail::{Mail, send_mail};

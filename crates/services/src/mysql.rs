@@ -214,14 +214,19 @@ impl MyServer {
             .filter(|v| v != "NULL"))
     }
 
-    /// Drops database `name` if it exists. Returns whether it existed.
-    pub fn drop_database(&self, name: &str) -> Result<bool> {
-        let exists = !self
+    /// Whether database `name` exists.
+    pub fn database_exists(&self, name: &str) -> Result<bool> {
+        Ok(!self
             .query(&format!(
                 "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {}",
                 quote_literal(name)
             ))?
-            .is_empty();
+            .is_empty())
+    }
+
+    /// Drops database `name` if it exists. Returns whether it existed.
+    pub fn drop_database(&self, name: &str) -> Result<bool> {
+        let exists = self.database_exists(name)?;
         if exists {
             self.load(
                 None,

@@ -480,6 +480,27 @@ impl PgServer {
         Ok(bytes)
     }
 
+    /// Every table of database `name` with its exact row count, in a read-only session.
+    pub fn table_rows(&self, name: &str) -> Result<Vec<TableRows>> {
+        let mut client = self.connect(name)?;
+        let q = |e| self.query_error(&format!("database `{name}`: counting rows"), e);
+        client
+            .batch_execute("SET default_transaction_read_only = on")
+            .map_err(q)?;
+        count_rows(&mut client, &[])
+            .map(|(tables, _)| tables)
+            .map_err(q)
+    }
+
+    /// Whether database `name` exists, whether or not it accepts connections.
+    pub fn database_exists(&self, name: &str) -> Result<bool> {
+        let mut admin = self.connect(self.maintenance_db())?;
+        Ok(admin
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+            .map_err(|e| self.query_error("looking for the database", e))?
+            .is_some())
+    }
+
     /// Drops database `name` if it exists, disconnecting its sessions. Returns whether it
     /// existed.
     pub fn drop_database(&self, name: &str) -> Result<bool> {
@@ -513,9 +534,13 @@ impl PgServer {
     }
 
     /// Compares database `name` on this server with what a capture saw: every table's row
-    /// count and every check's result. Returns the differences.
+    /// count and every check's result. Returns the differences. Read-only: a check that
+    /// would write fails instead (it may run against a live primary).
     pub fn verify_database(&self, name: &str, facts: &DatabaseFacts) -> Result<Vec<String>> {
         let mut client = self.connect(name)?;
+        client
+            .batch_execute("SET default_transaction_read_only = on")
+            .map_err(|e| self.query_error("making the session read-only", e))?;
         let mut differences = Vec::new();
         for table in &facts.tables {
             let sql = format!("SELECT count(*) FROM {}", table.table);

@@ -65,6 +65,10 @@ pub(crate) fn start_argv_env(
 }
 
 impl Running {
+    pub(crate) fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     pub(crate) fn stdout(&mut self) -> ChildStdout {
         self.child.stdout.take().expect("stdout is piped once")
     }

@@ -212,14 +212,23 @@ fn log_tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(6)..].join("\n")
 }
 
+fn cancelled() -> ServiceError {
+    ServiceError::Io("the temporary server was stopped: its drill is being torn down".into())
+}
+
 /// How long a fresh server may take to accept connections.
 const READY_WITHIN: Duration = Duration::from_secs(90);
 
 impl TempServer {
     /// Creates and starts a PostgreSQL cluster in `dir` (which must not exist) with
     /// superuser `postgres` and `password`. `spawned` hears the server's pid as soon as it
-    /// exists, before it is ready, so that it can be written down for a later clean-up.
-    pub fn postgres(dir: &Path, password: &str, spawned: &mut dyn FnMut(u32)) -> Result<Self> {
+    /// exists, before it is ready, so that it can be written down for a later clean-up; when
+    /// it answers `false` (the caller is tearing down) the server is stopped and this fails.
+    pub fn postgres(
+        dir: &Path,
+        password: &str,
+        spawned: &mut dyn FnMut(u32) -> bool,
+    ) -> Result<Self> {
         let (initdb_program, postgres_program) = postgres_programs()?;
         let account = server_account(TempEngine::Postgres)?;
         make_private_dir(dir, account)?;
@@ -260,7 +269,7 @@ impl TempServer {
             let child = server
                 .spawn()
                 .map_err(|e| io("cannot start `postgres`", e))?;
-            spawned(child.id());
+            let wanted = spawned(child.id());
             let mut started = TempServer {
                 engine: TempEngine::Postgres,
                 dir: dir.to_path_buf(),
@@ -268,6 +277,10 @@ impl TempServer {
                 pid: child.id(),
                 child,
             };
+            if !wanted {
+                let _ = started.stop_child();
+                return Err(cancelled());
+            }
             let client = PgServer::new(&started.url(), Some(password))?;
             match started.wait_ready(|| client.databases().map(|_| ()), &log) {
                 Ok(()) => return Ok(started),
@@ -283,7 +296,11 @@ impl TempServer {
     /// Creates and starts a MariaDB server in `dir` (which must not exist), its `root`
     /// protected by `password` from the first instant (an init file the server runs before
     /// it accepts connections).
-    pub fn mariadb(dir: &Path, password: &str, spawned: &mut dyn FnMut(u32)) -> Result<Self> {
+    pub fn mariadb(
+        dir: &Path,
+        password: &str,
+        spawned: &mut dyn FnMut(u32) -> bool,
+    ) -> Result<Self> {
         let (install_program, server_program) = mariadb_programs()?;
         let account = server_account(TempEngine::Mariadb)?;
         make_private_dir(dir, account)?;
@@ -333,7 +350,7 @@ impl TempServer {
             let child = server
                 .spawn()
                 .map_err(|e| io("cannot start `mariadbd`", e))?;
-            spawned(child.id());
+            let wanted = spawned(child.id());
             let mut started = TempServer {
                 engine: TempEngine::Mariadb,
                 dir: dir.to_path_buf(),
@@ -341,6 +358,11 @@ impl TempServer {
                 pid: child.id(),
                 child,
             };
+            if !wanted {
+                let _ = started.stop_child();
+                let _ = std::fs::remove_file(&init);
+                return Err(cancelled());
+            }
             let client = MyServer::new(&started.url(), Some(password))?;
             match started.wait_ready(|| client.databases().map(|_| ()), &log) {
                 Ok(()) => {
@@ -394,6 +416,10 @@ impl TempServer {
     }
 
     fn stop_child(&mut self) -> Result<()> {
+        // Once reaped, the pid may be another process's: never signal it then.
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return Ok(());
+        }
         signal(self.pid, polite(self.engine));
         let deadline = Instant::now() + STOP_WITHIN;
         while Instant::now() < deadline {

@@ -309,23 +309,44 @@ fn freshness(ctx: &Context, plan: &Plan, out: &mut Vec<Finding>) {
     }
 }
 
-/// The last drill: whether it passed, its achieved RTO against the rto, and whether it is
-/// older than twice the drill schedule's period (a month without a schedule).
+/// The last drill of the whole plan that ran to its end: whether it passed, its achieved RTO
+/// against the rto, and whether it is older than twice the drill schedule's period (a month
+/// without a schedule). Also drills whose sandbox is still up.
 fn last_drill(plan: &Plan, out: &mut Vec<Finding>) {
     let store = crate::sitestate::StateStore::of(plan);
-    let reports = super::drill::past_reports(&store);
     let mut finding = |severity, message: String| {
         out.push(Finding {
             severity,
-            area: "freshness",
+            area: "drill",
             subject: "drill".into(),
             message,
         })
     };
-    let Some(last) = reports.last() else {
+    for (id, phase) in super::drill::unfinished(&store) {
         finding(
             Severity::Warning,
-            "never drilled: `lifeboat drill` proves recovery works and measures the RTO".into(),
+            match phase {
+                lifeboat_drill::record::Phase::Kept => {
+                    format!("drill {id} kept its sandbox up: `lifeboat drill --cleanup` removes it")
+                }
+                _ => format!(
+                    "drill {id} was interrupted and may have left things behind: `lifeboat \
+                     drill --cleanup`"
+                ),
+            },
+        );
+    }
+    let reports = super::drill::past_reports(&store);
+    let Some(last) = reports
+        .iter()
+        .rev()
+        .find(|r| r.only.is_empty() && !r.interrupted && !r.kept)
+    else {
+        finding(
+            Severity::Warning,
+            "never drilled (the whole plan, to the end): `lifeboat drill` proves recovery works \
+             and measures the RTO"
+                .into(),
         );
         return;
     };
@@ -342,35 +363,29 @@ fn last_drill(plan: &Plan, out: &mut Vec<Finding>) {
         None => finding(
             Severity::Error,
             format!(
-                "the last drill ({when}) did not complete a recovery, so achieved no RTO (rto {rto})"
+                "the last drill ({when}) did not complete a recovery, so achieved no RTO \
+                 (rto {rto})"
             ),
         ),
         Some(_) => {}
     }
-    let other: Vec<&String> = last
+    let other: Vec<&str> = last
         .problems
         .iter()
         .filter(|p| !p.starts_with("RTO "))
+        .map(String::as_str)
         .collect();
     if !other.is_empty() {
         finding(
             Severity::Error,
-            format!(
-                "the last drill ({when}) failed: {}",
-                other
-                    .iter()
-                    .map(|p| p.as_str())
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ),
+            format!("the last drill ({when}) failed: {}", other.join("; ")),
         );
     }
     let age = jiff::Timestamp::now()
         .duration_since(last.started)
         .as_millis()
         .max(0) as u64;
-    let allowed = drill_period_ms(plan) * 2;
-    if age > allowed {
+    if age > drill_period_ms(plan) * 2 {
         finding(
             Severity::Warning,
             format!(

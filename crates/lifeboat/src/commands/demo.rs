@@ -118,23 +118,84 @@ pub fn run(global: &Global, args: DemoArgs) -> Result<Exit> {
             }
         ),
     );
+    let drill = demo_drill(&dir, &source, &restored)?;
+    say(
+        global,
+        &format!(
+            "7. drill: the newest restore point restored into a sandbox, verified and torn down: {}; \
+             achieved RTO {}, RPO {}; report {}",
+            if drill["passed"] == true {
+                "passed"
+            } else {
+                "FAILED"
+            },
+            drill["achieved_rto_ms"]
+                .as_u64()
+                .map_or_else(|| "not achieved".into(), output::millis),
+            drill["achieved_rpo_ms"]
+                .as_u64()
+                .map_or_else(|| "?".into(), output::millis),
+            dir.join("state/drills")
+                .join(drill["drill"].as_str().unwrap_or("?"))
+                .join("report.html")
+                .display()
+        ),
+    );
     if global.json {
         output::json(&serde_json::json!({
             "dir": dir, "points": [first, second], "restored": restored,
-            "differences": diffs, "check": report,
+            "differences": diffs, "check": report, "drill": drill,
         }));
     } else {
         println!(
-            "Everything is kept in {} (delete it when done). Try it yourself:\n  export LIFEBOAT_REPOSITORY={} LIFEBOAT_PASSWORD='{PASSWORD}'\n  {} points",
+            "Everything is kept in {} (delete it when done). Try it yourself:\n  export LIFEBOAT_REPOSITORY={} LIFEBOAT_PASSWORD='{PASSWORD}'\n  {exe} points\n  {exe} --plan {} drill --history",
             dir.display(),
             repo_dir.display(),
-            std::env::current_exe().map_or_else(|_| "lifeboat".into(), |p| p.display().to_string())
+            dir.join("lifeboat.toml").display(),
+            exe = std::env::current_exe()
+                .map_or_else(|_| "lifeboat".into(), |p| p.display().to_string())
         );
     }
-    if !diffs.is_empty() || !report.is_ok() {
+    if !diffs.is_empty() || !report.is_ok() || drill["passed"] != true {
         return Ok(Exit::Problems);
     }
     Ok(Exit::Success)
+}
+
+/// A plan for the demo's data, and `lifeboat drill` on it (a process of its own, with none of
+/// the caller's repository settings): the report as JSON.
+fn demo_drill(dir: &Path, source: &Path, restored: &Path) -> Result<serde_json::Value> {
+    std::fs::write(dir.join("demo-password"), PASSWORD)?;
+    let plan = dir.join("lifeboat.toml");
+    std::fs::write(
+        &plan,
+        format!(
+            "# The demo's plan: try `lifeboat --plan {plan} drill --history`.\n\
+             [repository]\nurl = \"offsite-repository\"\npassword = {{ file = \"demo-password\" }}\n\n\
+             [objectives]\nrpo = \"1h\"\nrto = \"5m\"\n\n[state]\ndir = \"state\"\n\n\
+             [sites.primary]\nrole = \"primary\"\n\n[sites.dr]\nrole = \"standby\"\n\n\
+             [resources.app]\nkind = \"files\"\nat.primary = {{ path = {source:?} }}\n\
+             at.dr = {{ path = {restored:?} }}\n",
+            plan = plan.display(),
+        ),
+    )?;
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .args(["--json", "--quiet", "--plan"])
+        .arg(&plan)
+        .args(["drill", "--sandbox"])
+        .arg(dir)
+        .env_remove("LIFEBOAT_REPOSITORY")
+        .env_remove("LIFEBOAT_PASSWORD")
+        .env_remove("LIFEBOAT_PASSWORD_FILE")
+        .env("LIFEBOAT_CACHE_DIR", dir.join("cache"))
+        .output()
+        .context("running `lifeboat drill`")?;
+    serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "`lifeboat drill` printed no report: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+    })
 }
 
 fn say(global: &Global, line: &str) {

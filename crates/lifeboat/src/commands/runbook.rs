@@ -238,20 +238,39 @@ pub(crate) fn choose_point(
         }
         return Ok((id, point));
     }
-    repo.points()?
-        .into_iter()
-        .rev()
-        .find(|(_, p)| complete(p))
-        .ok_or_else(|| {
-            anyhow!(
-                "no restore point holds a complete capture of every resource to restore ({})",
-                wanted
+    let points = repo.points()?;
+    if let Some(found) = points.iter().rev().find(|(_, p)| complete(p)) {
+        return Ok(found.clone());
+    }
+    // Say which resources no point has at all, and which are never together.
+    let never: Vec<&str> = wanted
+        .iter()
+        .filter(|name| {
+            !points.iter().any(|(_, p)| {
+                p.resources
                     .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
+                    .any(|r| selects(name, &r.name) && r.root.is_some())
+            })
         })
+        .map(|n| n.as_str())
+        .collect();
+    if never.is_empty() {
+        bail!(
+            "no restore point holds a complete capture of all of {} at once: `lifeboat backup` \
+             captures them together",
+            wanted
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    bail!(
+        "no restore point holds a complete capture of {}: `lifeboat backup {}` captures it, or \
+         `--only` leaves it out",
+        never.join(", "),
+        never.join(" ")
+    )
 }
 
 fn run_input(plan: &Plan, kind: RunKind, from: &str, to: &str, waves: &[Vec<String>]) -> RunInput {
@@ -560,7 +579,7 @@ fn step_done(
             Ok(detail)
         }
         Err(e) => {
-            let error = format!("{e:#}");
+            let error = output::chain(&e);
             store.append(&run.id, &record(Event::Failed, Some(error.clone())))?;
             if !ctx.global.json {
                 println!("✗ {id}: {error}");
@@ -1304,9 +1323,13 @@ pub fn status(ctx: &Context) -> Result<Exit> {
         let watch: Option<serde_json::Value> = store
             .read_file("watch.json")
             .and_then(|b| serde_json::from_slice(&b).ok());
+        let last_drill = super::drill::past_reports(&store)
+            .last()
+            .map(lifeboat_drill::report::TrendPoint::from);
         output::json(&serde_json::json!({
             "state": state.describe(), "active": state.active, "primary": state.primary,
             "epoch": state.epoch, "run": state.run, "last_run": last, "watch": watch,
+            "last_drill": last_drill,
         }));
         return Ok(Exit::Success);
     }
@@ -1350,6 +1373,17 @@ pub fn status(ctx: &Context) -> Result<Exit> {
                 probe["detail"].as_str().unwrap_or("")
             );
         }
+    }
+    if let Some(drill) = super::drill::past_reports(&store).last() {
+        println!(
+            "last drill: {} {} (RTO {}, RPO {})",
+            drill.drill,
+            if drill.passed { "passed" } else { "FAILED" },
+            drill
+                .achieved_rto_ms
+                .map_or_else(|| "not achieved".into(), output::millis),
+            output::millis(drill.achieved_rpo_ms)
+        );
     }
     if let Some((id, run, report, journal)) = last_run {
         println!("last run: {id}");

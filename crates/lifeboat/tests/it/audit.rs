@@ -114,7 +114,7 @@ fn audit_finds_the_unprotected_the_stale_and_the_drifting_then_passes() {
     assert!(!has("freshness", "\"docs\""), "{findings:#?}");
     assert!(has("drift", "dr = 1.1"), "{findings:#?}");
     assert!(has("freshness", "never verified"), "{findings:#?}");
-    assert!(has("freshness", "never drilled"), "{findings:#?}");
+    assert!(has("drill", "never drilled"), "{findings:#?}");
 
     // Everything protected, fresh and in step: no finding fails the audit.
     write(

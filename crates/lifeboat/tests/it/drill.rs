@@ -348,6 +348,31 @@ verify = [{ command = ["sh", "-c", "grep -q replicas \"$LIFEBOAT_AT_CONF\"/docum
     let sandboxes = w.path("sandboxes");
     std::fs::create_dir_all(&sandboxes).unwrap();
 
+    // Kept, in a sandbox given relative to here: `--cleanup` finds it from anywhere.
+    let kept = w.json(
+        &[
+            "drill",
+            "--only",
+            "docs",
+            "--keep",
+            "--sandbox",
+            "sandboxes",
+        ],
+        0,
+    );
+    assert_eq!(kept["kept"], true, "{kept:#}");
+    assert_eq!(entries(&sandboxes).len(), 1);
+    std::fs::create_dir_all(w.path("elsewhere")).unwrap();
+    let plan_file = w.path("lifeboat.toml");
+    let out = w
+        .process()
+        .current_dir(w.path("elsewhere"))
+        .args(["--plan", plan_file.to_str().unwrap(), "drill", "--cleanup"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(entries(&sandboxes), Vec::<PathBuf>::new());
+
     // A verification that does not hold: the drill fails and says which resource and why.
     let report = w.json(&["drill", "--sandbox", sandboxes.to_str().unwrap()], 3);
     assert_eq!(report["passed"], false);
@@ -484,7 +509,7 @@ fn a_killed_drill_is_torn_down_by_cleanup_and_a_stopped_one_by_itself() {
         .last()
         .unwrap()
         .clone();
-    assert_eq!(last["passed"], false, "{history:#}");
+    assert_eq!(last["verdict"], "interrupted", "{history:#}");
     assert_eq!(
         run(&s.w, &["drill", "--cleanup"], 0).trim(),
         "no drill needs a teardown"
@@ -507,31 +532,68 @@ fn a_killed_drill_is_torn_down_by_cleanup_and_a_stopped_one_by_itself() {
         .unwrap();
     assert!(status.success());
     let out = child.wait_with_output().unwrap();
-    let _ = std::process::Command::new("pkill")
-        .args(["-f", "reached/start"])
-        .status();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("torn down"), "{stderr}");
+    // The start command it was running was stopped with it.
+    assert_eq!(
+        processes_mentioning(Path::new("reached/start")),
+        Vec::<String>::new()
+    );
+    let history = json(&s.w, &["drill", "--history"], 0);
+    let last = history["drills"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["verdict"], "interrupted", "{history:#}");
     assert_eq!(processes_mentioning(&sandboxes), Vec::<String>::new());
     assert_eq!(entries(&sandboxes), Vec::<PathBuf>::new());
     assert!(s.w.path("decommissioned").exists());
     assert_eq!(databases(&s.dr), dr_before);
     std::fs::remove_file(s.w.path("hold/start")).unwrap();
 
-    // Declared bindings that are where a live site keeps its data are refused.
+    // Declared bindings where a live site keeps its data are refused: by the plan check...
     let clash = plan.replace(
         "at.rehearsal = { path = \"rehearsal/docs\" }",
         "at.rehearsal = { path = \"primary/docs/sub\" }",
     );
     write(&s.w.path("lifeboat.toml"), clash.as_bytes());
     let out = lifeboat(&s.w).args(["drill"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("a drill would write into live data"),
+        "{stderr}"
+    );
+    // ...and by the drill through a symlink the plan check cannot see.
+    std::os::unix::fs::symlink(s.w.path("primary/docs"), s.w.path("docs-link")).unwrap();
+    let linked = plan.replace(
+        "at.rehearsal = { path = \"rehearsal/docs\" }",
+        "at.rehearsal = { path = \"docs-link/drill\" }",
+    );
+    write(&s.w.path("lifeboat.toml"), linked.as_bytes());
+    run(&s.w, &["plan", "check"], 0);
+    let out = lifeboat(&s.w).args(["drill"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("where site `primary` keeps it")
+        stderr.contains("is where `docs` lives at site `primary`")
             && stderr.contains("never writes to a live site"),
         "{stderr}"
+    );
+    assert!(!s.w.path("primary/docs/drill").exists());
+    // A sandbox inside a live folder is refused as well.
+    write(&s.w.path("lifeboat.toml"), plan.as_bytes());
+    let out = lifeboat(&s.w)
+        .args(["drill", "--sandbox", "primary/docs"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("give --sandbox a folder of its own"),
+        "{out:?}"
     );
 }
 
@@ -625,4 +687,115 @@ verify = [{{ sql = "select count(*) from orders", database = "shop", expect = "3
     assert_eq!(processes_mentioning(&sandboxes), Vec::<String>::new());
     assert_eq!(entries(&sandboxes), Vec::<PathBuf>::new());
     assert_eq!(primary.sql("SELECT count(*) FROM shop.orders"), "3");
+}
+
+#[test]
+fn a_declared_drill_site_gets_databases_files_and_sqlite_and_keeps_what_was_there() {
+    let primary = PgCluster::start();
+    let rehearsal = PgCluster::start();
+    primary.sql(
+        "postgres",
+        "CREATE DATABASE shop; CREATE TABLE notes (n int)",
+    );
+    primary.sql(
+        "shop",
+        "CREATE TABLE orders (id int primary key); INSERT INTO orders VALUES (1), (2)",
+    );
+    rehearsal.sql("postgres", "CREATE DATABASE keepme");
+    let w = Workplace::new();
+    let plan = format!(
+        r#"[repository]
+url = "./repo"
+password = {{ env = "LIFEBOAT_PASSWORD" }}
+
+[state]
+dir = "state"
+
+[sites.primary]
+role = "primary"
+
+[sites.dr]
+role = "standby"
+
+[sites.rehearsal]
+role = "drill"
+
+[resources.db]
+kind = "postgres"
+at.primary = {{ url = "{primary}", password = {{ env = "PG_PASSWORD" }} }}
+at.rehearsal = {{ url = "{rehearsal}", password = {{ env = "PG_PASSWORD" }} }}
+
+[resources.docs]
+kind = "files"
+at.primary = {{ path = "primary/docs" }}
+at.dr = {{ path = "dr/docs" }}
+at.rehearsal = {{ path = "rehearsal/deep/docs" }}
+
+[resources.sessions]
+kind = "sqlite"
+at.primary = {{ path = "primary/sessions.db" }}
+at.dr = {{ path = "dr/sessions.db" }}
+at.rehearsal = {{ path = "rehearsal-db/sessions.db" }}
+"#,
+        primary = primary.url("postgres"),
+        rehearsal = rehearsal.url("postgres"),
+    );
+    write(&w.path("lifeboat.toml"), plan.as_bytes());
+    write(&w.path("primary/docs/readme.txt"), b"the docs");
+    let made = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); \
+             c.execute('CREATE TABLE s (id INTEGER)'); c.execute('INSERT INTO s VALUES (1)'); \
+             c.commit()",
+        )
+        .arg(w.path("primary/sessions.db"))
+        .status()
+        .expect("python3 runs");
+    assert!(made.success());
+    w.init();
+    run(&w, &["backup"], 0);
+    let before = databases(&rehearsal);
+
+    // Every database of the server, the `postgres` one next to the server's own.
+    let report = json(&w, &["drill"], 0);
+    assert_eq!(report["passed"], true, "{report:#}");
+    let verified = resource(&report, "db")["verified"].to_string();
+    assert!(
+        verified.contains("db/postgres (restored as `postgres_lifeboat_drill`)")
+            && verified.contains("db/shop: row counts of 1 table"),
+        "{verified}"
+    );
+    assert_eq!(
+        databases(&rehearsal),
+        before,
+        "all the drill made is dropped"
+    );
+    assert!(!w.path("rehearsal").exists() && !w.path("rehearsal-db").exists());
+
+    // What is at the drill site is never written over, nor removed.
+    rehearsal.sql("postgres", "CREATE DATABASE shop");
+    rehearsal.sql(
+        "shop",
+        "CREATE TABLE mine (x int); INSERT INTO mine VALUES (42)",
+    );
+    write(&w.path("rehearsal/deep/docs/mine.txt"), b"mine");
+    let report = json(&w, &["drill"], 3);
+    let problems = report["problems"].to_string();
+    assert!(
+        problems.contains("database `shop` exists on postgres://postgres@127.0.0.1")
+            && problems.contains("rehearsal/deep/docs is not empty"),
+        "{problems}"
+    );
+    assert_eq!(report["teardown_complete"], true, "{report:#}");
+    assert_eq!(rehearsal.sql("shop", "SELECT x FROM mine"), "42");
+    assert_eq!(
+        std::fs::read(w.path("rehearsal/deep/docs/mine.txt")).unwrap(),
+        b"mine"
+    );
+    assert!(databases(&rehearsal).contains("keepme"));
+    assert!(
+        !w.path("rehearsal-db").exists(),
+        "the SQLite copy is removed"
+    );
 }

@@ -248,4 +248,6 @@ fn demo_runs_the_whole_cycle() {
     let v = w.json(&["demo", "--dir", w.path("demo").to_str().unwrap()], 0);
     assert_eq!(v["differences"].as_array().unwrap().len(), 0);
     assert_eq!(v["check"]["problems"].as_array().unwrap().len(), 0);
+    assert_eq!(v["drill"]["passed"], true, "{v:#}");
+    assert!(w.path("demo/state/drills").is_dir());
 }

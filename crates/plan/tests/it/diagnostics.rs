@@ -227,3 +227,22 @@ fn a_missing_file_is_a_diagnostic_too() {
     assert_eq!(errors.diagnostics().len(), 1);
     assert!(errors.render_plain().contains("cannot read the plan"));
 }
+
+#[test]
+fn a_drill_site_folder_inside_a_live_one_is_an_error() {
+    let clash = format!(
+        "{MINIMAL}\n[sites.rehearsal]\nrole = \"drill\"\n\n[resources.logs]\nkind = \"files\"\n\
+         at.primary = {{ path = \"/srv/logs\" }}\nat.rehearsal = {{ path = \"/srv/docs/../docs/drill\" }}\n"
+    );
+    let errors = errors_of(&parse_err(&clash));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let (_, path, message) = &errors[0];
+    assert_eq!(path, "resources.logs.at.rehearsal");
+    assert!(
+        message.contains("overlaps `docs` at site `primary` (/srv/docs)")
+            && message.contains("a drill would write into live data"),
+        "{message}"
+    );
+    let apart = clash.replace("/srv/docs/../docs/drill", "/srv/rehearsal/logs");
+    crate::parse_ok(&apart);
+}

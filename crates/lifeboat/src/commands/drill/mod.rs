@@ -15,9 +15,12 @@
 //! `--cleanup` after a kill) finds all of it. Step order, record and verdict are
 //! `lifeboat-drill`'s; this module performs them.
 
+mod isolation;
+mod teardown;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, MutexGuard, OnceLock};
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use lifeboat_drill::record::{Created, DrillRecord, Engine, Phase};
@@ -33,13 +36,14 @@ use lifeboat_services::{TempEngine, TempServer};
 
 use super::backup::{Server, selects};
 use super::restore::{AtSite, restore_at_site, with_globals};
-use super::runbook::{
-    at_variable, check_spec, choose_point, command_env, deliver, run_commands, verify_entries,
-};
+use super::runbook::{at_variable, check_spec, choose_point, deliver, verify_entries};
 use crate::cli::DrillArgs;
 use crate::context::Context;
 use crate::output::{self, Exit};
 use crate::sitestate::StateStore;
+use teardown::{
+    Shared, drill_env, load_record, locked, on_signal, run_site_commands, save_record, tear_down,
+};
 
 /// The derived sandbox's site name, unless the plan already uses it.
 const DERIVED_SITE: &str = "drill";
@@ -75,21 +79,6 @@ impl Placement {
     }
 }
 
-/// What the drill and its signal handler share.
-struct Shared {
-    plan: Plan,
-    record: Mutex<DrillRecord>,
-    /// Temporary servers this process started (so it can reap them).
-    servers: Mutex<Vec<TempServer>>,
-    outcomes: Mutex<BTreeMap<String, ResourceOutcome>>,
-    /// Held by whoever tears down.
-    teardown: Mutex<()>,
-}
-
-fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 pub fn drill(ctx: &Context, args: DrillArgs) -> Result<Exit> {
     let plan = ctx.require_plan()?;
     let store = StateStore::of(plan);
@@ -101,24 +90,36 @@ pub fn drill(ctx: &Context, args: DrillArgs) -> Result<Exit> {
         return cleanup(ctx, plan, &store);
     }
     let (site, declared) = drill_site(plan, args.site.as_deref())?;
-    finish_interrupted(ctx, plan, &store, declared.then_some(site.as_str()))?;
     let waves = drill_waves(plan, &args.only)?;
     if declared {
-        check_isolated(plan, &site, waves.iter().flatten())?;
+        isolation::check_drill_site(plan, &site, waves.iter().flatten())?;
     }
+    let base = match &args.sandbox {
+        Some(dir) => {
+            std::path::absolute(dir).with_context(|| format!("--sandbox {}", dir.display()))?
+        }
+        None => std::env::temp_dir(),
+    };
+    if !base.is_dir() {
+        bail!(
+            "--sandbox {}: not a folder; the drill makes its sandbox inside an existing one",
+            base.display()
+        );
+    }
+    isolation::check_sandbox(plan, &base)?;
+    finish_interrupted(ctx, plan, &store, declared.then_some(site.as_str()))?;
     let (point_id, point) = choose_point(ctx, args.point.as_deref(), &waves)?;
     let live_site = store.load(plan)?.active;
     let started = jiff::Timestamp::now();
     let id = format!("{}-drill", started.strftime("%Y%m%dT%H%M%S%.3fZ"));
-    let base = match &args.sandbox {
-        Some(dir) => dir.clone(),
-        None => std::env::temp_dir(),
-    };
+    let mut tag = [0u8; 4];
+    getrandom::fill(&mut tag).map_err(|e| anyhow!("no randomness for the sandbox name: {e}"))?;
     let sandbox = base.join(format!(
-        "lifeboat-drill-{}",
-        started.strftime("%Y%m%dT%H%M%S%.3f")
+        "lifeboat-drill-{}-{}",
+        started.strftime("%Y%m%dT%H%M%S"),
+        hex(&tag)
     ));
-    let drill_site = plan.site(&site);
+    let drill_site = plan.site(&site).filter(|_| declared);
     let steps = plan_drill(&DrillInput {
         site: site.clone(),
         live_site: live_site.clone(),
@@ -144,14 +145,8 @@ pub fn drill(ctx: &Context, args: DrillArgs) -> Result<Exit> {
         phase: Phase::Running,
     };
     save_record(&store, &record)?;
-    let shared = Arc::new(Shared {
-        plan: plan.clone(),
-        record: Mutex::new(record),
-        servers: Mutex::new(Vec::new()),
-        outcomes: Mutex::new(BTreeMap::new()),
-        teardown: Mutex::new(()),
-    });
-    let signals = on_signal(shared.clone(), ctx.global.json)?;
+    let shared = Arc::new(Shared::new(plan, record));
+    on_signal(shared.clone(), ctx.global.json)?;
     let drill = Drill {
         ctx,
         plan,
@@ -179,24 +174,31 @@ pub fn drill(ctx: &Context, args: DrillArgs) -> Result<Exit> {
         );
     }
     drill.execute(args.keep);
-    signals.close();
     let _teardown = locked(&shared.teardown);
+    shared
+        .finished
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     let record = locked(&shared.record).clone();
     let left = if args.keep {
         Vec::new()
     } else {
-        record_left_behind(&record)
+        locked(&shared.left).clone()
     };
-    let report = write_report(plan, &store, &record, &outcomes_of(&shared), left, false)?;
+    let outcomes = locked(&shared.outcomes).clone();
+    let report = write_report(plan, &store, &record, &outcomes, left, false)?;
     if let Some(path) = &args.html {
         std::fs::write(path, store.read_drill_file(&record.id, "report.html")?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
     print_report(ctx, &store, &report, args.keep.then_some(&record));
-    if !report.passed && !args.keep {
+    if !report.passed {
         alert(plan, &report);
     }
     Ok(verdict(&report))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The drill site: `--site` (it must have `role = "drill"`), else the plan's first drill site,
@@ -250,72 +252,6 @@ fn drill_waves(plan: &Plan, only: &[String]) -> Result<Vec<Vec<String>>> {
     Ok(order::waves(&narrowed)?)
 }
 
-/// A declared drill site must not share a folder or a database server with a live site: a
-/// drill never writes where the primary or a standby keeps its data.
-fn check_isolated<'a>(
-    plan: &Plan,
-    site: &str,
-    resources: impl Iterator<Item = &'a String>,
-) -> Result<()> {
-    for name in resources {
-        let Some(resource) = plan.resource(name) else {
-            continue;
-        };
-        for live in plan
-            .sites
-            .iter()
-            .filter(|(_, s)| s.role != Role::Drill)
-            .map(|(n, _)| n.as_str())
-        {
-            let clash = match (
-                &resource.kind,
-                resource.binding(site),
-                resource.binding(live),
-            ) {
-                (
-                    ResourceKind::Files(_) | ResourceKind::Sqlite(_),
-                    Some(lifeboat_plan::Binding::Path(drill)),
-                    Some(lifeboat_plan::Binding::Path(other)),
-                ) => (drill.path.starts_with(&other.path) || other.path.starts_with(&drill.path))
-                    .then(|| format!("{} overlaps {}", drill.path.display(), other.path.display())),
-                (
-                    ResourceKind::Postgres(_) | ResourceKind::Mysql(_),
-                    Some(lifeboat_plan::Binding::Database(drill)),
-                    Some(lifeboat_plan::Binding::Database(other)),
-                ) => {
-                    let describe = |b: &DatabaseBinding| {
-                        Server::of(
-                            &resource.kind,
-                            &DatabaseBinding {
-                                url: b.url.clone(),
-                                password: None,
-                            },
-                        )
-                        // host:port, whoever connects.
-                        .map(|s| {
-                            let d = s.describe();
-                            d.rsplit_once('@').map_or(d, |(_, host)| host).to_string()
-                        })
-                    };
-                    match (describe(drill), describe(other)) {
-                        (Ok(a), Ok(b)) if a == b => Some(format!("both are the server {a}")),
-                        _ => None,
-                    }
-                }
-                _ => None,
-            };
-            if let Some(clash) = clash {
-                bail!(
-                    "resource `{name}` at drill site `{site}` is where site `{live}` keeps it \
-                     ({clash}): a drill never writes to a live site; bind it elsewhere at \
-                     `{site}`, or leave `at.{site}` out to restore it into a sandbox"
-                );
-            }
-        }
-    }
-    Ok(())
-}
-
 struct Drill<'a> {
     ctx: &'a Context,
     plan: &'a Plan,
@@ -352,6 +288,15 @@ impl Drill<'_> {
         update(entry);
     }
 
+    /// Forgets a recorded thing that turned out not to be the drill's to remove.
+    fn disown(&self, index: usize) {
+        let mut record = self.record();
+        if !record.torn_down.contains(&index) {
+            record.torn_down.push(index);
+        }
+        let _ = save_record(self.store, &record);
+    }
+
     /// Writes `created` down before it is made; refused once teardown began.
     fn register(&self, created: Created) -> Result<usize> {
         let mut record = self.record();
@@ -359,7 +304,11 @@ impl Drill<'_> {
             bail!("the drill is being torn down");
         }
         record.created.push(created);
-        save_record(self.store, &record)?;
+        if let Err(e) = save_record(self.store, &record) {
+            // Not written down, so not to be made (nor undone).
+            record.created.pop();
+            return Err(e);
+        }
         Ok(record.created.len() - 1)
     }
 
@@ -382,8 +331,13 @@ impl Drill<'_> {
             detail,
         };
         let drill_id = self.record().id.clone();
-        self.store
-            .append_drill(&drill_id, &record(Event::Started, None))?;
+        // The journal times the report; the work (a teardown above all) goes on without it.
+        let journal = |r: Record| {
+            if let Err(e) = self.store.append_drill(&drill_id, &r) {
+                tracing::warn!("drill journal: {}", output::chain(&e));
+            }
+        };
+        journal(record(Event::Started, None));
         let quiet = self.ctx.global.json || self.ctx.global.quiet;
         if !quiet {
             eprintln!("→ {id}");
@@ -393,16 +347,14 @@ impl Drill<'_> {
         let took = output::millis(started.elapsed().as_millis() as u64);
         match &outcome {
             Ok(detail) => {
-                self.store
-                    .append_drill(&drill_id, &record(Event::Finished, Some(detail.clone())))?;
+                journal(record(Event::Finished, Some(detail.clone())));
                 if !self.ctx.global.json {
                     println!("✓ {id} ({took}): {detail}");
                 }
             }
             Err(e) => {
-                let error = format!("{e:#}");
-                self.store
-                    .append_drill(&drill_id, &record(Event::Failed, Some(error.clone())))?;
+                let error = output::chain(e);
+                journal(record(Event::Failed, Some(error.clone())));
                 if !self.ctx.global.json {
                     println!("✗ {id} ({took}): {error}");
                 }
@@ -446,9 +398,14 @@ impl Drill<'_> {
                     let stuck = blocked(&deps, &not_restored);
                     for name in names {
                         if !up {
+                            let what = if self.declared {
+                                "the drill site"
+                            } else {
+                                "the sandbox"
+                            };
                             self.outcome(&name, |o| {
                                 o.problems
-                                    .push("not restored: the sandbox did not come up".into())
+                                    .push(format!("not restored: {what} did not come up"))
                             });
                             not_restored.push(name);
                         } else if stuck.contains(&name) {
@@ -469,7 +426,8 @@ impl Drill<'_> {
                         };
                         self.step(&step, || self.restore(name)).inspect_err(|e| {
                             self.outcome(name, |o| {
-                                o.problems.push(format!("restore failed: {e:#}"))
+                                o.problems
+                                    .push(format!("restore failed: {}", output::chain(e)))
                             })
                         })
                     });
@@ -574,42 +532,31 @@ impl Drill<'_> {
             .ok_or_else(|| anyhow!("`{resource}` has no place in the sandbox"))
     }
 
-    fn facts(&self) -> Vec<(&'static str, String)> {
-        let record = self.record();
-        vec![
-            ("LIFEBOAT_RUN", record.id.clone()),
-            ("LIFEBOAT_KIND", "drill".to_string()),
-            ("LIFEBOAT_POINT", record.point.clone()),
-            ("LIFEBOAT_SANDBOX", record.sandbox.display().to_string()),
-        ]
-    }
-
     /// The sandbox's folder, the drill site's `provision` commands, the temporary servers,
     /// and the plan with every drilled resource bound at the drill site.
     fn provision(&self) -> Result<String> {
+        // First, as a recovery's first work is: the changes step needs it too.
+        let _ = self.repo.set(self.ctx.open_repository()?);
         let sandbox = self.record().sandbox.clone();
-        if sandbox.exists() {
-            bail!(
-                "{} exists already; a drill uses a new folder",
-                sandbox.display()
-            );
-        }
-        self.register(Created::Folder {
+        let index = self.register(Created::Folder {
             path: sandbox.clone(),
         })?;
         // Others may pass through (a temporary server's account must reach its folder) but
         // not list what is inside.
-        make_dir(&sandbox, 0o711)?;
+        if let Err(e) = make_dir(&sandbox, 0o711) {
+            // Not ours (it was there before): never to be removed.
+            self.disown(index);
+            return Err(e);
+        }
         let mut said = Vec::new();
-        let _ = self.repo.set(self.ctx.open_repository()?);
         if let Some(site) = self.plan.site(&self.site).filter(|_| self.declared)
-            && !site.provision.is_empty()
+            && !(site.provision.is_empty() && site.decommission.is_empty())
         {
             self.register(Created::Provisioned {
                 site: self.site.clone(),
             })?;
-            let env = command_env(self.plan, &self.site, &self.facts());
-            said.push(run_commands(self.plan, &env, &site.provision)?);
+            let env = drill_env(self.plan, &self.record());
+            said.push(run_site_commands(&self.shared, &env, &site.provision)?);
         }
         let mut sandbox_plan = self.plan.clone();
         if !self.declared {
@@ -688,15 +635,16 @@ impl Drill<'_> {
             };
             placements.insert(name.clone(), placement);
         }
+        let mut secrets = BTreeMap::new();
         if !servers.is_empty() {
-            let secrets = sandbox.join("secrets");
-            make_dir(&secrets, 0o700)?;
+            let secrets_dir = sandbox.join("secrets");
+            make_dir(&secrets_dir, 0o700)?;
             let started: Vec<Result<(String, String, PathBuf)>> = std::thread::scope(|s| {
                 let handles: Vec<_> = servers
                     .iter()
                     .map(|(name, engine, dir)| {
-                        let secrets = &secrets;
-                        s.spawn(move || self.start_server(name, *engine, dir, secrets))
+                        let secrets_dir = &secrets_dir;
+                        s.spawn(move || self.start_server(name, *engine, dir, secrets_dir))
                     })
                     .collect();
                 handles
@@ -710,6 +658,7 @@ impl Drill<'_> {
             for outcome in started {
                 let (name, url, secret) = outcome?;
                 said.push(format!("`{name}`: a temporary server at {url}"));
+                secrets.insert(name.clone(), secret.clone());
                 let spec = sandbox_plan.resources.get_mut(&name).expect("drilled");
                 if let ResourceKind::Postgres(db) | ResourceKind::Mysql(db) = &mut spec.kind {
                     db.at.insert(
@@ -722,14 +671,17 @@ impl Drill<'_> {
                 }
             }
         }
-        let mut env = command_env(&sandbox_plan, &self.site, &self.facts());
+        let mut env = drill_env(&sandbox_plan, &self.record());
         for (name, placement) in &placements {
             if let Placement::Documents(dir) = placement {
                 env.push((at_variable(name), dir.display().to_string()));
             }
         }
         for (name, placement) in &placements {
-            let at = placement.describe(&sandbox_plan, &self.site, name);
+            let mut at = placement.describe(&sandbox_plan, &self.site, name);
+            if let Some(secret) = secrets.get(name) {
+                at.push_str(&format!(" (password in {})", secret.display()));
+            }
             self.outcome(name, |o| o.restored_to = Some(at));
         }
         let _ = self.env.set(env);
@@ -772,19 +724,17 @@ impl Drill<'_> {
         Ok((resource.to_string(), url, secret))
     }
 
-    /// Writes a server's pid down; kills it at once when the teardown already began.
-    fn server_spawned(&self, index: usize, pid: u32) {
+    /// Writes a server's pid down; `false` (stop it) once the teardown began.
+    fn server_spawned(&self, index: usize, pid: u32) -> bool {
         let mut record = self.record();
         if record.phase != Phase::Running {
-            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-            }
-            return;
+            return false;
         }
         if let Some(Created::Server { pid: slot, .. }) = record.created.get_mut(index) {
             *slot = Some(pid);
         }
         let _ = save_record(self.store, &record);
+        true
     }
 
     fn items(&self, resource: &str) -> Vec<&ResourcePoint> {
@@ -822,12 +772,13 @@ impl Drill<'_> {
                     )
                 }
                 Placement::Declared => {
-                    let staging = self.claim_declared(sandbox_plan, resource, r)?;
+                    let claim = self.claim_declared(sandbox_plan, resource, r)?;
+                    let rename: Vec<(String, String)> = claim.rename.into_iter().collect();
                     let how = AtSite {
                         replace: false,
-                        rename: &[],
+                        rename: &rename,
                         jobs: 1,
-                        staging: staging.as_deref(),
+                        staging: claim.staging.as_deref(),
                     };
                     restore_at_site(self.repo()?, sandbox_plan, &self.site, r, &how)?
                 }
@@ -849,23 +800,28 @@ impl Drill<'_> {
     }
 
     /// Before restoring `r` into a declared binding: refuses what is already there (a drill
-    /// never overwrites) and writes down what the restore will create. Returns the staging
-    /// database's name for a database.
+    /// never overwrites) and writes down what the restore will create.
     fn claim_declared(
         &self,
         sandbox_plan: &Plan,
         resource: &str,
         r: &ResourcePoint,
-    ) -> Result<Option<String>> {
+    ) -> Result<Claim> {
         let spec = sandbox_plan
             .resource(resource)
             .ok_or_else(|| anyhow!("the plan has no resource `{resource}`"))?;
+        let occupied = |path: &Path| {
+            anyhow!(
+                "{} is not empty: a drill never writes over what is at the drill site",
+                path.display()
+            )
+        };
         match (&spec.kind, spec.binding(&self.site)) {
             (ResourceKind::Files(_), Some(lifeboat_plan::Binding::Path(b))) => {
                 match std::fs::symlink_metadata(&b.path) {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                         self.register(Created::Folder {
-                            path: b.path.clone(),
+                            path: highest_missing(&b.path),
                         })?;
                     }
                     Ok(meta) if meta.is_dir() => {
@@ -874,11 +830,7 @@ impl Drill<'_> {
                             .next()
                             .is_none();
                         if !empty {
-                            bail!(
-                                "{} is not empty: a drill never writes over what is at the \
-                                 drill site",
-                                b.path.display()
-                            );
+                            return Err(occupied(&b.path));
                         }
                         self.register(Created::Contents {
                             path: b.path.clone(),
@@ -889,19 +841,21 @@ impl Drill<'_> {
                         return Err(e).with_context(|| format!("looking at {}", b.path.display()));
                     }
                 }
-                Ok(None)
+                Ok(Claim::default())
             }
             (ResourceKind::Sqlite(_), Some(lifeboat_plan::Binding::Path(b))) => {
-                if b.path.exists() {
-                    bail!(
-                        "{} exists: a drill never writes over what is at the drill site",
-                        b.path.display()
-                    );
+                if std::fs::symlink_metadata(&b.path).is_ok() {
+                    return Err(occupied(&b.path));
                 }
-                self.register(Created::File {
-                    path: b.path.clone(),
-                })?;
-                Ok(None)
+                match b.path.parent().filter(|p| !p.exists()) {
+                    Some(parent) => self.register(Created::Folder {
+                        path: highest_missing(parent),
+                    })?,
+                    None => self.register(Created::File {
+                        path: b.path.clone(),
+                    })?,
+                };
+                Ok(Claim::default())
             }
             (
                 ResourceKind::Postgres(_) | ResourceKind::Mysql(_),
@@ -911,34 +865,38 @@ impl Drill<'_> {
                 else {
                     // The server's accounts: applied, never removed (the site's decommission
                     // owns the server).
-                    return Ok(None);
+                    return Ok(Claim::default());
                 };
                 let server = Server::of(&spec.kind, b)?;
-                if server.databases()?.iter().any(|d| d == database) {
+                let target = declared_name(&spec.kind, database);
+                let exists = match &server {
+                    Server::Postgres(s) => s.database_exists(&target)?,
+                    Server::Mysql(s) => s.database_exists(&target)?,
+                };
+                if exists {
                     bail!(
-                        "database `{database}` exists on {}: a drill never writes over what is \
-                         at the drill site{}",
-                        server.describe(),
-                        if database == "postgres" {
-                            " (every PostgreSQL server has a `postgres` database: \
-                             `exclude = [\"postgres\"]` in the resource leaves it out)"
-                        } else {
-                            ""
-                        }
+                        "database `{target}` exists on {}: a drill never writes over what is at \
+                         the drill site",
+                        server.describe()
                     );
                 }
-                let index = self.record().created.len();
-                let staging = format!("lifeboat_drill_{}_{index}", std::process::id());
+                let mut tag = [0u8; 6];
+                getrandom::fill(&mut tag).map_err(|e| anyhow!("no randomness: {e}"))?;
+                let staging = format!("lifeboat_drill_{}", hex(&tag));
                 self.register(Created::Database {
                     resource: resource.to_string(),
                     site: self.site.clone(),
-                    name: database.to_string(),
+                    server: isolation::server_address(&spec.kind, b).unwrap_or_default(),
+                    name: target.clone(),
                     staging: staging.clone(),
                 })?;
-                Ok(Some(staging))
+                Ok(Claim {
+                    staging: Some(staging),
+                    rename: (target != database).then(|| (database.to_string(), target)),
+                })
             }
             // Documents are applied; the site's decommission undoes them.
-            _ => Ok(None),
+            _ => Ok(Claim::default()),
         }
     }
 
@@ -947,7 +905,7 @@ impl Drill<'_> {
             .plan
             .site(&self.site)
             .ok_or_else(|| anyhow!("the plan has no site `{}`", self.site))?;
-        run_commands(self.plan, self.env.get().map_or(&[], |e| e), &site.start)
+        run_site_commands(&self.shared, self.env.get().map_or(&[], |e| e), &site.start)
     }
 
     fn checks(&self) -> Result<String> {
@@ -1033,18 +991,27 @@ impl Drill<'_> {
                     Some(facts),
                     Some(lifeboat_plan::Binding::Database(b)),
                 ) => {
-                    let database = r
+                    let captured = r
                         .name
                         .split_once('/')
                         .map_or(facts.name.as_str(), |(_, d)| d);
+                    let database = match placement {
+                        Placement::Declared => declared_name(&spec.kind, captured),
+                        _ => captured.to_string(),
+                    };
                     let Server::Postgres(server) = Server::of(&spec.kind, b)? else {
                         unreachable!("a postgres binding");
                     };
-                    let differences = server.verify_database(database, facts)?;
+                    let differences = server.verify_database(&database, facts)?;
                     if differences.is_empty() {
                         verified.push(format!(
-                            "{}: row counts of {} and {} match",
+                            "{}{}: row counts of {} and {} match",
                             r.name,
+                            if database == captured {
+                                String::new()
+                            } else {
+                                format!(" (restored as `{database}`)")
+                            },
                             report::plural(facts.tables.len() as u64, "table"),
                             report::plural(
                                 facts.checks.iter().filter(|c| c.error.is_none()).count() as u64,
@@ -1092,7 +1059,7 @@ impl Drill<'_> {
     }
 
     /// Where the live site is readable: how many of each resource's paths or tables changed
-    /// after the restore point.
+    /// after the restore point (what the backup leaves out does not count).
     fn changes(&self, live: &str) -> Result<String> {
         let drilled: Vec<String> = self.record().waves.iter().flatten().cloned().collect();
         let repo = self.repo()?;
@@ -1102,7 +1069,7 @@ impl Drill<'_> {
                 continue;
             };
             let measured = match (&spec.kind, spec.binding(live)) {
-                (ResourceKind::Files(_), Some(lifeboat_plan::Binding::Path(b))) => {
+                (ResourceKind::Files(files), Some(lifeboat_plan::Binding::Path(b))) => {
                     let root = self.point.resource(name).and_then(|r| r.root);
                     Some(
                         match root {
@@ -1110,19 +1077,13 @@ impl Drill<'_> {
                                 Err(format!("{} is not readable", b.path.display()))
                             }
                             None => Err("not in the restore point".into()),
-                            Some(root) => lifeboat_files::verify(repo, root, None, &b.path)
-                                .map(|d| {
-                                    let examples =
-                                        d.iter().take(5).map(|d| d.path.clone()).collect();
-                                    (d.len() as u64, examples)
-                                })
-                                .map_err(|e| e.to_string()),
+                            Some(root) => file_changes(repo, root, files, &b.path),
                         }
                         .map(|(n, examples)| ("path", n, examples)),
                     )
                 }
-                (ResourceKind::Postgres(_), Some(lifeboat_plan::Binding::Database(b))) => Some(
-                    self.database_changes(spec, name, b)
+                (ResourceKind::Postgres(db), Some(lifeboat_plan::Binding::Database(b))) => Some(
+                    self.database_changes(spec, db, name, b)
                         .map(|(n, e)| ("table", n, e)),
                 ),
                 _ => None,
@@ -1159,41 +1120,131 @@ impl Drill<'_> {
         })
     }
 
+    /// Tables new, gone or with other row counts in each captured database, and every table
+    /// of a database that is gone or new since the point (read-only sessions).
     fn database_changes(
         &self,
         spec: &lifeboat_plan::Resource,
+        selection: &lifeboat_plan::DatabaseServerResource,
         name: &str,
         binding: &DatabaseBinding,
     ) -> Result<(u64, Vec<String>), String> {
         let Server::Postgres(server) =
-            Server::of(&spec.kind, binding).map_err(|e| format!("{e:#}"))?
+            Server::of(&spec.kind, binding).map_err(|e| output::chain(&e))?
         else {
             return Err("not a PostgreSQL server".into());
         };
+        let now: Vec<String> = server
+            .databases()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|d| selection.protects(d))
+            .collect();
         let mut count = 0;
         let mut examples = Vec::new();
+        let mut note = |database: &str, changes: Vec<String>| {
+            count += changes.len() as u64;
+            for change in changes {
+                if examples.len() < 5 {
+                    examples.push(format!("{database}: {change}"));
+                }
+            }
+        };
+        let mut captured = Vec::new();
         for r in self.items(name) {
             let Some(facts) = &r.database else { continue };
             let database = r
                 .name
                 .split_once('/')
                 .map_or(facts.name.as_str(), |(_, d)| d);
-            let differences = server
-                .verify_database(database, facts)
-                .map_err(|e| e.to_string())?;
-            count += differences
+            captured.push(database.to_string());
+            let before: Vec<(String, u64)> = facts
+                .tables
                 .iter()
-                .filter(|d| d.starts_with("table "))
-                .count() as u64;
-            examples.extend(
-                differences
+                .map(|t| (t.table.clone(), t.rows))
+                .collect();
+            let after: Vec<(String, u64)> = if now.iter().any(|d| d == database) {
+                server
+                    .table_rows(database)
+                    .map_err(|e| e.to_string())?
                     .into_iter()
-                    .take(5usize.saturating_sub(examples.len()))
-                    .map(|d| format!("{database}: {d}")),
+                    .map(|t| (t.table, t.rows))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            note(database, report::table_changes(&before, &after));
+        }
+        for database in now.iter().filter(|d| !captured.contains(d)) {
+            let after: Vec<(String, u64)> = server
+                .table_rows(database)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|t| (t.table, t.rows))
+                .collect();
+            note(
+                &format!("{database} (new since the point)"),
+                report::table_changes(&[], &after),
             );
         }
         Ok((count, examples))
     }
+}
+
+/// Paths of a live tree that differ from the restore point, among those the backup captures.
+fn file_changes(
+    repo: &Repository,
+    root: lifeboat_format::Id,
+    files: &lifeboat_plan::FilesResource,
+    live: &Path,
+) -> Result<(u64, Vec<String>), String> {
+    let filter = lifeboat_files::PathFilter::new(&lifeboat_files::BackupOptions {
+        include: files.include.clone(),
+        exclude: files.exclude.clone(),
+    })
+    .map_err(|e| e.to_string())?;
+    let differences: Vec<String> = lifeboat_files::verify(repo, root, None, live)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|d| {
+            let rel = Path::new(&d.path);
+            filter.captures(rel, live.join(rel).is_dir())
+        })
+        .map(|d| d.path)
+        .collect();
+    let examples = differences.iter().take(5).cloned().collect();
+    Ok((differences.len() as u64, examples))
+}
+
+/// What restoring one item into a declared binding needs.
+#[derive(Default)]
+struct Claim {
+    /// The PostgreSQL staging database's name.
+    staging: Option<String>,
+    /// The database is restored under another name.
+    rename: Option<(String, String)>,
+}
+
+/// The name a captured database gets at a declared drill site: PostgreSQL's own `postgres`
+/// database goes next to the server's, which every server has.
+fn declared_name(kind: &ResourceKind, database: &str) -> String {
+    match kind {
+        ResourceKind::Postgres(_) if database == "postgres" => "postgres_lifeboat_drill".into(),
+        _ => database.to_string(),
+    }
+}
+
+/// The topmost ancestor of `path` (or `path` itself) that does not exist: what creating
+/// `path` creates.
+fn highest_missing(path: &Path) -> PathBuf {
+    let mut top = path.to_path_buf();
+    while let Some(parent) = top.parent() {
+        if parent.as_os_str().is_empty() || parent.exists() {
+            break;
+        }
+        top = parent.to_path_buf();
+    }
+    top
 }
 
 /// Where a document is kept: the resource's folder, or a folder per discovered item
@@ -1228,240 +1279,6 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("creating {}", path.display()))?;
     file.write_all(bytes)
         .with_context(|| format!("writing {}", path.display()))
-}
-
-fn save_record(store: &StateStore, record: &DrillRecord) -> Result<()> {
-    store.write_drill_file(
-        &record.id,
-        "drill.json",
-        &serde_json::to_vec_pretty(record).expect("a record serialises"),
-    )
-}
-
-fn load_record(store: &StateStore, id: &str) -> Result<DrillRecord> {
-    let bytes = store.read_drill_file(id, "drill.json")?;
-    serde_json::from_slice(&bytes).with_context(|| {
-        format!(
-            "{} is damaged",
-            store.drill_dir(id).join("drill.json").display()
-        )
-    })
-}
-
-/// Undoes everything the record names that is not undone yet, newest first; keeps going past
-/// a failure. Returns what is left behind.
-fn tear_down(shared: &Shared, store: &StateStore) -> Vec<String> {
-    let order: Vec<(usize, Created)> = {
-        let mut record = locked(&shared.record);
-        record.phase = Phase::TearingDown;
-        let _ = save_record(store, &record);
-        record
-            .teardown_order()
-            .into_iter()
-            .map(|(i, c)| (i, c.clone()))
-            .collect()
-    };
-    let mut left = Vec::new();
-    for (index, created) in order {
-        match undo(shared, &created) {
-            Ok(()) => {
-                let mut record = locked(&shared.record);
-                record.torn_down.push(index);
-                let _ = save_record(store, &record);
-            }
-            Err(e) => left.push(format!("{}: {e:#}", created.describe())),
-        }
-    }
-    // A restore still running while a signal tore down may have made a folder again.
-    for (index, created) in locked(&shared.record).created.iter().enumerate() {
-        if let Created::Folder { path } = created
-            && path.exists()
-            && remove_tree(path).is_err()
-        {
-            left.push(format!("{} (entry {index})", created.describe()));
-        }
-    }
-    let mut record = locked(&shared.record);
-    if left.is_empty() {
-        record.phase = Phase::Done;
-    }
-    let _ = save_record(store, &record);
-    left
-}
-
-fn undo(shared: &Shared, created: &Created) -> Result<()> {
-    let plan = &shared.plan;
-    match created {
-        Created::Folder { path } => remove_tree(path),
-        Created::Contents { path } => match std::fs::read_dir(path) {
-            Ok(entries) => {
-                for entry in entries.flatten() {
-                    let p = entry.path();
-                    if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                        remove_tree(&p)?;
-                    } else {
-                        std::fs::remove_file(&p)
-                            .with_context(|| format!("removing {}", p.display()))?;
-                    }
-                }
-                Ok(())
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e).with_context(|| format!("emptying {}", path.display())),
-        },
-        Created::Server {
-            engine, dir, pid, ..
-        } => {
-            let own = {
-                let mut servers = locked(&shared.servers);
-                servers
-                    .iter()
-                    .position(|s| s.dir == *dir)
-                    .map(|i| servers.remove(i))
-            };
-            match own {
-                Some(server) => server.stop()?,
-                None => {
-                    let engine = match engine {
-                        Engine::Postgres => TempEngine::Postgres,
-                        Engine::Mariadb => TempEngine::Mariadb,
-                    };
-                    lifeboat_services::stop_leftover(engine, dir, *pid)?;
-                }
-            }
-            Ok(())
-        }
-        Created::Database {
-            resource,
-            site,
-            name,
-            staging,
-        } => {
-            let spec = plan
-                .resource(resource)
-                .ok_or_else(|| anyhow!("the plan has no resource `{resource}` any more"))?;
-            let binding = match spec.binding(site) {
-                Some(lifeboat_plan::Binding::Database(b)) => b,
-                _ => bail!("`{resource}` has no database binding at `{site}` any more"),
-            };
-            match Server::of(&spec.kind, binding)? {
-                Server::Postgres(s) => {
-                    s.drop_database(staging)?;
-                    s.drop_database(name)?;
-                }
-                Server::Mysql(s) => {
-                    s.drop_database(name)?;
-                }
-            }
-            Ok(())
-        }
-        Created::File { path } => {
-            for suffix in ["", "-wal", "-shm", "-journal"] {
-                let mut p = path.clone().into_os_string();
-                p.push(suffix);
-                match std::fs::remove_file(&p) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => {
-                        return Err(e).with_context(|| format!("removing {}", p.display()));
-                    }
-                }
-            }
-            Ok(())
-        }
-        Created::Provisioned { site } => {
-            let Some(spec) = plan.site(site) else {
-                bail!("the plan has no site `{site}` any more: decommission it by hand");
-            };
-            let record = locked(&shared.record).clone();
-            let env = command_env(
-                plan,
-                site,
-                &[
-                    ("LIFEBOAT_RUN", record.id.clone()),
-                    ("LIFEBOAT_KIND", "drill".to_string()),
-                    ("LIFEBOAT_POINT", record.point.clone()),
-                    ("LIFEBOAT_SANDBOX", record.sandbox.display().to_string()),
-                ],
-            );
-            run_commands(plan, &env, &spec.decommission).map(|_| ())
-        }
-    }
-}
-
-/// Removes a folder and everything in it, also read-only folders a restore made.
-fn remove_tree(path: &Path) -> Result<()> {
-    match std::fs::remove_dir_all(path) {
-        Ok(()) => return Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(_) => {}
-    }
-    use std::os::unix::fs::PermissionsExt;
-    let mut stack = vec![path.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push(entry.path());
-            }
-        }
-    }
-    match std::fs::remove_dir_all(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
-    }
-}
-
-/// What the record still names after its teardown.
-fn record_left_behind(record: &DrillRecord) -> Vec<String> {
-    record
-        .teardown_order()
-        .into_iter()
-        .map(|(_, c)| c.describe())
-        .collect()
-}
-
-fn outcomes_of(shared: &Shared) -> BTreeMap<String, ResourceOutcome> {
-    locked(&shared.outcomes).clone()
-}
-
-/// SIGINT, SIGTERM or SIGHUP while the drill runs: tear down, write the report, exit 130.
-fn on_signal(shared: Arc<Shared>, json: bool) -> Result<signal_hook::iterator::Handle> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
-        .context("installing the signal handler")?;
-    let handle = signals.handle();
-    std::thread::spawn(move || {
-        if let Some(signal) = signals.forever().next() {
-            eprintln!("lifeboat: signal {signal}: stopping the drill and tearing down");
-            let store = StateStore::of(&shared.plan);
-            let _guard = locked(&shared.teardown);
-            let left = tear_down(&shared, &store);
-            let record = locked(&shared.record).clone();
-            let report = write_report(
-                &shared.plan,
-                &store,
-                &record,
-                &outcomes_of(&shared),
-                left.clone(),
-                true,
-            );
-            if json && let Ok(report) = &report {
-                output::json(report);
-            }
-            if left.is_empty() {
-                eprintln!("lifeboat: the drill was torn down");
-            } else {
-                eprintln!(
-                    "lifeboat: left behind: {}; `lifeboat drill --cleanup` tries again",
-                    left.join("; ")
-                );
-            }
-            std::process::exit(130);
-        }
-    });
-    Ok(handle)
 }
 
 /// Assesses the drill, writes `report.json` and `report.html` (with the trend of every past
@@ -1523,6 +1340,25 @@ fn write_report(
         lifeboat_drill::html::render(&report, &trend).as_bytes(),
     )?;
     Ok(report)
+}
+
+/// Drills whose record says they are not torn down, with their phase; none while a drill of
+/// the plan runs (it holds the drill lock, and its own record is unfinished by design).
+pub(crate) fn unfinished(store: &StateStore) -> Vec<(String, Phase)> {
+    if store.drills().is_empty() {
+        return Vec::new();
+    }
+    let Ok(_lock) = store.lock_drills() else {
+        return Vec::new();
+    };
+    store
+        .drills()
+        .into_iter()
+        .filter_map(|id| {
+            let record = load_record(store, &id).ok()?;
+            record.unfinished().then_some((id, record.phase))
+        })
+        .collect()
 }
 
 /// Every drill's report, oldest first; unreadable ones are skipped.
@@ -1619,9 +1455,14 @@ fn print_report(
     }
     if let Some(record) = kept {
         println!(
-            "  the sandbox is kept at {}: inspect it, then `lifeboat drill --cleanup`",
+            "  kept for inspection in {}; `lifeboat drill --cleanup` removes it",
             record.sandbox.display()
         );
+        for r in &report.resources {
+            if let Some(at) = &r.restored_to {
+                println!("    `{}`: {at}", r.resource);
+            }
+        }
     }
     println!(
         "  report: {}",
@@ -1629,8 +1470,8 @@ fn print_report(
     );
 }
 
-/// Tears down drills a kill left half-done (a kept sandbox stays, unless it holds the declared
-/// drill site this drill needs).
+/// Tears down drills a kill left half-done, and reports drills killed after their teardown.
+/// A kept sandbox stays, unless it holds the declared drill site this drill needs.
 fn finish_interrupted(
     ctx: &Context,
     plan: &Plan,
@@ -1641,7 +1482,8 @@ fn finish_interrupted(
         let Ok(record) = load_record(store, &id) else {
             continue;
         };
-        if !record.unfinished() {
+        let unreported = store.read_drill_file(&id, "report.json").is_err();
+        if !record.unfinished() && !unreported {
             continue;
         }
         if record.phase == Phase::Kept {
@@ -1654,13 +1496,14 @@ fn finish_interrupted(
             }
             continue;
         }
-        if !ctx.global.json {
+        if !ctx.global.json && record.unfinished() {
             eprintln!("drill {id} was interrupted: finishing its teardown first");
         }
         let left = clean(plan, store, record)?;
         if !left.is_empty() {
             bail!(
-                "drill {id} left behind what cannot be removed: {}",
+                "drill {id} left behind what cannot be removed: {}; fix that, then \
+                 `lifeboat drill --cleanup`",
                 left.join("; ")
             );
         }
@@ -1668,37 +1511,38 @@ fn finish_interrupted(
     Ok(())
 }
 
-/// Tears one unfinished drill down; writes its report when it never got one. Returns what is
-/// left behind.
+/// Tears one drill down (as far as it is not yet); writes its report when it never got one,
+/// or when a kept drill's teardown changes what it says. Returns what is left behind.
 fn clean(plan: &Plan, store: &StateStore, record: DrillRecord) -> Result<Vec<String>> {
     let id = record.id.clone();
     let was_kept = record.phase == Phase::Kept;
-    let shared = Shared {
-        plan: plan.clone(),
-        record: Mutex::new(record),
-        servers: Mutex::new(Vec::new()),
-        outcomes: Mutex::new(BTreeMap::new()),
-        teardown: Mutex::new(()),
-    };
+    let shared = Shared::new(plan, record);
     let left = tear_down(&shared, store);
     let record = locked(&shared.record).clone();
-    let reported = store.read_drill_file(&id, "report.json").is_ok();
-    if !reported || !was_kept {
-        let outcomes = if reported {
-            past_reports(store)
+    let earlier: Option<DrillReport> = store
+        .read_drill_file(&id, "report.json")
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    match earlier {
+        None => {
+            write_report(plan, store, &record, &BTreeMap::new(), left.clone(), true)?;
+        }
+        Some(report) if was_kept => {
+            let outcomes = report
+                .resources
                 .into_iter()
-                .find(|r| r.drill == id)
-                .map(|r| {
-                    r.resources
-                        .into_iter()
-                        .map(|o| (o.resource.clone(), o))
-                        .collect()
-                })
-                .unwrap_or_default()
-        } else {
-            BTreeMap::new()
-        };
-        write_report(plan, store, &record, &outcomes, left.clone(), !reported)?;
+                .map(|o| (o.resource.clone(), o))
+                .collect();
+            write_report(
+                plan,
+                store,
+                &record,
+                &outcomes,
+                left.clone(),
+                report.interrupted,
+            )?;
+        }
+        Some(_) => {}
     }
     Ok(left)
 }
@@ -1707,15 +1551,29 @@ fn cleanup(ctx: &Context, plan: &Plan, store: &StateStore) -> Result<Exit> {
     let mut cleaned = Vec::new();
     let mut left_behind = Vec::new();
     for id in store.drills() {
-        let record = load_record(store, &id)?;
-        if !record.unfinished() {
+        let record = match load_record(store, &id) {
+            Ok(record) => record,
+            Err(e) => {
+                let problem = format!("drill {id}: {}", output::chain(&e));
+                if !ctx.global.json {
+                    println!("{problem}");
+                }
+                left_behind.push(problem);
+                continue;
+            }
+        };
+        let unreported = store.read_drill_file(&id, "report.json").is_err();
+        if !record.unfinished() && !unreported {
             continue;
         }
         let things = record.teardown_order().len();
         let left = clean(plan, store, record)?;
         if !ctx.global.json {
             if left.is_empty() {
-                println!("drill {id}: torn down ({things} thing(s) it created removed)");
+                println!(
+                    "drill {id}: torn down ({} removed)",
+                    report::plural(things as u64, "thing it created")
+                );
             } else {
                 println!("drill {id}: left behind: {}", left.join("; "));
             }
@@ -1727,7 +1585,7 @@ fn cleanup(ctx: &Context, plan: &Plan, store: &StateStore) -> Result<Exit> {
         output::json(
             &serde_json::json!({ "cleaned": cleaned, "complete": left_behind.is_empty() }),
         );
-    } else if cleaned.is_empty() {
+    } else if cleaned.is_empty() && left_behind.is_empty() {
         println!("no drill needs a teardown");
     }
     Ok(if left_behind.is_empty() {
@@ -1737,30 +1595,63 @@ fn cleanup(ctx: &Context, plan: &Plan, store: &StateStore) -> Result<Exit> {
     })
 }
 
+/// One line of `--history`: a report, or a drill that never got one (killed; `--cleanup`).
 fn history(ctx: &Context, plan: &Plan, store: &StateStore) -> Result<Exit> {
-    let reports = past_reports(store);
+    let mut rows = Vec::new();
+    for id in store.drills() {
+        let report: Option<DrillReport> = store
+            .read_drill_file(&id, "report.json")
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let record = load_record(store, &id).ok();
+        let unfinished = record.as_ref().is_some_and(|r| r.unfinished());
+        let verdict = match (&report, &record) {
+            (_, Some(r)) if r.phase == Phase::Kept => "kept (--cleanup removes it)",
+            (None, _) | (_, Some(_)) if unfinished => "interrupted (--cleanup tears it down)",
+            (Some(r), _) if r.interrupted => "interrupted",
+            (Some(r), _) if r.passed => "passed",
+            (Some(_), _) => "FAILED",
+            (None, _) => "no report",
+        };
+        rows.push(serde_json::json!({
+            "drill": id,
+            "site": report.as_ref().map(|r| r.site.clone()).or(record.as_ref().map(|r| r.site.clone())),
+            "started": report.as_ref().map(|r| r.started).or(record.as_ref().map(|r| r.started)),
+            "only": report.as_ref().map(|r| r.only.clone()).unwrap_or_default(),
+            "achieved_rto_ms": report.as_ref().and_then(|r| r.achieved_rto_ms),
+            "achieved_rpo_ms": report.as_ref().map(|r| r.achieved_rpo_ms),
+            "rto_objective_ms": report.as_ref().map(|r| r.rto_objective_ms),
+            "rpo_objective_ms": report.as_ref().map(|r| r.rpo_objective_ms),
+            "passed": report.as_ref().is_some_and(|r| r.passed),
+            "verdict": verdict,
+        }));
+    }
     if ctx.global.json {
-        let trend: Vec<TrendPoint> = reports.iter().map(TrendPoint::from).collect();
-        output::json(&serde_json::json!({ "plan": plan.name(), "drills": trend }));
+        output::json(&serde_json::json!({ "plan": plan.name(), "drills": rows }));
         return Ok(Exit::Success);
     }
-    if reports.is_empty() {
+    if rows.is_empty() {
         println!("no drills of `{}` yet: run `lifeboat drill`", plan.name());
         return Ok(Exit::Success);
     }
     println!(
-        "{:<28} {:<10} {:>12} {:>12}  verdict",
+        "{:<28} {:<12} {:>12} {:>12}  verdict",
         "drill", "site", "RTO", "RPO"
     );
-    for r in &reports {
+    for row in &rows {
         println!(
-            "{:<28} {:<10} {:>12} {:>12}  {}",
-            r.drill,
-            r.site,
-            r.achieved_rto_ms
-                .map_or_else(|| "not achieved".into(), output::millis),
-            output::millis(r.achieved_rpo_ms),
-            if r.passed { "passed" } else { "FAILED" }
+            "{:<28} {:<12} {:>12} {:>12}  {}",
+            row["drill"].as_str().unwrap_or("?"),
+            row["site"].as_str().unwrap_or("?"),
+            match (&row["achieved_rto_ms"], &row["achieved_rpo_ms"]) {
+                (serde_json::Value::Number(ms), _) => output::millis(ms.as_u64().unwrap_or(0)),
+                (_, serde_json::Value::Null) => "-".into(),
+                _ => "not achieved".into(),
+            },
+            row["achieved_rpo_ms"]
+                .as_u64()
+                .map_or_else(|| "-".into(), output::millis),
+            row["verdict"].as_str().unwrap_or("?")
         );
     }
     Ok(Exit::Success)
