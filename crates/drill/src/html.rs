@@ -32,7 +32,8 @@ body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em aut
 h1{font-size:1.5em;margin-bottom:.2em}h3{font-size:1em;margin:1em 0 .2em}h2{font-size:1.15em;margin-top:1.8em;border-bottom:1px solid #ddd;padding-bottom:.2em}
 .verdict{display:inline-block;padding:.15em .6em;border-radius:4px;color:#fff;font-weight:600}
 .pass{background:#2e7d32}.fail{background:#c62828}
-table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #eee;padding:.35em .5em;text-align:left;vertical-align:top;overflow-wrap:anywhere}
+table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #eee;padding:.35em .5em;text-align:left;vertical-align:top}
+td,li,p{overflow-wrap:anywhere}td:first-child,td:last-child{overflow-wrap:normal;white-space:nowrap}
 th{color:#555;font-weight:600}.met{color:#2e7d32;font-weight:600}.missed{color:#c62828;font-weight:600}
 .problems li{color:#c62828}.muted{color:#777}code{font-size:.92em}
 svg text{font:12px system-ui,sans-serif;fill:#333}
@@ -330,6 +331,8 @@ fn trend_section(page: &mut String, trend: &[TrendPoint]) {
             duration_text(p.achieved_rpo_ms),
             if p.passed {
                 "<span class=\"met\">passed</span>"
+            } else if p.interrupted {
+                "<span class=\"missed\">interrupted</span>"
             } else {
                 "<span class=\"missed\">failed</span>"
             }

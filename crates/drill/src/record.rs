@@ -35,16 +35,17 @@ pub enum Created {
         pid: Option<u32>,
     },
     /// A database restored on a declared drill site's server (through `resource`'s binding
-    /// there): dropped, and its staging copy with it.
+    /// there), under `name` after its `staging` copy is complete. Both carry `mark` as their
+    /// comment, and only a database carrying it is dropped: a database of that name made by
+    /// anyone else is never touched.
     Database {
         resource: String,
         site: String,
-        /// The server (`host:port`) it was created on: a binding that now names another
-        /// server is never dropped from.
-        #[serde(default)]
+        /// Who the server said it was, for messages.
         server: String,
         name: String,
         staging: String,
+        mark: String,
     },
     /// A file at a declared binding (a SQLite database): removed, with its `-wal`/`-shm`.
     File { path: PathBuf },

@@ -58,6 +58,10 @@ pub struct ResourceOutcome {
     /// What did not hold: a failed restore, a digest or row count that differs, a check.
     #[serde(default)]
     pub problems: Vec<String>,
+    /// The verification ran to its end (whatever it found): the data came back and could be
+    /// compared. An error that stopped it (a server gone) leaves this false.
+    #[serde(default)]
+    pub compared: bool,
     pub rpo_objective_ms: u64,
     /// Set by [`assess`]: the restore point's age is within this resource's rpo.
     #[serde(default)]
@@ -74,6 +78,7 @@ impl ResourceOutcome {
             restored_to: None,
             verified: Vec::new(),
             problems: Vec::new(),
+            compared: false,
             rpo_objective_ms,
             rpo_met: false,
             changes: None,
@@ -152,16 +157,17 @@ pub fn assess(m: Measured<'_>) -> DrillReport {
         .map(|(_, timing)| timing)
         .collect();
     // Recovered when everything came up; a verification that found differences still ran to
-    // its end (the data is back, not the same), one that never ran or was cut off did not.
+    // its end (the data is back, not the same), one that never ran or stopped on an error
+    // did not.
+    let compared = |name: &str| m.resources.iter().any(|r| r.resource == name && r.compared);
     let recovered = record
         .steps
         .iter()
         .zip(&steps)
         .filter(|(step, _)| step.counts_for_rto())
         .all(|(step, t)| match step {
-            DrillStep::Verify { .. } => {
-                t.status == StepStatus::Ok
-                    || t.status == StepStatus::Failed && t.detail.as_deref() != Some(INTERRUPTED)
+            DrillStep::Verify { resource } => {
+                t.status == StepStatus::Ok || t.status == StepStatus::Failed && compared(resource)
             }
             _ => t.status == StepStatus::Ok,
         });
@@ -336,6 +342,8 @@ pub fn table_changes(captured: &[(String, u64)], live: &[(String, u64)]) -> Vec<
 pub struct TrendPoint {
     pub drill: String,
     pub started: jiff::Timestamp,
+    #[serde(default)]
+    pub interrupted: bool,
     pub achieved_rto_ms: Option<u64>,
     pub achieved_rpo_ms: u64,
     pub rto_objective_ms: u64,
@@ -348,6 +356,7 @@ impl From<&DrillReport> for TrendPoint {
         TrendPoint {
             drill: r.drill.clone(),
             started: r.started,
+            interrupted: r.interrupted,
             achieved_rto_ms: r.achieved_rto_ms,
             achieved_rpo_ms: r.achieved_rpo_ms,
             rto_objective_ms: r.rto_objective_ms,
@@ -550,6 +559,7 @@ mod tests {
         m.resources[0]
             .problems
             .push("table orders: 2 rows, the restore point has 3".into());
+        m.resources[0].compared = true;
         let report = assess(m);
         assert_eq!(report.achieved_rto_ms, Some(5000));
         assert!(report.rto_met && !report.passed);
@@ -558,6 +568,11 @@ mod tests {
             report.problems,
             ["`db`: table orders: 2 rows, the restore point has 3"]
         );
+
+        // A verification stopped by an error (the server went away) compared nothing.
+        let mut m = measured(&record, &journal, 60_000);
+        m.resources[0].problems.push("connection refused".into());
+        assert_eq!(assess(m).achieved_rto_ms, None);
     }
 
     #[test]

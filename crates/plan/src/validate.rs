@@ -196,9 +196,9 @@ fn check_command_resource(
 }
 
 /// Reports each `depends_on` cycle once, at the first resource on it.
-/// A drill site's folder must not be, hold, or lie inside a live site's folder: a drill would
-/// write into live data. (`lifeboat drill` checks again with symlinks followed, and database
-/// servers by address.)
+/// A drill site's folder must not be, hold, or lie inside a live site's folder, nor its
+/// database server be a live site's, as written: a drill would write into live data.
+/// (`lifeboat drill` checks again with symlinks followed, and servers by address and identity.)
 fn check_drill_bindings(draft: &Draft, spans: &SpanIndex, out: &mut Vec<Diagnostic>) {
     let role = |site: &str| draft.site_roles.get(site).copied().flatten();
     let folder = |resource: &Resource, site: &str| match resource.binding(site) {
@@ -210,35 +210,76 @@ fn check_drill_bindings(draft: &Draft, spans: &SpanIndex, out: &mut Vec<Diagnost
             if role(drill) != Some(Role::Drill) {
                 continue;
             }
-            let Some(drill_path) = folder(resource, drill) else {
-                continue;
-            };
+            let drill_path = folder(resource, drill);
+            let drill_server = server_text(resource, drill);
+            // (what is at the drill site, the live resource, its site, what is there)
             let clash = draft.resources.iter().find_map(|(other, r)| {
                 r.bound_sites().into_iter().find_map(|site| {
-                    let live = folder(r, site)?;
-                    (role(site) != Some(Role::Drill)
-                        && (drill_path.starts_with(&live) || live.starts_with(&drill_path)))
-                    .then(|| (other.clone(), site.to_string(), live))
+                    if role(site) == Some(Role::Drill) {
+                        return None;
+                    }
+                    if let (Some(d), Some(live)) = (&drill_path, folder(r, site))
+                        && (d.starts_with(&live) || live.starts_with(d))
+                    {
+                        let what = (d.display().to_string(), live.display().to_string());
+                        return Some((
+                            what,
+                            other.clone(),
+                            site.to_string(),
+                            "a folder of its own",
+                        ));
+                    }
+                    match (&drill_server, server_text(r, site)) {
+                        (Some(d), Some(live)) if *d == live => Some((
+                            (d.clone(), live),
+                            other.clone(),
+                            site.to_string(),
+                            "a database server of its own",
+                        )),
+                        _ => None,
+                    }
                 })
             });
-            if let Some((other, site, live)) = clash {
+            if let Some(((here, there), other, site, help)) = clash {
                 let field = path(&["resources", name, "at", drill]);
                 out.push(
                     Diagnostic::error(
                         field.as_str(),
                         spans.key_or_parent(field.as_str()),
                         format!(
-                            "`{name}` at drill site `{drill}` ({}) overlaps `{other}` at site \
-                             `{site}` ({}): a drill would write into live data",
-                            drill_path.display(),
-                            live.display()
+                            "`{name}` at drill site `{drill}` ({here}) overlaps `{other}` at site \
+                             `{site}` ({there}): a drill would write into live data"
                         ),
                     )
-                    .with_help("give the drill site a folder of its own"),
+                    .with_help(format!("give the drill site {help}")),
                 );
             }
         }
     }
+}
+
+/// `host:port` of a database binding, as written (`localhost` as `127.0.0.1`, the engine's
+/// port when none is given).
+fn server_text(resource: &Resource, site: &str) -> Option<String> {
+    let Some(Binding::Database(b)) = resource.binding(site) else {
+        return None;
+    };
+    let default_port = match resource.kind {
+        ResourceKind::Mysql(_) => 3306,
+        _ => 5432,
+    };
+    let rest = b.url.split_once("://")?.1;
+    let authority = rest.split(['/', '?']).next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = match host_port.rsplit_once(':') {
+        Some((h, p)) if !p.contains(']') => (h, p.parse().ok()?),
+        _ => (host_port, default_port),
+    };
+    let host = match host.to_ascii_lowercase().as_str() {
+        "localhost" | "[::1]" | "127.0.0.1" => "127.0.0.1".to_string(),
+        other => other.to_string(),
+    };
+    Some(format!("{host}:{port}"))
 }
 
 /// `.` and `..` resolved by the text alone.

@@ -88,9 +88,27 @@ pub fn run_command(argv: &[String], cwd: &Path, env: &[(String, String)]) -> Res
     Ok(lines[lines.len().saturating_sub(3)..].join("; "))
 }
 
+/// Stops process group `group` (one [`run_command_in_group`] started): SIGTERM, then SIGKILL
+/// for what still runs after `grace`.
+pub fn stop_group(group: u32, grace: std::time::Duration) {
+    let Some(pid) = rustix::process::Pid::from_raw(group as i32) else {
+        return;
+    };
+    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::TERM);
+    let deadline = std::time::Instant::now() + grace;
+    while std::time::Instant::now() < deadline {
+        // Signal 0 asks whether any member is left.
+        if rustix::process::test_kill_process_group(pid).is_err() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+}
+
 /// [`run_command`] in a process group of its own, whose id (the child's pid) `group` hears
 /// when it starts and again (`None`) when it has ended: so that a caller tearing down on a
-/// signal can stop the whole group, grandchildren included.
+/// signal can stop the whole group, grandchildren included ([`stop_group`]).
 pub fn run_command_in_group(
     argv: &[String],
     cwd: &Path,

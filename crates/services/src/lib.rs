@@ -12,18 +12,20 @@ mod http;
 mod mail;
 mod mysql;
 mod postgres;
-mod process;
+pub(crate) mod process;
 mod sandbox;
 mod sqlite;
 
 pub use command::{
     apply_command, capture_command, discover, run_command, run_command_in_group, run_with_input,
+    stop_group,
 };
 pub use document::{Document, document_chunks};
 pub use http::{HttpRequest, apply_http, capture_http, get_text, post_json};
 pub use mail::{Mail, send_mail};
 pub use mysql::{MYSQL_BIN_ENV, MyServer};
 pub use postgres::{PG_BIN_ENV, PgRestore, PgServer};
+pub use process::stop_children;
 pub use sandbox::{TempEngine, TempServer, stop_leftover};
 pub use sqlite::{capture_sqlite, restore_sqlite};
 

@@ -214,6 +214,37 @@ impl MyServer {
             .filter(|v| v != "NULL"))
     }
 
+    /// Who this server is: its host name, port and data folder.
+    pub fn identity(&self) -> Result<String> {
+        self.first_value(
+            None,
+            "SELECT CONCAT(@@hostname, ':', @@port, ':', @@datadir)",
+        )?
+        .ok_or_else(|| ServiceError::Database {
+            server: self.display.clone(),
+            message: "the server did not say who it is".into(),
+        })
+    }
+
+    /// Drops database `name` only if its comment is `mark`. Returns whether it was dropped.
+    pub fn drop_marked(&self, name: &str, mark: &str) -> Result<bool> {
+        let comment = self.first_value(
+            None,
+            &format!(
+                "SELECT SCHEMA_COMMENT FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {}",
+                quote_literal(name)
+            ),
+        )?;
+        if comment.as_deref() != Some(mark) {
+            return Ok(false);
+        }
+        self.load(
+            None,
+            format!("DROP DATABASE IF EXISTS {}", quote_ident(name)).as_bytes(),
+        )?;
+        Ok(true)
+    }
+
     /// Whether database `name` exists.
     pub fn database_exists(&self, name: &str) -> Result<bool> {
         Ok(!self
@@ -334,6 +365,8 @@ impl MyServer {
     }
 
     /// Restores one captured database under the name `target`.
+    /// Restores one captured database as `target`; `mark`, when given, becomes its comment (a
+    /// drill drops only databases carrying its mark).
     pub fn restore_database(
         &self,
         repo: &Repository,
@@ -341,6 +374,7 @@ impl MyServer {
         facts: Option<&DatabaseFacts>,
         target: &str,
         replace: bool,
+        mark: Option<&str>,
     ) -> Result<u64> {
         let exists = !self
             .query(&format!(
@@ -365,6 +399,9 @@ impl MyServer {
             if !f.collate.is_empty() {
                 create.push_str(&format!(" COLLATE {}", quote_literal(&f.collate)));
             }
+        }
+        if let Some(mark) = mark {
+            create.push_str(&format!(" COMMENT {}", quote_literal(mark)));
         }
         self.load(None, create.as_bytes())?;
         let chunks = document_chunks(repo, root)?;

@@ -61,6 +61,9 @@ pub struct PgRestore<'a> {
     /// The staging database's name; by default a unique one. A drill names it, so that a
     /// clean-up after a kill can drop it.
     pub staging: Option<&'a str>,
+    /// A comment set on the new database (it stays through the rename): a drill marks what it
+    /// made, and drops only databases carrying its mark.
+    pub mark: Option<&'a str>,
 }
 
 impl PgServer {
@@ -400,6 +403,20 @@ impl PgServer {
         admin
             .batch_execute(&create)
             .map_err(|e| self.query_error(&format!("creating database `{target}`"), e))?;
+        if let Some(mark) = how.mark {
+            let marked = admin.batch_execute(&format!(
+                "COMMENT ON DATABASE {} IS {}",
+                quote_ident(&staging),
+                quote_literal(mark)
+            ));
+            if let Err(e) = marked {
+                let _ = admin.batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    quote_ident(&staging)
+                ));
+                return Err(self.query_error("marking the database", e));
+            }
+        }
         let restored = self.fill(&mut admin, repo, root, facts, &staging, how.jobs);
         let swapped = restored.and_then(|bytes| {
             if exists {
@@ -490,6 +507,46 @@ impl PgServer {
         count_rows(&mut client, &[])
             .map(|(tables, _)| tables)
             .map_err(q)
+    }
+
+    /// Who this server is: its cluster's system identifier and when its postmaster started
+    /// (a replica shares the first, not the second). Two bindings naming one server agree.
+    pub fn identity(&self) -> Result<String> {
+        let mut client = self.connect(self.maintenance_db())?;
+        first_value(
+            &mut client,
+            "SELECT system_identifier::text || ' started ' || pg_postmaster_start_time()::text \
+             FROM pg_control_system()",
+        )
+        .map_err(|e| self.query_error("asking the server who it is", e))?
+        .ok_or_else(|| self.error("the server did not say who it is"))
+    }
+
+    /// Drops database `name` only if its comment is `mark` (and `staging`, a name only a drill
+    /// uses, if it exists). Returns whether `name` was dropped.
+    pub fn drop_marked(&self, name: &str, mark: &str) -> Result<bool> {
+        let mut admin = self.connect(if self.maintenance_db() == name {
+            "template1"
+        } else {
+            self.maintenance_db()
+        })?;
+        let comment: Option<Option<String>> = admin
+            .query_opt(
+                "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
+                &[&name],
+            )
+            .map_err(|e| self.query_error("looking for the database", e))?
+            .map(|row| row.get(0));
+        if comment.flatten().as_deref() != Some(mark) {
+            return Ok(false);
+        }
+        admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                quote_ident(name)
+            ))
+            .map_err(|e| self.query_error(&format!("dropping database `{name}`"), e))?;
+        Ok(true)
     }
 
     /// Whether database `name` exists, whether or not it accepts connections.

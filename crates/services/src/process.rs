@@ -9,6 +9,23 @@ use crate::{Result, ServiceError};
 
 const PIPE_SIZE: usize = 1 << 20;
 
+/// The children running now, so that a process tearing down on a signal can stop them.
+static RUNNING: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+fn running() -> std::sync::MutexGuard<'static, Vec<u32>> {
+    RUNNING.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Sends SIGTERM to every child started through this module that has not ended: dumps,
+/// restores, clients, commands. For a process that is stopping (a drill on a signal).
+pub fn stop_children() {
+    for &pid in running().iter() {
+        if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+    }
+}
+
 /// A started child whose stderr is collected on a thread, so a chatty child never blocks.
 pub(crate) struct Running {
     child: Child,
@@ -25,6 +42,7 @@ pub(crate) fn start(mut command: Command, what: String, stdin: Stdio) -> Result<
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|source| ServiceError::Spawn { program, source })?;
+    running().push(child.id());
     let stderr = child.stderr.take().map(collect_tail);
     // Dumps and restores stream hundreds of MB through these pipes: larger buffers mean
     // fewer wake-ups of both sides. Best effort (the system may cap the size).
@@ -103,6 +121,8 @@ impl Running {
     }
 
     fn conclude(&mut self, status: Result<std::process::ExitStatus>) -> Result<String> {
+        let pid = self.child.id();
+        running().retain(|&p| p != pid);
         let stderr = self
             .stderr
             .take()
@@ -126,6 +146,8 @@ impl Drop for Running {
         if self.stderr.is_some() {
             let _ = self.child.kill();
             let _ = self.child.wait();
+            let pid = self.child.id();
+            running().retain(|&p| p != pid);
         }
     }
 }

@@ -190,12 +190,24 @@ fn free_port() -> Result<u16> {
         .map_err(|e| io("finding a free loopback port", e))
 }
 
-/// Runs a set-up program (initdb, mariadb-install-db) to its end.
-fn set_up(mut command: Command, what: &str) -> Result<()> {
-    let out = command
+/// Runs a set-up program (initdb, mariadb-install-db) to its end; `spawned` hears its pid
+/// (and `false` stops it: the caller is tearing down).
+fn set_up(mut command: Command, what: &str, spawned: &mut dyn FnMut(u32) -> bool) -> Result<()> {
+    let mut child = command
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
         .map_err(|e| io(format!("cannot run {what}"), e))?;
+    if !spawned(child.id()) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(cancelled());
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| io(format!("waiting for {what}"), e))?;
     if !out.status.success() {
         return Err(ServiceError::CommandFailed {
             command: what.to_string(),
@@ -221,9 +233,10 @@ const READY_WITHIN: Duration = Duration::from_secs(90);
 
 impl TempServer {
     /// Creates and starts a PostgreSQL cluster in `dir` (which must not exist) with
-    /// superuser `postgres` and `password`. `spawned` hears the server's pid as soon as it
-    /// exists, before it is ready, so that it can be written down for a later clean-up; when
-    /// it answers `false` (the caller is tearing down) the server is stopped and this fails.
+    /// superuser `postgres` and `password`. `spawned` hears the pid of each process started
+    /// in `dir` (initdb, then the server) as soon as it exists, so that it can be written down
+    /// for a later clean-up; when it answers `false` (the caller is tearing down) that process
+    /// is stopped and this fails.
     pub fn postgres(
         dir: &Path,
         password: &str,
@@ -244,7 +257,7 @@ impl TempServer {
             .arg(&data)
             .current_dir(dir);
         as_account(&mut initdb, account);
-        let made = set_up(initdb, "initdb");
+        let made = set_up(initdb, "initdb", spawned);
         let _ = std::fs::remove_file(&pwfile);
         made?;
         let mut last = None;
@@ -313,7 +326,7 @@ impl TempServer {
             .current_dir(dir)
             .stdout(Stdio::null());
         as_account(&mut install, account);
-        set_up(install, "mariadb-install-db")?;
+        set_up(install, "mariadb-install-db", spawned)?;
         let quoted = password.replace('\\', "\\\\").replace('\'', "\\'");
         let init = dir.join("init.sql");
         write_private(

@@ -376,9 +376,24 @@ fn last_drill(plan: &Plan, out: &mut Vec<Finding>) {
         .map(String::as_str)
         .collect();
     if !other.is_empty() {
+        let shown: Vec<String> = other
+            .iter()
+            .take(3)
+            .map(|p| match p.char_indices().nth(200) {
+                Some((cut, _)) => format!("{}…", &p[..cut]),
+                None => p.to_string(),
+            })
+            .collect();
         finding(
             Severity::Error,
-            format!("the last drill ({when}) failed: {}", other.join("; ")),
+            format!(
+                "the last drill ({when}) failed: {}{}",
+                shown.join("; "),
+                match other.len() {
+                    0..=3 => String::new(),
+                    n => format!("; and {} more (`lifeboat drill --history`)", n - 3),
+                }
+            ),
         );
     }
     let age = jiff::Timestamp::now()

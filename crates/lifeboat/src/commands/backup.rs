@@ -235,6 +235,14 @@ impl Server {
         }
     }
 
+    /// Who the server says it is: equal for two bindings that reach one server.
+    pub(crate) fn identity(&self) -> Result<String, lifeboat_services::ServiceError> {
+        match self {
+            Server::Postgres(s) => s.identity(),
+            Server::Mysql(s) => s.identity(),
+        }
+    }
+
     pub(crate) fn databases(&self) -> Result<Vec<String>, lifeboat_services::ServiceError> {
         match self {
             Server::Postgres(s) => s.databases(),

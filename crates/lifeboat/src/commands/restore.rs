@@ -254,6 +254,7 @@ fn to_site(
             rename: &args.rename,
             jobs: args.jobs,
             staging: None,
+            mark: None,
         };
         let outcome = restore_at_site(repo, plan, site, r, &how);
         let ms = started.elapsed().as_millis() as u64;
@@ -289,6 +290,8 @@ pub(crate) struct AtSite<'a> {
     pub jobs: u32,
     /// The PostgreSQL staging database's name (a drill's, so its clean-up can find it).
     pub staging: Option<&'a str>,
+    /// A comment set on each database restored (a drill's mark: it drops only those).
+    pub mark: Option<&'a str>,
 }
 
 pub(crate) fn restore_at_site(
@@ -390,10 +393,13 @@ pub(crate) fn restore_at_site(
                         replace,
                         jobs: args.jobs,
                         staging: args.staging,
+                        mark: args.mark,
                     };
                     s.restore_database(repo, &root, facts, &how)?
                 }
-                Server::Mysql(s) => s.restore_database(repo, &root, facts, target, replace)?,
+                Server::Mysql(s) => {
+                    s.restore_database(repo, &root, facts, target, replace, args.mark)?
+                }
             };
             Ok(format!(
                 "restored database `{target}` ({}) on {}",

@@ -231,7 +231,8 @@ pub(crate) fn choose_point(
                 .map(|n| n.as_str())
                 .collect();
             bail!(
-                "restore point {} lacks a complete capture of: {}",
+                "restore point {} lacks a complete capture of: {} (`lifeboat points --resource \
+                 NAME` lists the points that have one; `--only` leaves it out)",
                 id.short(),
                 missing.join(", ")
             );
@@ -887,6 +888,7 @@ fn restore_resource(
         rename: &[],
         jobs: 1,
         staging: None,
+        mark: None,
     };
     let mut done = Vec::new();
     for r in with_globals(&point, chosen) {
@@ -1376,9 +1378,20 @@ pub fn status(ctx: &Context) -> Result<Exit> {
     }
     if let Some(drill) = super::drill::past_reports(&store).last() {
         println!(
-            "last drill: {} {} (RTO {}, RPO {})",
+            "last drill: {} {}{} (RTO {}, RPO {})",
             drill.drill,
-            if drill.passed { "passed" } else { "FAILED" },
+            if drill.passed {
+                "passed"
+            } else if drill.interrupted {
+                "interrupted"
+            } else {
+                "FAILED"
+            },
+            if drill.only.is_empty() {
+                String::new()
+            } else {
+                format!(" (only {})", drill.only.join(", "))
+            },
             drill
                 .achieved_rto_ms
                 .map_or_else(|| "not achieved".into(), output::millis),

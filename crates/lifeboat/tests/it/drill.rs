@@ -415,12 +415,18 @@ verify = [{ command = ["sh", "-c", "grep -q replicas \"$LIFEBOAT_AT_CONF\"/docum
     );
 }
 
-/// A declared drill site whose `start` waits while `hold/start` exists.
+/// A declared drill site whose `start` leaves a daemon running, and, while `hold/start` exists,
+/// waits in a grandchild that ignores SIGTERM.
 const DRILL_SITE: &str = r#"
 [sites.rehearsal]
 role = "drill"
 provision = [["sh", "-c", "mkdir -p rehearsal && echo up > rehearsal/provisioned"]]
-start = [["sh", "-c", "if [ -e hold/start ]; then touch reached/start; sleep 120; fi"]]
+start = [["sh", "-c", '''
+sh -c 'while true; do sleep 1; done # drill-daemon-marker' > /dev/null 2>&1 &
+if [ -e hold/start ]; then
+  touch reached/start
+  sh -c "trap '' TERM HUP INT; while true; do sleep 1; done # drill-waiter-marker"
+fi''']]
 decommission = [["sh", "-c", "rm -rf rehearsal && echo gone > decommissioned"]]
 
 [[sites.rehearsal.checks]]
@@ -471,6 +477,11 @@ fn a_killed_drill_is_torn_down_by_cleanup_and_a_stopped_one_by_itself() {
         "gone"
     );
     assert!(!s.w.path("rehearsal").exists());
+    assert_eq!(
+        processes_mentioning(Path::new("drill-daemon-marker")),
+        Vec::<String>::new(),
+        "the daemon `start` left is stopped at teardown"
+    );
     std::fs::remove_file(s.w.path("decommissioned")).unwrap();
 
     // Killed while its application starts: the temporary server and the site stay up...
@@ -485,9 +496,12 @@ fn a_killed_drill_is_torn_down_by_cleanup_and_a_stopped_one_by_itself() {
     wait_for(&s.w.path("reached/start"), "the drill's start step");
     child.kill().unwrap();
     child.wait().unwrap();
-    let _ = std::process::Command::new("pkill")
-        .args(["-f", "reached/start"])
-        .status();
+    // A killed drill cannot stop its site's commands: that is for the site to clean up.
+    for marker in ["drill-daemon-marker", "drill-waiter-marker"] {
+        let _ = std::process::Command::new("pkill")
+            .args(["-KILL", "-f", marker])
+            .status();
+    }
     assert!(
         !processes_mentioning(&sandboxes).is_empty(),
         "the temporary server should outlive a killed drill"
@@ -535,11 +549,14 @@ fn a_killed_drill_is_torn_down_by_cleanup_and_a_stopped_one_by_itself() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("torn down"), "{stderr}");
-    // The start command it was running was stopped with it.
-    assert_eq!(
-        processes_mentioning(Path::new("reached/start")),
-        Vec::<String>::new()
-    );
+    // The start command it was running was stopped with it, even what ignores SIGTERM.
+    for marker in ["drill-daemon-marker", "drill-waiter-marker"] {
+        assert_eq!(
+            processes_mentioning(Path::new(marker)),
+            Vec::<String>::new(),
+            "{marker}"
+        );
+    }
     let history = json(&s.w, &["drill", "--history"], 0);
     let last = history["drills"]
         .as_array()
@@ -798,4 +815,31 @@ at.rehearsal = {{ path = "rehearsal-db/sessions.db" }}
         !w.path("rehearsal-db").exists(),
         "the SQLite copy is removed"
     );
+
+    // The primary's own server under another spelling is refused before anything is written:
+    // a role dropped there since the backup stays dropped.
+    primary.sql("postgres", "CREATE ROLE clerk");
+    run(&w, &["backup"], 0);
+    primary.sql("postgres", "DROP ROLE clerk");
+    let roles = || {
+        primary.sql(
+            "postgres",
+            "SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles \
+             WHERE rolname !~ '^pg_'",
+        )
+    };
+    let before = roles();
+    let disguised = plan.replace(
+        &rehearsal.url("postgres"),
+        &format!("postgres://postgres@0.0.0.0:{}/postgres", primary.port),
+    );
+    write(&w.path("lifeboat.toml"), disguised.as_bytes());
+    let out = lifeboat(&w).args(["drill"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("are one address") && stderr.contains("never writes to a live site"),
+        "{stderr}"
+    );
+    assert_eq!(roles(), before);
 }

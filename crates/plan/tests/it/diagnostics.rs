@@ -245,4 +245,19 @@ fn a_drill_site_folder_inside_a_live_one_is_an_error() {
     );
     let apart = clash.replace("/srv/docs/../docs/drill", "/srv/rehearsal/logs");
     crate::parse_ok(&apart);
+
+    let server = format!(
+        "{MINIMAL}\n[sites.rehearsal]\nrole = \"drill\"\n\n[resources.db]\nkind = \"postgres\"\n\
+         at.primary = {{ url = \"postgres://app@127.0.0.1/postgres\" }}\n\
+         at.rehearsal = {{ url = \"postgres://admin@LOCALHOST:5432/postgres\" }}\n"
+    );
+    let errors = errors_of(&parse_err(&server));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0]
+            .2
+            .contains("(127.0.0.1:5432) overlaps `db` at site `primary` (127.0.0.1:5432)"),
+        "{errors:?}"
+    );
+    crate::parse_ok(&server.replace("LOCALHOST:5432", "127.0.0.1:5433"));
 }

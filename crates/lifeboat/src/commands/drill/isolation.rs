@@ -1,8 +1,10 @@
-//! A drill never writes to a live site. Before anything is created, the drill site's bindings
-//! and the sandbox's folder are compared with every binding of every resource at the sites
-//! that serve (primary and standbys): folders by their real path (`..` resolved, symlinks
-//! followed as far as the path exists), database servers by the addresses their hosts resolve
-//! to, documents by the command or URL they are applied with.
+//! A drill never writes to a live site. Before anything is created (and again once the drill
+//! site is provisioned), the drill site's bindings and the sandbox's folder are compared with
+//! every binding of every resource at the sites that serve (primary and standbys): folders by
+//! their real path (`..` resolved, symlinks followed as far as the path exists), database
+//! servers by the addresses their hosts resolve to and, where both answer, by who they say
+//! they are; documents by the command or URL they are applied with. What cannot be told
+//! apart (a host name that does not resolve) is refused.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Component, Path, PathBuf};
@@ -77,19 +79,46 @@ pub(super) fn server_address(kind: &ResourceKind, binding: &DatabaseBinding) -> 
     )
 }
 
-/// What `host:port` resolves to; the text itself when it does not resolve (a socket path).
+/// Where `host:port` listens, as far as this machine can tell: what the host resolves to,
+/// with every address of this machine (loopback, unspecified, a socket folder) as one.
 fn addresses(host_port: &str) -> Result<Vec<SocketAddr>, String> {
-    host_port
+    let (host, port) = host_port
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{host_port}` has no port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("`{host_port}`: the port is not a number"))?;
+    let local = || SocketAddr::from(([127, 0, 0, 1], port));
+    if host.starts_with('/') {
+        return Ok(vec![local()]);
+    }
+    let resolved: Vec<SocketAddr> = host_port
         .to_socket_addrs()
-        .map(|a| a.collect())
-        .map_err(|_| host_port.to_string())
+        .or_else(|_| (host.trim_matches(|c| c == '[' || c == ']'), port).to_socket_addrs())
+        .map_err(|e| format!("`{host}` does not resolve ({e})"))?
+        .collect();
+    Ok(resolved
+        .into_iter()
+        .map(|a| {
+            let ip = match a.ip() {
+                std::net::IpAddr::V6(v6) => v6
+                    .to_ipv4_mapped()
+                    .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+                v4 => v4,
+            };
+            if ip.is_loopback() || ip.is_unspecified() {
+                local()
+            } else {
+                SocketAddr::new(ip, a.port())
+            }
+        })
+        .collect())
 }
 
-fn same_server(a: &str, b: &str) -> bool {
-    match (addresses(a), addresses(b)) {
-        (Ok(x), Ok(y)) => x.iter().any(|addr| y.contains(addr)),
-        _ => a == b,
-    }
+/// Whether two `host:port`s are one server by address; an error when that cannot be told.
+fn same_address(a: &str, b: &str) -> Result<bool, String> {
+    let (x, y) = (addresses(a)?, addresses(b)?);
+    Ok(x.iter().any(|addr| y.contains(addr)))
 }
 
 /// Refuses a drill-site binding of a drilled resource that is where a live site keeps data.
@@ -113,15 +142,7 @@ pub(super) fn check_drill_site<'a>(
                     overlap(&d, &l).then(|| format!("{} and {} overlap", d.display(), l.display()))
                 }
                 (Binding::Database(d), Binding::Database(l)) => {
-                    match (
-                        server_address(&resource.kind, d),
-                        server_address(other_kind, l),
-                    ) {
-                        (Some(a), Some(b)) if same_server(&a, &b) => {
-                            Some(format!("{a} and {b} are one server"))
-                        }
-                        _ => None,
-                    }
+                    same_database_server(&resource.kind, d, other_kind, l)?
                 }
                 (Binding::Command(d), Binding::Command(l)) => {
                     match (d.apply_command(), l.apply_command()) {
@@ -146,6 +167,59 @@ pub(super) fn check_drill_site<'a>(
         }
     }
     Ok(())
+}
+
+/// Why two database bindings are one server, if they are: the same address, or (both
+/// answering) the same identity. An error when it cannot be told.
+fn same_database_server(
+    kind: &ResourceKind,
+    drill: &DatabaseBinding,
+    live_kind: &ResourceKind,
+    live: &DatabaseBinding,
+) -> Result<Option<String>> {
+    let (Some(a), Some(b)) = (server_address(kind, drill), server_address(live_kind, live)) else {
+        bail!(
+            "cannot tell the servers of `{}` and `{}` apart",
+            drill.url,
+            live.url
+        );
+    };
+    match same_address(&a, &b) {
+        Ok(true) => return Ok(Some(format!("{a} and {b} are one address"))),
+        Ok(false) => {}
+        Err(why) => bail!(
+            "cannot tell whether {a} and {b} are one server: {why}; a drill never risks \
+             writing to a live site"
+        ),
+    }
+    // Other addresses may still reach one server (an address of this machine, a proxy):
+    // ask both, when both answer.
+    let who = |kind: &ResourceKind, binding: &DatabaseBinding| {
+        Server::of(kind, binding)
+            .ok()
+            .and_then(|s| s.identity().ok())
+    };
+    if let (Some(x), Some(y)) = (who(kind, drill), who(live_kind, live))
+        && x == y
+    {
+        return Ok(Some(format!("{a} and {b} are one server ({x})")));
+    }
+    Ok(None)
+}
+
+/// The live folder a path the drill is about to create or empty is, holds or lies in, if any.
+pub(super) fn live_folder_at(plan: &Plan, path: &Path) -> Option<String> {
+    let real = real_path(path);
+    live_bindings(plan)
+        .into_iter()
+        .find_map(|(name, site, _, binding)| match binding {
+            Binding::Path(b) => {
+                let live = real_path(&b.path);
+                overlap(&real, &live)
+                    .then(|| format!("`{name}` at site `{site}` ({})", live.display()))
+            }
+            _ => None,
+        })
 }
 
 /// Refuses to make the sandbox inside a live site's folder (`base` is where the sandbox's own,
@@ -195,9 +269,19 @@ mod tests {
     }
 
     #[test]
-    fn localhost_and_its_address_are_one_server() {
-        assert!(same_server("127.0.0.1:5432", "localhost:5432"));
-        assert!(!same_server("127.0.0.1:5432", "127.0.0.1:5433"));
-        assert!(same_server("/run/postgresql:5432", "/run/postgresql:5432"));
+    fn every_spelling_of_this_machine_is_one_address() {
+        for other in [
+            "localhost:5432",
+            "0.0.0.0:5432",
+            "[::ffff:127.0.0.1]:5432",
+            "[::1]:5432",
+            "/run/postgresql:5432",
+            "127.1:5432",
+        ] {
+            assert_eq!(same_address("127.0.0.1:5432", other), Ok(true), "{other}");
+        }
+        assert_eq!(same_address("127.0.0.1:5432", "127.0.0.1:5433"), Ok(false));
+        assert_eq!(same_address("192.0.2.1:5432", "192.0.2.2:5432"), Ok(false));
+        assert!(same_address("127.0.0.1:5432", "no-such-host.invalid:5432").is_err());
     }
 }

@@ -106,6 +106,8 @@ pub fn drill(ctx: &Context, args: DrillArgs) -> Result<Exit> {
             base.display()
         );
     }
+    // Recorded as it really is: a teardown checks that nothing has come to lead it elsewhere.
+    let base = isolation::real_path(&base);
     isolation::check_sandbox(plan, &base)?;
     finish_interrupted(ctx, plan, &store, declared.then_some(site.as_str()))?;
     let (point_id, point) = choose_point(ctx, args.point.as_deref(), &waves)?;
@@ -174,10 +176,13 @@ pub fn drill(ctx: &Context, args: DrillArgs) -> Result<Exit> {
         );
     }
     drill.execute(args.keep);
+    if shared.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+        // The signal's thread tears down, reports and ends the process.
+        loop {
+            std::thread::park();
+        }
+    }
     let _teardown = locked(&shared.teardown);
-    shared
-        .finished
-        .store(true, std::sync::atomic::Ordering::SeqCst);
     let record = locked(&shared.record).clone();
     let left = if args.keep {
         Vec::new()
@@ -320,8 +325,20 @@ impl Drill<'_> {
             .max(0) as u64
     }
 
-    /// Journals `work` as `step`: started, then finished or failed.
+    /// Journals `work` as `step`: started, then finished or failed. Refused once the drill is
+    /// being stopped.
     fn step(&self, step: &DrillStep, work: impl FnOnce() -> Result<String>) -> Result<String> {
+        use std::sync::atomic::Ordering;
+        // Counted before the check, so a signal's teardown that sees none running can start.
+        self.shared.in_flight.fetch_add(1, Ordering::SeqCst);
+        struct Done<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let _done = Done(&self.shared.in_flight);
+        self.stopped()?;
         let id = step.id();
         let record = |event, detail: Option<String>| Record {
             step: id.clone(),
@@ -377,6 +394,10 @@ impl Drill<'_> {
         let mut not_restored: Vec<String> = Vec::new();
         let mut i = 0;
         while i < steps.len() {
+            if self.stopped().is_err() {
+                // A signal's teardown has the drill now.
+                return;
+            }
             match &steps[i] {
                 step @ DrillStep::Provision { .. } => {
                     up = self.step(step, || self.provision()).is_ok();
@@ -469,21 +490,25 @@ impl Drill<'_> {
                 }
                 step @ DrillStep::Teardown => {
                     i += 1;
+                    let _guard = locked(&self.shared.teardown);
                     if keep {
                         let mut record = self.record();
                         record.phase = Phase::Kept;
                         let _ = save_record(self.store, &record);
-                        continue;
+                    } else {
+                        let _ = self.step(step, || {
+                            let left = tear_down(&self.shared, self.store);
+                            if left.is_empty() {
+                                Ok("everything the drill created is gone".into())
+                            } else {
+                                Err(anyhow!("left behind: {}", left.join("; ")))
+                            }
+                        });
                     }
-                    let _guard = locked(&self.shared.teardown);
-                    let _ = self.step(step, || {
-                        let left = tear_down(&self.shared, self.store);
-                        if left.is_empty() {
-                            Ok("everything the drill created is gone".into())
-                        } else {
-                            Err(anyhow!("left behind: {}", left.join("; ")))
-                        }
-                    });
+                    // From here a signal only ends the process: nothing is left to undo.
+                    self.shared
+                        .finished
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
                 }
             }
         }
@@ -544,8 +569,12 @@ impl Drill<'_> {
         // Others may pass through (a temporary server's account must reach its folder) but
         // not list what is inside.
         if let Err(e) = make_dir(&sandbox, 0o711) {
-            // Not ours (it was there before): never to be removed.
-            self.disown(index);
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::AlreadyExists)
+            {
+                // Not ours (it was there before): never to be removed.
+                self.disown(index);
+            }
             return Err(e);
         }
         let mut said = Vec::new();
@@ -556,7 +585,15 @@ impl Drill<'_> {
                 site: self.site.clone(),
             })?;
             let env = drill_env(self.plan, &self.record());
-            said.push(run_site_commands(&self.shared, &env, &site.provision)?);
+            said.push(run_site_commands(
+                &self.shared,
+                &env,
+                &site.provision,
+                false,
+            )?);
+            // What provision set up (mounts, links, servers) is checked as it now is.
+            let drilled: Vec<String> = self.record().waves.iter().flatten().cloned().collect();
+            isolation::check_drill_site(self.plan, &self.site, drilled.iter())?;
         }
         let mut sandbox_plan = self.plan.clone();
         if !self.declared {
@@ -750,8 +787,18 @@ impl Drill<'_> {
     fn restore(&self, resource: &str) -> Result<String> {
         let placement = self.placement(resource)?.clone();
         let sandbox_plan = self.sandbox_plan()?;
+        let items = self.items(resource);
+        // At a declared site, everything is claimed (and refused if there) before anything,
+        // a server's accounts included, is written.
+        let mut claims = Vec::with_capacity(items.len());
+        if matches!(placement, Placement::Declared) {
+            for r in &items {
+                claims.push(self.claim_declared(sandbox_plan, resource, r)?);
+            }
+        }
+        let mark = self.mark();
         let mut said = Vec::new();
-        for r in self.items(resource) {
+        for (i, r) in items.iter().enumerate() {
             let root = r
                 .root
                 .ok_or_else(|| anyhow!("`{}` was not captured in this restore point", r.name))?;
@@ -772,13 +819,14 @@ impl Drill<'_> {
                     )
                 }
                 Placement::Declared => {
-                    let claim = self.claim_declared(sandbox_plan, resource, r)?;
-                    let rename: Vec<(String, String)> = claim.rename.into_iter().collect();
+                    let claim = &claims[i];
+                    let rename: Vec<(String, String)> = claim.rename.iter().cloned().collect();
                     let how = AtSite {
                         replace: false,
                         rename: &rename,
                         jobs: 1,
                         staging: claim.staging.as_deref(),
+                        mark: Some(&mark),
                     };
                     restore_at_site(self.repo()?, sandbox_plan, &self.site, r, &how)?
                 }
@@ -790,17 +838,37 @@ impl Drill<'_> {
                         rename: &[],
                         jobs: 1,
                         staging: None,
+                        mark: None,
                     };
                     restore_at_site(self.repo()?, sandbox_plan, &self.site, r, &how)?
                 }
             };
+            self.stopped()?;
             said.push(format!("{}: {what}", r.name));
         }
         Ok(said.join("; "))
     }
 
+    /// What this drill writes on the databases it makes at a drill site: it drops only those.
+    fn mark(&self) -> String {
+        format!("lifeboat drill {}", self.record().id)
+    }
+
+    /// An error once the drill is being stopped (a signal): no new work begins.
+    fn stopped(&self) -> Result<()> {
+        if self
+            .shared
+            .stopping
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            bail!("the drill is being stopped");
+        }
+        Ok(())
+    }
+
     /// Before restoring `r` into a declared binding: refuses what is already there (a drill
-    /// never overwrites) and writes down what the restore will create.
+    /// never overwrites) or what a live site keeps, and writes down what the restore will
+    /// create.
     fn claim_declared(
         &self,
         sandbox_plan: &Plan,
@@ -810,19 +878,22 @@ impl Drill<'_> {
         let spec = sandbox_plan
             .resource(resource)
             .ok_or_else(|| anyhow!("the plan has no resource `{resource}`"))?;
-        let occupied = |path: &Path| {
-            anyhow!(
-                "{} is not empty: a drill never writes over what is at the drill site",
-                path.display()
-            )
+        let claim_path = |path: &Path| -> Result<PathBuf> {
+            let real = isolation::real_path(path);
+            if let Some(live) = isolation::live_folder_at(self.plan, &real) {
+                bail!(
+                    "{} is where {live} keeps its data: a drill never writes to a live site",
+                    real.display()
+                );
+            }
+            Ok(real)
         };
         match (&spec.kind, spec.binding(&self.site)) {
             (ResourceKind::Files(_), Some(lifeboat_plan::Binding::Path(b))) => {
                 match std::fs::symlink_metadata(&b.path) {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        self.register(Created::Folder {
-                            path: highest_missing(&b.path),
-                        })?;
+                        let path = claim_path(&highest_missing(&b.path))?;
+                        self.register(Created::Folder { path })?;
                     }
                     Ok(meta) if meta.is_dir() => {
                         let empty = std::fs::read_dir(&b.path)
@@ -830,11 +901,14 @@ impl Drill<'_> {
                             .next()
                             .is_none();
                         if !empty {
-                            return Err(occupied(&b.path));
+                            bail!(
+                                "{} is not empty: a drill never writes over what is at the \
+                                 drill site",
+                                b.path.display()
+                            );
                         }
-                        self.register(Created::Contents {
-                            path: b.path.clone(),
-                        })?;
+                        let path = claim_path(&b.path)?;
+                        self.register(Created::Contents { path })?;
                     }
                     Ok(_) => bail!("{} is not a folder", b.path.display()),
                     Err(e) => {
@@ -844,16 +918,30 @@ impl Drill<'_> {
                 Ok(Claim::default())
             }
             (ResourceKind::Sqlite(_), Some(lifeboat_plan::Binding::Path(b))) => {
-                if std::fs::symlink_metadata(&b.path).is_ok() {
-                    return Err(occupied(&b.path));
+                for suffix in ["", "-wal", "-shm", "-journal", ".lifeboat-restore"] {
+                    let mut side = b.path.clone().into_os_string();
+                    side.push(suffix);
+                    let side = PathBuf::from(side);
+                    if std::fs::symlink_metadata(&side).is_ok() {
+                        bail!(
+                            "{} exists: a drill never writes over what is at the drill site",
+                            side.display()
+                        );
+                    }
                 }
-                match b.path.parent().filter(|p| !p.exists()) {
-                    Some(parent) => self.register(Created::Folder {
-                        path: highest_missing(parent),
-                    })?,
-                    None => self.register(Created::File {
-                        path: b.path.clone(),
-                    })?,
+                match b
+                    .path
+                    .parent()
+                    .filter(|p| std::fs::symlink_metadata(p).is_err())
+                {
+                    Some(parent) => {
+                        let path = claim_path(&highest_missing(parent))?;
+                        self.register(Created::Folder { path })?
+                    }
+                    None => {
+                        let path = claim_path(&b.path)?;
+                        self.register(Created::File { path })?
+                    }
                 };
                 Ok(Claim::default())
             }
@@ -861,8 +949,7 @@ impl Drill<'_> {
                 ResourceKind::Postgres(_) | ResourceKind::Mysql(_),
                 Some(lifeboat_plan::Binding::Database(b)),
             ) => {
-                let Some((_, database)) = r.name.split_once('/').filter(|_| r.database.is_some())
-                else {
+                let Some((_, database)) = r.name.split_once('/') else {
                     // The server's accounts: applied, never removed (the site's decommission
                     // owns the server).
                     return Ok(Claim::default());
@@ -886,9 +973,10 @@ impl Drill<'_> {
                 self.register(Created::Database {
                     resource: resource.to_string(),
                     site: self.site.clone(),
-                    server: isolation::server_address(&spec.kind, b).unwrap_or_default(),
+                    server: server.describe().to_string(),
                     name: target.clone(),
                     staging: staging.clone(),
+                    mark: self.mark(),
                 })?;
                 Ok(Claim {
                     staging: Some(staging),
@@ -905,7 +993,12 @@ impl Drill<'_> {
             .plan
             .site(&self.site)
             .ok_or_else(|| anyhow!("the plan has no site `{}`", self.site))?;
-        run_site_commands(&self.shared, self.env.get().map_or(&[], |e| e), &site.start)
+        run_site_commands(
+            &self.shared,
+            self.env.get().map_or(&[], |e| e),
+            &site.start,
+            false,
+        )
     }
 
     fn checks(&self) -> Result<String> {
@@ -1047,6 +1140,8 @@ impl Drill<'_> {
         self.outcome(resource, |o| {
             o.verified.extend(verified);
             o.problems.extend(problems);
+            // It ran to its end: what it found is what came back.
+            o.compared = true;
         });
         if failed {
             bail!("{summary}");
@@ -1208,7 +1303,9 @@ fn file_changes(
         .into_iter()
         .filter(|d| {
             let rel = Path::new(&d.path);
-            filter.captures(rel, live.join(rel).is_dir())
+            // Gone from the live tree: it was captured, so it counts.
+            let here = std::fs::symlink_metadata(live.join(rel));
+            here.is_err() || filter.captures(rel, here.is_ok_and(|m| m.is_dir()))
         })
         .map(|d| d.path)
         .collect();
@@ -1239,7 +1336,8 @@ fn declared_name(kind: &ResourceKind, database: &str) -> String {
 fn highest_missing(path: &Path) -> PathBuf {
     let mut top = path.to_path_buf();
     while let Some(parent) = top.parent() {
-        if parent.as_os_str().is_empty() || parent.exists() {
+        // A link (even a dangling one) is something that exists: never claimed.
+        if parent.as_os_str().is_empty() || std::fs::symlink_metadata(parent).is_ok() {
             break;
         }
         top = parent.to_path_buf();
@@ -1571,8 +1669,8 @@ fn cleanup(ctx: &Context, plan: &Plan, store: &StateStore) -> Result<Exit> {
         if !ctx.global.json {
             if left.is_empty() {
                 println!(
-                    "drill {id}: torn down ({} removed)",
-                    report::plural(things as u64, "thing it created")
+                    "drill {id}: torn down ({} it created removed)",
+                    report::plural(things as u64, "thing")
                 );
             } else {
                 println!("drill {id}: left behind: {}", left.join("; "));
@@ -1651,8 +1749,12 @@ fn history(ctx: &Context, plan: &Plan, store: &StateStore) -> Result<Exit> {
             row["achieved_rpo_ms"]
                 .as_u64()
                 .map_or_else(|| "-".into(), output::millis),
-            row["verdict"].as_str().unwrap_or("?")
+            row["verdict"].as_str().unwrap_or("?"),
         );
+        if let Some(only) = row["only"].as_array().filter(|o| !o.is_empty()) {
+            let names: Vec<&str> = only.iter().filter_map(|n| n.as_str()).collect();
+            println!("{:<28} (only {})", "", names.join(", "));
+        }
     }
     Ok(Exit::Success)
 }

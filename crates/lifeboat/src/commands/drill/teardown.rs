@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ use lifeboat_plan::{Plan, Role};
 use lifeboat_runbook::journal::{Event, Record};
 use lifeboat_services::{TempEngine, TempServer};
 
-use super::isolation::server_address;
+use super::isolation::{live_folder_at, real_path};
 use crate::commands::backup::Server;
 use crate::commands::runbook::command_env;
 use crate::output;
@@ -29,8 +29,13 @@ pub(super) struct Shared {
     /// Temporary servers this process started (so it can reap them).
     pub servers: Mutex<Vec<TempServer>>,
     pub outcomes: Mutex<BTreeMap<String, ResourceOutcome>>,
-    /// Process groups of the drill site's commands running now.
-    pub commands: Mutex<Vec<u32>>,
+    /// Process groups of the drill site's commands started by this process (a `start` may
+    /// leave daemons in its group): stopped when the drill is torn down.
+    pub groups: Mutex<Vec<u32>>,
+    /// A signal came: no step, command or restore begins any more.
+    pub stopping: AtomicBool,
+    /// Steps running now; a signal's teardown waits for them (they stop early).
+    pub in_flight: AtomicUsize,
     /// What the last teardown could not remove.
     pub left: Mutex<Vec<String>>,
     /// Held by whoever tears down.
@@ -46,7 +51,9 @@ impl Shared {
             record: Mutex::new(record),
             servers: Mutex::new(Vec::new()),
             outcomes: Mutex::new(BTreeMap::new()),
-            commands: Mutex::new(Vec::new()),
+            groups: Mutex::new(Vec::new()),
+            stopping: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
             left: Mutex::new(Vec::new()),
             teardown: Mutex::new(()),
             finished: AtomicBool::new(false),
@@ -90,12 +97,17 @@ pub(super) fn drill_env(plan: &Plan, record: &DrillRecord) -> Vec<(String, Strin
     )
 }
 
-/// Runs the drill site's `commands` one by one, each in a process group that a signal's
-/// teardown stops.
+/// How long a command's process group has to end after SIGTERM before it is killed.
+const COMMAND_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs the drill site's `commands` one by one, each in a process group of its own that the
+/// teardown stops (with whatever it left running). `teardown`: these are the teardown's own
+/// (`decommission`), which run also when the drill is being stopped.
 pub(super) fn run_site_commands(
     shared: &Shared,
     env: &[(String, String)],
     commands: &[lifeboat_plan::Command],
+    teardown: bool,
 ) -> Result<String> {
     if commands.is_empty() {
         return Ok("nothing to run".into());
@@ -103,15 +115,18 @@ pub(super) fn run_site_commands(
     let plan = &shared.plan;
     let mut said = Vec::new();
     for command in commands {
-        let mut current = None;
+        if !teardown && shared.stopping.load(Ordering::SeqCst) {
+            bail!("the drill is being stopped");
+        }
         let mut group = |pid: Option<u32>| {
-            let mut running = locked(&shared.commands);
-            match pid {
-                Some(pid) => {
-                    running.push(pid);
-                    current = Some(pid);
+            if let Some(pid) = pid {
+                let mut groups = locked(&shared.groups);
+                groups.push(pid);
+                // Started just as a signal came: it must not outlive the drill.
+                if !teardown && shared.stopping.load(Ordering::SeqCst) {
+                    drop(groups);
+                    lifeboat_services::stop_group(pid, COMMAND_GRACE);
                 }
-                None => running.retain(|p| Some(*p) != current),
             }
         };
         let out = lifeboat_services::run_command_in_group(
@@ -129,9 +144,21 @@ pub(super) fn run_site_commands(
     Ok(said.join("; "))
 }
 
+/// Stops every process group the drill site's commands started, and what is in them.
+pub(super) fn stop_groups(shared: &Shared) {
+    let groups: Vec<u32> = std::mem::take(&mut *locked(&shared.groups));
+    std::thread::scope(|s| {
+        for group in groups {
+            s.spawn(move || lifeboat_services::stop_group(group, COMMAND_GRACE));
+        }
+    });
+}
+
 /// Undoes, newest first, everything the record names that is not undone yet; keeps going
 /// past a failure. Returns what is left behind (also kept in `shared.left`).
 pub(super) fn tear_down(shared: &Shared, store: &StateStore) -> Vec<String> {
+    // Daemons a `start` left running go first: they use what is removed next.
+    stop_groups(shared);
     let order: Vec<(usize, Created)> = {
         let mut record = locked(&shared.record);
         record.phase = Phase::TearingDown;
@@ -181,6 +208,10 @@ pub(super) fn tear_down(shared: &Shared, store: &StateStore) -> Vec<String> {
 
 fn undo(shared: &Shared, created: &Created) -> Result<()> {
     let plan = &shared.plan;
+    if let Created::Folder { path } | Created::Contents { path } | Created::File { path } = created
+    {
+        still_ours(plan, path)?;
+    }
     match created {
         Created::Folder { path } => remove_tree(path),
         Created::Contents { path } => empty_folder(path),
@@ -209,9 +240,10 @@ fn undo(shared: &Shared, created: &Created) -> Result<()> {
         Created::Database {
             resource,
             site,
-            server,
             name,
             staging,
+            mark,
+            ..
         } => {
             let spec = plan
                 .resource(resource)
@@ -220,23 +252,14 @@ fn undo(shared: &Shared, created: &Created) -> Result<()> {
                 Some(lifeboat_plan::Binding::Database(b)) => b,
                 _ => bail!("`{resource}` has no database binding at `{site}` any more"),
             };
-            let now = server_address(&spec.kind, binding).unwrap_or_default();
-            if !server.is_empty() && now != *server {
-                bail!(
-                    "`{resource}` at `{site}` now names the server {now}, not {server} where \
-                     the drill made it: drop it there by hand"
-                );
-            }
-            if plan.site(site).is_none_or(|s| s.role != Role::Drill) {
-                bail!("site `{site}` is no longer a drill site: drop it by hand");
-            }
+            // Only what carries this drill's mark is dropped, wherever the binding points now.
             match Server::of(&spec.kind, binding)? {
                 Server::Postgres(s) => {
-                    s.drop_database(staging)?;
-                    s.drop_database(name)?;
+                    s.drop_marked(staging, mark)?;
+                    s.drop_marked(name, mark)?;
                 }
                 Server::Mysql(s) => {
-                    s.drop_database(name)?;
+                    s.drop_marked(name, mark)?;
                 }
             }
             Ok(())
@@ -267,9 +290,27 @@ fn undo(shared: &Shared, created: &Created) -> Result<()> {
                 );
             }
             let record = locked(&shared.record).clone();
-            run_site_commands(shared, &drill_env(plan, &record), &spec.decommission).map(|_| ())
+            run_site_commands(shared, &drill_env(plan, &record), &spec.decommission, true)
+                .map(|_| ())
         }
     }
+}
+
+/// A path recorded (as its real path) is still the drill's to remove: no symlink has come
+/// to lead it elsewhere, and no live site keeps data there now.
+fn still_ours(plan: &Plan, path: &Path) -> Result<()> {
+    let real = real_path(path);
+    if real != path {
+        bail!(
+            "{} now leads to {}: not removed; remove it by hand if it is the drill's",
+            path.display(),
+            real.display()
+        );
+    }
+    if let Some(live) = live_folder_at(plan, path) {
+        bail!("{live} is there now: not removed");
+    }
+    Ok(())
 }
 
 /// Removes what is in a folder, keeping the folder.
@@ -319,16 +360,6 @@ pub(super) fn remove_tree(path: &Path) -> Result<()> {
     Err(last.expect("an attempt failed")).with_context(|| format!("removing {}", path.display()))
 }
 
-/// Stops the drill site's commands still running (their whole process groups).
-fn stop_commands(shared: &Shared) {
-    let groups: Vec<u32> = locked(&shared.commands).clone();
-    for group in groups {
-        if let Some(pid) = rustix::process::Pid::from_raw(group as i32) {
-            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::TERM);
-        }
-    }
-}
-
 /// Journals the teardown done by a signal, so the report shows it.
 fn journal_teardown(
     store: &StateStore,
@@ -352,6 +383,9 @@ fn journal_teardown(
     );
 }
 
+/// How long a signal's teardown waits for the steps under way to stop.
+const IN_FLIGHT_GRACE: Duration = Duration::from_secs(60);
+
 /// SIGINT, SIGTERM or SIGHUP while the drill runs: stop the site's commands, tear down, write
 /// the report, exit 130. After the drill's own teardown, a signal just ends the process.
 pub(super) fn on_signal(shared: std::sync::Arc<Shared>, json: bool) -> Result<()> {
@@ -366,7 +400,16 @@ pub(super) fn on_signal(shared: std::sync::Arc<Shared>, json: bool) -> Result<()
             std::process::exit(130);
         }
         eprintln!("lifeboat: signal {signal}: stopping the drill and tearing it down");
-        stop_commands(&shared);
+        // Nothing new begins; what runs is cut short (its children stopped) and waited for,
+        // so that nothing is made after the teardown.
+        shared.stopping.store(true, Ordering::SeqCst);
+        lifeboat_services::stop_children();
+        stop_groups(&shared);
+        let deadline = std::time::Instant::now() + IN_FLIGHT_GRACE;
+        while shared.in_flight.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+            lifeboat_services::stop_children();
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let store = StateStore::of(&shared.plan);
         let _guard = locked(&shared.teardown);
         let record = locked(&shared.record).clone();
