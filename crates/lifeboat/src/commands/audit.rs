@@ -336,7 +336,7 @@ fn last_drill(plan: &Plan, out: &mut Vec<Finding>) {
             },
         );
     }
-    let reports = super::drill::past_reports(&store);
+    let reports = super::drill::past_reports(&store, plan);
     let Some(last) = reports
         .iter()
         .rev()

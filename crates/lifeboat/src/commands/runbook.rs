@@ -1325,7 +1325,7 @@ pub fn status(ctx: &Context) -> Result<Exit> {
         let watch: Option<serde_json::Value> = store
             .read_file("watch.json")
             .and_then(|b| serde_json::from_slice(&b).ok());
-        let last_drill = super::drill::past_reports(&store)
+        let last_drill = super::drill::past_reports(&store, plan)
             .last()
             .map(lifeboat_drill::report::TrendPoint::from);
         output::json(&serde_json::json!({
@@ -1376,7 +1376,7 @@ pub fn status(ctx: &Context) -> Result<Exit> {
             );
         }
     }
-    if let Some(drill) = super::drill::past_reports(&store).last() {
+    if let Some(drill) = super::drill::past_reports(&store, plan).last() {
         println!(
             "last drill: {} {}{} (RTO {}, RPO {})",
             drill.drill,

@@ -112,6 +112,7 @@ pub fn drill(ctx: &Context, args: DrillArgs) -> Result<Exit> {
     finish_interrupted(ctx, plan, &store, declared.then_some(site.as_str()))?;
     let (point_id, point) = choose_point(ctx, args.point.as_deref(), &waves)?;
     let live_site = store.load(plan)?.active;
+    let clock = std::time::Instant::now();
     let started = jiff::Timestamp::now();
     let id = format!("{}-drill", started.strftime("%Y%m%dT%H%M%S%.3fZ"));
     let mut tag = [0u8; 4];
@@ -147,7 +148,7 @@ pub fn drill(ctx: &Context, args: DrillArgs) -> Result<Exit> {
         phase: Phase::Running,
     };
     save_record(&store, &record)?;
-    let shared = Arc::new(Shared::new(plan, record));
+    let shared = Arc::new(Shared::started_at(plan, record, clock));
     on_signal(shared.clone(), ctx.global.json)?;
     let drill = Drill {
         ctx,
@@ -318,11 +319,7 @@ impl Drill<'_> {
     }
 
     fn elapsed_ms(&self) -> u64 {
-        let started = self.record().started;
-        jiff::Timestamp::now()
-            .duration_since(started)
-            .as_millis()
-            .max(0) as u64
+        self.shared.clock.elapsed().as_millis() as u64
     }
 
     /// Journals `work` as `step`: started, then finished or failed. Refused once the drill is
@@ -1425,7 +1422,7 @@ fn write_report(
         "report.json",
         &serde_json::to_vec_pretty(&report).expect("a report serialises"),
     )?;
-    let mut trend: Vec<TrendPoint> = past_reports(store)
+    let mut trend: Vec<TrendPoint> = past_reports(store, plan)
         .iter()
         .filter(|r| r.drill != report.drill)
         .map(TrendPoint::from)
@@ -1459,13 +1456,15 @@ pub(crate) fn unfinished(store: &StateStore) -> Vec<(String, Phase)> {
         .collect()
 }
 
-/// Every drill's report, oldest first; unreadable ones are skipped.
-pub(crate) fn past_reports(store: &StateStore) -> Vec<DrillReport> {
+/// Every report of `plan`'s drills, oldest first (a state folder shared by plans holds
+/// others'); unreadable ones are skipped.
+pub(crate) fn past_reports(store: &StateStore, plan: &Plan) -> Vec<DrillReport> {
     store
         .drills()
         .iter()
         .filter_map(|id| store.read_drill_file(id, "report.json").ok())
-        .filter_map(|bytes| serde_json::from_slice(&bytes).ok())
+        .filter_map(|bytes| serde_json::from_slice::<DrillReport>(&bytes).ok())
+        .filter(|r| r.plan == plan.name())
         .collect()
 }
 
@@ -1701,6 +1700,9 @@ fn history(ctx: &Context, plan: &Plan, store: &StateStore) -> Result<Exit> {
             .read_drill_file(&id, "report.json")
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
+        if report.as_ref().is_some_and(|r| r.plan != plan.name()) {
+            continue;
+        }
         let record = load_record(store, &id).ok();
         let unfinished = record.as_ref().is_some_and(|r| r.unfinished());
         let verdict = match (&report, &record) {
@@ -1714,6 +1716,7 @@ fn history(ctx: &Context, plan: &Plan, store: &StateStore) -> Result<Exit> {
         rows.push(serde_json::json!({
             "drill": id,
             "site": report.as_ref().map(|r| r.site.clone()).or(record.as_ref().map(|r| r.site.clone())),
+            "declared_site": report.as_ref().map(|r| r.declared_site).or(record.as_ref().map(|r| r.declared_site)),
             "started": report.as_ref().map(|r| r.started).or(record.as_ref().map(|r| r.started)),
             "only": report.as_ref().map(|r| r.only.clone()).unwrap_or_default(),
             "achieved_rto_ms": report.as_ref().and_then(|r| r.achieved_rto_ms),
@@ -1740,7 +1743,11 @@ fn history(ctx: &Context, plan: &Plan, store: &StateStore) -> Result<Exit> {
         println!(
             "{:<28} {:<12} {:>12} {:>12}  {}",
             row["drill"].as_str().unwrap_or("?"),
-            row["site"].as_str().unwrap_or("?"),
+            match (row["site"].as_str(), row["declared_site"].as_bool()) {
+                (Some(site), Some(true)) => site.to_string(),
+                (Some(_), _) => "(sandbox)".to_string(),
+                _ => "?".to_string(),
+            },
             match (&row["achieved_rto_ms"], &row["achieved_rpo_ms"]) {
                 (serde_json::Value::Number(ms), _) => output::millis(ms.as_u64().unwrap_or(0)),
                 (_, serde_json::Value::Null) => "-".into(),

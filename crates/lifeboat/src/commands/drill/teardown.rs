@@ -42,6 +42,8 @@ pub(super) struct Shared {
     pub teardown: Mutex<()>,
     /// The drill's own teardown is over: a signal now only ends the process.
     pub finished: AtomicBool,
+    /// The drill's start on a clock that never steps back: step timings.
+    pub clock: std::time::Instant,
 }
 
 impl Shared {
@@ -57,6 +59,15 @@ impl Shared {
             left: Mutex::new(Vec::new()),
             teardown: Mutex::new(()),
             finished: AtomicBool::new(false),
+            clock: std::time::Instant::now(),
+        }
+    }
+
+    /// The same, for a drill that began at `clock`.
+    pub fn started_at(plan: &Plan, record: DrillRecord, clock: std::time::Instant) -> Self {
+        Shared {
+            clock,
+            ..Shared::new(plan, record)
         }
     }
 }
