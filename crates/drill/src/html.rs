@@ -102,7 +102,7 @@ fn summary(page: &mut String, r: &DrillReport) {
     page.push_str("<table>\n<tr><th></th><th>achieved</th><th>objective</th><th></th></tr>\n");
     let _ = writeln!(
         page,
-        "<tr><td>RTO (sandbox up, restored, started, checked, verified)</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        "<tr><td>RTO (sandbox up, restored, verified, started, checked)</td><td>{}</td><td>{}</td><td>{}</td></tr>",
         r.achieved_rto_ms
             .map_or_else(|| "not achieved".to_string(), duration_text),
         duration_text(r.rto_objective_ms),
@@ -427,7 +427,9 @@ fn chart(
             x = px(i),
             drill = escape(&p.drill),
         );
-        if points.len() <= 12 {
+        // As many dates as fit side by side (and always the newest).
+        let every = (130.0 / step).ceil().max(1.0) as usize;
+        if i % every == 0 || i + 1 == points.len() && i % every >= every / 2 {
             let _ = writeln!(
                 page,
                 "<text x=\"{x:.1}\" y=\"{ty:.1}\" text-anchor=\"middle\">{d}</text>",

@@ -228,6 +228,55 @@ fn cancelled() -> ServiceError {
     ServiceError::Io("the temporary server was stopped: its drill is being torn down".into())
 }
 
+/// Starts the server `command` makes for a port, in `dir`, as `account`, in a process group
+/// of its own, until it answers `ready` (another port when the first was taken meanwhile).
+fn launch(
+    engine: TempEngine,
+    dir: &Path,
+    account: Option<(u32, u32)>,
+    log: &Path,
+    spawned: &mut dyn FnMut(u32) -> bool,
+    command: impl Fn(u16) -> Result<Command>,
+    ready: impl Fn(&str) -> Result<()>,
+) -> Result<TempServer> {
+    let mut last = None;
+    // The free port may be taken between asking and binding: try another.
+    for _ in 0..3 {
+        let port = free_port()?;
+        let mut server = command(port)?;
+        server
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .process_group(0);
+        as_account(&mut server, account);
+        let child = server
+            .spawn()
+            .map_err(|e| io(format!("cannot start the {} server", engine.name()), e))?;
+        let wanted = spawned(child.id());
+        let mut started = TempServer {
+            engine,
+            dir: dir.to_path_buf(),
+            port,
+            pid: child.id(),
+            child,
+        };
+        if !wanted {
+            let _ = started.stop_child();
+            return Err(cancelled());
+        }
+        let url = started.url();
+        match started.wait_ready(|| ready(&url), log) {
+            Ok(()) => return Ok(started),
+            Err(e) => {
+                let _ = started.stop_child();
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.expect("at least one attempt"))
+}
+
 /// How long a fresh server may take to accept connections.
 const READY_WITHIN: Duration = Duration::from_secs(90);
 
@@ -260,11 +309,8 @@ impl TempServer {
         let made = set_up(initdb, "initdb", spawned);
         let _ = std::fs::remove_file(&pwfile);
         made?;
-        let mut last = None;
-        // The free port may be taken between asking and binding: try another.
-        for _ in 0..3 {
-            let port = free_port()?;
-            let log = dir.join("server.log");
+        let log = dir.join("server.log");
+        let server = |port: u16| -> Result<Command> {
             let mut server = Command::new(&postgres_program);
             server
                 .arg("-D")
@@ -273,37 +319,19 @@ impl TempServer {
                 .args(["-c", "unix_socket_permissions=0700"])
                 .arg("-k")
                 .arg(dir)
-                .current_dir(dir)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).map_err(|e| io(log.display(), e))?)
-                .process_group(0);
-            as_account(&mut server, account);
-            let child = server
-                .spawn()
-                .map_err(|e| io("cannot start `postgres`", e))?;
-            let wanted = spawned(child.id());
-            let mut started = TempServer {
-                engine: TempEngine::Postgres,
-                dir: dir.to_path_buf(),
-                port,
-                pid: child.id(),
-                child,
-            };
-            if !wanted {
-                let _ = started.stop_child();
-                return Err(cancelled());
-            }
-            let client = PgServer::new(&started.url(), Some(password))?;
-            match started.wait_ready(|| client.databases().map(|_| ()), &log) {
-                Ok(()) => return Ok(started),
-                Err(e) => {
-                    let _ = started.stop_child();
-                    last = Some(e);
-                }
-            }
-        }
-        Err(last.expect("at least one attempt"))
+                .stderr(std::fs::File::create(&log).map_err(|e| io(log.display(), e))?);
+            Ok(server)
+        };
+        let ready = |url: &str| PgServer::new(url, Some(password))?.databases().map(|_| ());
+        launch(
+            TempEngine::Postgres,
+            dir,
+            account,
+            &log,
+            spawned,
+            server,
+            ready,
+        )
     }
 
     /// Creates and starts a MariaDB server in `dir` (which must not exist), its `root`
@@ -340,10 +368,8 @@ impl TempServer {
                 .as_bytes(),
             account,
         )?;
-        let mut last = None;
-        for _ in 0..3 {
-            let port = free_port()?;
-            let log = dir.join("server.log");
+        let log = dir.join("server.log");
+        let server = |port: u16| -> Result<Command> {
             let mut server = Command::new(&server_program);
             server
                 .arg("--no-defaults")
@@ -354,42 +380,22 @@ impl TempServer {
                 .arg(format!("--init-file={}", init.display()))
                 .arg(format!("--port={port}"))
                 .args(["--bind-address=127.0.0.1", "--skip-log-bin"])
-                .current_dir(dir)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .process_group(0);
-            as_account(&mut server, account);
-            let child = server
-                .spawn()
-                .map_err(|e| io("cannot start `mariadbd`", e))?;
-            let wanted = spawned(child.id());
-            let mut started = TempServer {
-                engine: TempEngine::Mariadb,
-                dir: dir.to_path_buf(),
-                port,
-                pid: child.id(),
-                child,
-            };
-            if !wanted {
-                let _ = started.stop_child();
-                let _ = std::fs::remove_file(&init);
-                return Err(cancelled());
-            }
-            let client = MyServer::new(&started.url(), Some(password))?;
-            match started.wait_ready(|| client.databases().map(|_| ()), &log) {
-                Ok(()) => {
-                    let _ = std::fs::remove_file(&init);
-                    return Ok(started);
-                }
-                Err(e) => {
-                    let _ = started.stop_child();
-                    last = Some(e);
-                }
-            }
-        }
+                .stderr(Stdio::null());
+            Ok(server)
+        };
+        let ready = |url: &str| MyServer::new(url, Some(password))?.databases().map(|_| ());
+        let started = launch(
+            TempEngine::Mariadb,
+            dir,
+            account,
+            &log,
+            spawned,
+            server,
+            ready,
+        );
+        // It held the password: the server has read it by now, or will never run.
         let _ = std::fs::remove_file(&init);
-        Err(last.expect("at least one attempt"))
+        started
     }
 
     /// `postgres://postgres@127.0.0.1:PORT/postgres` or `mysql://root@127.0.0.1:PORT`:

@@ -163,23 +163,27 @@ pub fn resume(ctx: &Context) -> Result<Exit> {
     execute(ctx, plan, &store, run)
 }
 
-/// The resources restored at `to`, narrowed by `only` (with what they depend on), in waves.
-fn resource_waves(plan: &Plan, to: &str, only: &[String]) -> Result<Vec<Vec<String>>> {
+/// Every resource with what it depends on, narrowed by `only` (with what they depend on).
+pub(crate) fn chosen_resources(plan: &Plan, only: &[String]) -> Result<Vec<(String, Vec<String>)>> {
     let all: Vec<(String, Vec<String>)> = plan
         .resources
         .iter()
         .map(|(name, r)| (name.clone(), r.depends_on.clone()))
         .collect();
-    let chosen = if only.is_empty() {
-        all.iter().map(|(n, _)| n.clone()).collect()
-    } else {
-        order::with_dependencies(&all, only)
-            .map_err(|unknown| anyhow!("--only {unknown}: the plan has no such resource"))?
-    };
-    let mut narrowed: Vec<(String, Vec<String>)> = all
+    if only.is_empty() {
+        return Ok(all);
+    }
+    let chosen = order::with_dependencies(&all, only)
+        .map_err(|unknown| anyhow!("--only {unknown}: the plan has no such resource"))?;
+    Ok(all
         .into_iter()
         .filter(|(name, _)| chosen.contains(name))
-        .collect();
+        .collect())
+}
+
+/// The resources restored at `to`, narrowed by `only` (with what they depend on), in waves.
+fn resource_waves(plan: &Plan, to: &str, only: &[String]) -> Result<Vec<Vec<String>>> {
+    let mut narrowed = chosen_resources(plan, only)?;
     let unbound: Vec<String> = narrowed
         .iter()
         .filter(|(name, _)| plan.resource(name).is_some_and(|r| r.binding(to).is_none()))

@@ -9,7 +9,8 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::servers::{PG_PASSWORD, PgCluster};
+use crate::servers::PgCluster;
+use crate::support::with_pg::{json, lifeboat, run};
 use crate::support::*;
 
 fn plan(primary: &PgCluster, dr: &PgCluster, rto: &str, drill_site: &str) -> String {
@@ -83,32 +84,6 @@ fn stack(rto: &str, drill_site: &str) -> Stack {
     std::fs::create_dir_all(w.path("reached")).unwrap();
     w.init();
     Stack { w, primary, dr }
-}
-
-fn lifeboat(w: &Workplace) -> std::process::Command {
-    let mut c = w.process();
-    c.env("PG_PASSWORD", PG_PASSWORD)
-        .env("LIFEBOAT_PG_BIN", crate::servers::pg_bin());
-    c
-}
-
-fn run(w: &Workplace, args: &[&str], code: i32) -> String {
-    let out = lifeboat(w).args(args).output().expect("runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "lifeboat {args:?}\nstdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-fn json(w: &Workplace, args: &[&str], code: i32) -> serde_json::Value {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    let out = run(w, &all, code);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
 }
 
 /// Processes whose command line mentions `needle` (a sandbox's path).

@@ -205,3 +205,38 @@ pub fn describe(root: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// The command for plans whose PostgreSQL bindings use the test clusters: their password in
+/// `PG_PASSWORD`, their client programs in `LIFEBOAT_PG_BIN`.
+pub mod with_pg {
+    use super::Workplace;
+    use crate::servers::{PG_PASSWORD, pg_bin};
+
+    pub fn lifeboat(w: &Workplace) -> std::process::Command {
+        let mut c = w.process();
+        c.env("PG_PASSWORD", PG_PASSWORD)
+            .env("LIFEBOAT_PG_BIN", pg_bin());
+        c
+    }
+
+    /// Runs and returns stdout, asserting the exit code.
+    pub fn run(w: &Workplace, args: &[&str], code: i32) -> String {
+        let out = lifeboat(w).args(args).output().expect("runs");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "lifeboat {args:?}\nstdout:\n{stdout}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
+    /// `--json`: the JSON it printed.
+    pub fn json(w: &Workplace, args: &[&str], code: i32) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = run(w, &all, code);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+    }
+}

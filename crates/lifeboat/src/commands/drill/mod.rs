@@ -36,7 +36,9 @@ use lifeboat_services::{TempEngine, TempServer};
 
 use super::backup::{Server, selects};
 use super::restore::{AtSite, restore_at_site, with_globals};
-use super::runbook::{at_variable, check_spec, choose_point, deliver, verify_entries};
+use super::runbook::{
+    at_variable, check_spec, choose_point, chosen_resources, deliver, verify_entries,
+};
 use crate::cli::DrillArgs;
 use crate::context::Context;
 use crate::output::{self, Exit};
@@ -237,25 +239,11 @@ fn drill_site(plan: &Plan, requested: Option<&str>) -> Result<(String, bool)> {
 
 /// Every resource (or `--only` with what it depends on), in `depends_on` waves.
 fn drill_waves(plan: &Plan, only: &[String]) -> Result<Vec<Vec<String>>> {
-    let all: Vec<(String, Vec<String>)> = plan
-        .resources
-        .iter()
-        .map(|(name, r)| (name.clone(), r.depends_on.clone()))
-        .collect();
-    let chosen = if only.is_empty() {
-        all.iter().map(|(n, _)| n.clone()).collect()
-    } else {
-        order::with_dependencies(&all, only)
-            .map_err(|unknown| anyhow!("--only {unknown}: the plan has no such resource"))?
-    };
-    let narrowed: Vec<(String, Vec<String>)> = all
-        .into_iter()
-        .filter(|(name, _)| chosen.contains(name))
-        .collect();
-    if narrowed.is_empty() {
+    let chosen = chosen_resources(plan, only)?;
+    if chosen.is_empty() {
         bail!("the plan has no resources to drill");
     }
-    Ok(order::waves(&narrowed)?)
+    Ok(order::waves(&chosen)?)
 }
 
 struct Drill<'a> {
