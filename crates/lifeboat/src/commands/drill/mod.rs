@@ -178,7 +178,20 @@ pub fn drill(ctx: &Context, args: DrillArgs) -> Result<Exit> {
             drill.site
         );
     }
-    drill.execute(args.keep);
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drill.execute(args.keep)));
+    if ran.is_err() {
+        // A bug must not leave the sandbox up: tear down, then fail.
+        let _teardown = locked(&shared.teardown);
+        let left = tear_down(&shared, &store);
+        bail!(
+            "the drill stopped on an internal error; {}",
+            if left.is_empty() {
+                "what it created was removed".to_string()
+            } else {
+                format!("left behind: {}", left.join("; "))
+            }
+        );
+    }
     if shared.stopping.load(std::sync::atomic::Ordering::SeqCst) {
         // The signal's thread tears down, reports and ends the process.
         loop {
