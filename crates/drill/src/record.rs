@@ -139,11 +139,6 @@ impl DrillRecord {
             .collect()
     }
 
-    /// Whether anything created is still there.
-    pub fn has_leftovers(&self) -> bool {
-        !self.teardown_order().is_empty()
-    }
-
     /// The drill needs a teardown: it was killed, kept, or its teardown did not finish.
     pub fn unfinished(&self) -> bool {
         self.phase != Phase::Done
@@ -195,7 +190,7 @@ mod tests {
         let order: Vec<usize> = r.teardown_order().iter().map(|(i, _)| *i).collect();
         assert_eq!(order, [1, 0]);
         r.torn_down = vec![0, 1, 2];
-        assert!(!r.has_leftovers());
+        assert!(r.teardown_order().is_empty());
     }
 
     #[test]

@@ -121,14 +121,9 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
+/// A duration for people, the same everywhere (terminal, JSON-free summaries, HTML reports).
 pub fn millis(ms: u64) -> String {
-    let secs = ms / 1000;
-    match ms {
-        0..1000 => format!("{ms} ms"),
-        1000..60_000 => format!("{:.2} s", ms as f64 / 1000.0),
-        60_000..3_600_000 => format!("{}m {:02}s", secs / 60, secs % 60),
-        _ => format!("{}h {:02}m", secs / 3600, secs % 3600 / 60),
-    }
+    lifeboat_drill::report::duration_text(ms)
 }
 
 /// A progress bar fed from [`Progress`] counters, drawn only on a terminal.

@@ -239,9 +239,10 @@ fn launch(
     command: impl Fn(u16) -> Result<Command>,
     ready: impl Fn(&str) -> Result<()>,
 ) -> Result<TempServer> {
-    let mut last = None;
     // The free port may be taken between asking and binding: try another.
-    for _ in 0..3 {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
         let port = free_port()?;
         let mut server = command(port)?;
         server
@@ -270,11 +271,12 @@ fn launch(
             Ok(()) => return Ok(started),
             Err(e) => {
                 let _ = started.stop_child();
-                last = Some(e);
+                if attempts == 3 {
+                    return Err(e);
+                }
             }
         }
     }
-    Err(last.expect("at least one attempt"))
 }
 
 /// How long a fresh server may take to accept connections.

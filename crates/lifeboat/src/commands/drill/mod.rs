@@ -630,7 +630,7 @@ impl Drill<'_> {
             let spec = sandbox_plan
                 .resources
                 .get_mut(name)
-                .expect("cloned from the plan");
+                .ok_or_else(|| anyhow!("the plan has no resource `{name}`"))?;
             let placement = match &mut spec.kind {
                 ResourceKind::Files(files) => {
                     let path = sub("files")?;
@@ -694,8 +694,9 @@ impl Drill<'_> {
                 let (name, url, secret) = outcome?;
                 said.push(format!("`{name}`: a temporary server at {url}"));
                 secrets.insert(name.clone(), secret.clone());
-                let spec = sandbox_plan.resources.get_mut(&name).expect("drilled");
-                if let ResourceKind::Postgres(db) | ResourceKind::Mysql(db) = &mut spec.kind {
+                if let Some(ResourceKind::Postgres(db) | ResourceKind::Mysql(db)) =
+                    sandbox_plan.resources.get_mut(&name).map(|r| &mut r.kind)
+                {
                     db.at.insert(
                         self.site.clone(),
                         DatabaseBinding {
@@ -1421,7 +1422,7 @@ fn write_report(
     store.write_drill_file(
         &record.id,
         "report.json",
-        &serde_json::to_vec_pretty(&report).expect("a report serialises"),
+        &serde_json::to_vec_pretty(&report).context("writing the report")?,
     )?;
     let mut trend: Vec<TrendPoint> = past_reports(store, plan)
         .iter()

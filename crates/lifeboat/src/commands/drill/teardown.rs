@@ -80,7 +80,7 @@ pub(super) fn save_record(store: &StateStore, record: &DrillRecord) -> Result<()
     store.write_drill_file(
         &record.id,
         "drill.json",
-        &serde_json::to_vec_pretty(record).expect("a record serialises"),
+        &serde_json::to_vec_pretty(record).context("writing the drill's record")?,
     )
 }
 
@@ -348,12 +348,16 @@ fn empty_folder(path: &Path) -> Result<()> {
 /// times, as a set-up program (initdb) cut short may still be writing into it.
 pub(super) fn remove_tree(path: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let mut last = None;
-    for attempt in 0..10 {
-        match std::fs::remove_dir_all(path) {
+    let mut attempt = 0;
+    loop {
+        let last = match std::fs::remove_dir_all(path) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => last = Some(e),
+            Err(e) => e,
+        };
+        attempt += 1;
+        if attempt == 10 {
+            return Err(last).with_context(|| format!("removing {}", path.display()));
         }
         let mut stack = vec![path.to_path_buf()];
         while let Some(dir) = stack.pop() {
@@ -364,11 +368,10 @@ pub(super) fn remove_tree(path: &Path) -> Result<()> {
                 }
             }
         }
-        if attempt > 0 {
+        if attempt > 1 {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-    Err(last.expect("an attempt failed")).with_context(|| format!("removing {}", path.display()))
 }
 
 /// Journals the teardown done by a signal, so the report shows it.
