@@ -10,12 +10,14 @@
 //! [`restore`] recreates a tree (or a sub-path) in a target directory with its metadata, and
 //! [`verify`] compares a restore point with a directory without writing anything.
 
+mod beneath;
 mod chunker;
 mod restore;
 mod scan;
 mod stream;
 mod verify;
 
+pub use beneath::staging_file_beside;
 pub use chunker::{AVG_CHUNK, MAX_CHUNK, MIN_CHUNK};
 pub use restore::{RestoreOptions, RestoreStats, restore};
 pub use scan::{BackupOptions, FilesCapture, PathFilter, Progress, backup};
@@ -24,7 +26,7 @@ pub use verify::{Difference, verify};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FilesError {
-    #[error("{path}: {source}")]
+    #[error("{}: {source}", display_path(path))]
     Io {
         path: std::path::PathBuf,
         #[source]
@@ -38,8 +40,56 @@ pub enum FilesError {
     NoSuchPath(String),
     #[error(transparent)]
     Repo(#[from] lifeboat_repository::RepoError),
-    #[error("{count} files could not be restored; first: {first}")]
-    Incomplete { count: usize, first: String },
+    #[error("{}", incomplete_message(target, failed))]
+    Incomplete {
+        target: std::path::PathBuf,
+        /// Each entry that could not be restored, with why (paths relative to the target).
+        failed: Vec<String>,
+    },
+}
+
+/// At most this many failed entries are named in the message (all are in the error).
+const NAMED_FAILURES: usize = 10;
+
+fn incomplete_message(target: &std::path::Path, failed: &[String]) -> String {
+    let mut text = format!(
+        "{} entries could not be restored in {} (what was there under their names is unchanged): {}",
+        failed.len(),
+        display_path(target),
+        failed[..failed.len().min(NAMED_FAILURES)].join("; ")
+    );
+    if failed.len() > NAMED_FAILURES {
+        text.push_str(&format!("; and {} more", failed.len() - NAMED_FAILURES));
+    }
+    text
+}
+
+/// A path as text that loses nothing: bytes that are not UTF-8 and control characters are
+/// escaped as `\xNN`, and a backslash as `\\`, so any path prints and fits in JSON.
+pub fn display_path(path: &std::path::Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    escape_bytes(path.as_os_str().as_bytes())
+}
+
+/// Bytes as text that loses nothing (see [`display_path`]).
+pub fn escape_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                c if c.is_control() && (c as u32) < 0x80 => {
+                    out.push_str(&format!("\\x{:02x}", c as u32))
+                }
+                c if c.is_control() => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
 }
 
 pub type Result<T, E = FilesError> = std::result::Result<T, E>;

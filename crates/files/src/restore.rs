@@ -1,10 +1,15 @@
 //! Restore of a tree, or a sub-path of it, into a target directory.
+//!
+//! Nothing at the target is trusted: folders are reached only through handles opened
+//! beneath the target without following links ([`crate::beneath`]), and each file, symlink
+//! and FIFO is made under a fresh unpredictable name and renamed over the old one only once
+//! it is complete, its content checked chunk by chunk against the repository's hashes and its
+//! length against the tree. A file that cannot be restored (a corrupt pack, a full disk) leaves
+//! what was under its name as it was, and is named in the error.
 
-use std::ffi::OsStr;
-use std::fs::File;
+use std::ffi::{OsStr, OsString};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -14,6 +19,7 @@ use lifeboat_format::tree::{Entry, EntryKind, Metadata, Tree};
 use lifeboat_repository::{ChunkReader, Repository};
 use serde::Serialize;
 
+use crate::beneath::{Dir, set_metadata};
 use crate::scan::Progress;
 use crate::{FilesError, Result, io_err, load_tree, threads};
 
@@ -31,12 +37,6 @@ pub struct RestoreStats {
     pub dirs: u64,
     pub symlinks: u64,
     pub bytes: u64,
-}
-
-struct FileJob {
-    path: PathBuf,
-    chunks: Vec<Id>,
-    meta: Metadata,
 }
 
 /// Walks `root` down to `subpath`: the entry found, or the root itself.
@@ -84,10 +84,6 @@ pub fn restore(
         .owners
         .unwrap_or_else(|| rustix::process::geteuid().is_root());
     let mut reader = repo.reader();
-    std::fs::create_dir_all(target).map_err(io_err(target))?;
-    let mut stats = RestoreStats::default();
-    let mut files = Vec::new();
-    let mut dirs = Vec::new();
     let tree = match descend(&mut reader, root, options.subpath.as_deref())? {
         // A single file: restored into the target as itself.
         (Some(entry), _) if !matches!(entry.kind, EntryKind::Dir { .. }) => Tree {
@@ -95,99 +91,177 @@ pub fn restore(
         },
         (_, tree_id) => load_tree(&mut reader, &tree_id)?,
     };
-    lay_out(
-        &mut reader,
-        &tree,
-        target,
+    let top = Dir::open_target(target).map_err(io_err(target))?;
+    let mut layout = Layout {
+        reader,
         owners,
-        &mut files,
-        &mut dirs,
-        &mut stats,
-    )?;
+        files: Vec::new(),
+        // The target itself: its own metadata is not the restore point's to set.
+        dirs: vec![DirJob {
+            rel: PathBuf::new(),
+            meta: Metadata::default(),
+        }],
+        failed: Vec::new(),
+        stats: RestoreStats::default(),
+    };
+    layout.lay_out(&tree, &top, 0)?;
+    let Layout {
+        files,
+        dirs,
+        mut failed,
+        mut stats,
+        ..
+    } = layout;
     if let Some(p) = progress {
-        let total: u64 = files
-            .iter()
-            .flat_map(|f: &FileJob| f.chunks.iter())
-            .filter_map(|c| repo.index().locate(c).map(|l| u64::from(l.entry.length)))
-            .sum();
+        let total: u64 = files.iter().map(|f| f.size).sum();
         p.bytes_total.store(total, Ordering::Relaxed);
         p.files_total.store(files.len() as u64, Ordering::Relaxed);
     }
-    stats.bytes = write_files(repo, &files, owners, progress)?;
-    // Children before parents, so writing into a directory does not disturb its mtime.
-    for (path, meta) in dirs.iter().rev() {
-        apply_metadata(path, meta, owners, false).map_err(io_err(path))?;
+    let (bytes, unwritten) = write_files(repo, &top, &dirs, &files, owners, progress)?;
+    stats.bytes = bytes;
+    stats.files -= unwritten.len() as u64;
+    failed.extend(unwritten);
+    // Children before parents, so writing into a folder does not disturb its mtime.
+    for (i, dir) in dirs.iter().enumerate().rev().filter(|(i, _)| *i > 0) {
+        let applied = top
+            .open_beneath(&dir.rel)
+            .and_then(|fd| set_metadata(&fd, &dir.meta, owners));
+        if let Err(e) = applied {
+            failed.push(format!("{}: {e}", shown(&dirs, i, None)));
+        }
+    }
+    if !failed.is_empty() {
+        return Err(FilesError::Incomplete {
+            target: target.to_path_buf(),
+            failed,
+        });
     }
     Ok(stats)
 }
 
-/// Creates directories and symlinks and lists the files to write.
-fn lay_out(
-    reader: &mut ChunkReader<'_>,
-    tree: &Tree,
-    dir: &Path,
-    owners: bool,
-    files: &mut Vec<FileJob>,
-    dirs: &mut Vec<(PathBuf, Metadata)>,
-    stats: &mut RestoreStats,
-) -> Result<()> {
-    for entry in &tree.entries {
-        let path = dir.join(OsStr::from_bytes(&entry.name));
-        match &entry.kind {
-            EntryKind::Dir { tree } => {
-                match std::fs::create_dir(&path) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => {}
-                    Err(e) => return Err(io_err(&path)(e)),
-                }
-                stats.dirs += 1;
-                dirs.push((path.clone(), entry.meta.clone()));
-                let sub = load_tree(reader, tree)?;
-                lay_out(reader, &sub, &path, owners, files, dirs, stats)?;
-            }
-            EntryKind::File { chunks, .. } => {
-                stats.files += 1;
-                files.push(FileJob {
-                    path,
-                    chunks: chunks.clone(),
-                    meta: entry.meta.clone(),
-                });
-            }
-            EntryKind::Symlink { target } => {
-                let _ = std::fs::remove_file(&path);
-                std::os::unix::fs::symlink(OsStr::from_bytes(target), &path)
-                    .map_err(io_err(&path))?;
-                apply_metadata(&path, &entry.meta, owners, true).map_err(io_err(&path))?;
-                stats.symlinks += 1;
-            }
-            EntryKind::Fifo => {
-                let _ = std::fs::remove_file(&path);
-                rustix::fs::mknodat(
-                    rustix::fs::CWD,
-                    &path,
-                    rustix::fs::FileType::Fifo,
-                    rustix::fs::Mode::from_raw_mode(entry.meta.mode),
-                    0,
-                )
-                .map_err(|e| io_err(&path)(e.into()))?;
-                apply_metadata(&path, &entry.meta, owners, false).map_err(io_err(&path))?;
-            }
-            // Sockets belong to the process that made them, and device nodes to the system:
-            // neither is data to restore.
-            EntryKind::Socket | EntryKind::CharDevice { .. } | EntryKind::BlockDevice { .. } => {}
-        }
-    }
-    Ok(())
+/// A folder of the restore: where it is below the target, and its metadata.
+struct DirJob {
+    rel: PathBuf,
+    meta: Metadata,
 }
 
-/// Writes the files on all cores. Files whose chunks share frames are handed out together so
-/// that each frame is fetched and opened once.
+struct FileJob {
+    /// Its folder's index in the list of folders (0 is the target).
+    dir: usize,
+    name: OsString,
+    chunks: Vec<Id>,
+    size: u64,
+    meta: Metadata,
+}
+
+/// A path relative to the target, for messages, kept lossless (see [`crate::display_path`]).
+fn shown(dirs: &[DirJob], dir: usize, name: Option<&OsStr>) -> String {
+    let path = match name {
+        Some(n) => dirs[dir].rel.join(n),
+        None => dirs[dir].rel.clone(),
+    };
+    crate::display_path(&path)
+}
+
+struct Layout<'r> {
+    reader: ChunkReader<'r>,
+    owners: bool,
+    files: Vec<FileJob>,
+    dirs: Vec<DirJob>,
+    /// Entries that could not be made, with why.
+    failed: Vec<String>,
+    stats: RestoreStats,
+}
+
+impl Layout<'_> {
+    /// Makes folders, symlinks and FIFOs below `dir` (the folder `index`) and lists the files
+    /// to write.
+    fn lay_out(&mut self, tree: &Tree, dir: &Dir, index: usize) -> Result<()> {
+        for entry in &tree.entries {
+            let name = OsStr::from_bytes(&entry.name);
+            match &entry.kind {
+                EntryKind::Dir { tree } => {
+                    let child = match dir.make_child(name) {
+                        Ok(child) => child,
+                        Err(e) => {
+                            let path = shown(&self.dirs, index, Some(name));
+                            self.failed.push(format!("{path}/ and all in it: {e}"));
+                            continue;
+                        }
+                    };
+                    self.stats.dirs += 1;
+                    self.dirs.push(DirJob {
+                        rel: self.dirs[index].rel.join(name),
+                        meta: entry.meta.clone(),
+                    });
+                    let sub = load_tree(&mut self.reader, tree)?;
+                    self.lay_out(&sub, &child, self.dirs.len() - 1)?;
+                }
+                EntryKind::File { chunks, size } => {
+                    self.stats.files += 1;
+                    self.files.push(FileJob {
+                        dir: index,
+                        name: name.to_os_string(),
+                        chunks: chunks.clone(),
+                        size: *size,
+                        meta: entry.meta.clone(),
+                    });
+                }
+                EntryKind::Symlink { target } => {
+                    let made = dir
+                        .create_staging_symlink(OsStr::from_bytes(target))
+                        .and_then(|staged| {
+                            let done = dir
+                                .set_symlink_metadata(&staged, &entry.meta, self.owners)
+                                .and_then(|()| dir.commit_staging(&staged, name));
+                            if done.is_err() {
+                                dir.remove_staging(&staged);
+                            }
+                            done
+                        });
+                    match made {
+                        Ok(()) => self.stats.symlinks += 1,
+                        Err(e) => self
+                            .failed
+                            .push(format!("{}: {e}", shown(&self.dirs, index, Some(name)))),
+                    }
+                }
+                EntryKind::Fifo => {
+                    let made = dir.create_staging_fifo().and_then(|(fd, staged)| {
+                        let done = set_metadata(&fd, &entry.meta, self.owners)
+                            .and_then(|()| dir.commit_staging(&staged, name));
+                        if done.is_err() {
+                            dir.remove_staging(&staged);
+                        }
+                        done
+                    });
+                    if let Err(e) = made {
+                        self.failed
+                            .push(format!("{}: {e}", shown(&self.dirs, index, Some(name))));
+                    }
+                }
+                // Sockets belong to the process that made them, and device nodes to the
+                // system: neither is data to restore.
+                EntryKind::Socket
+                | EntryKind::CharDevice { .. }
+                | EntryKind::BlockDevice { .. } => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes the files on all cores; returns the bytes written and the files that could not be
+/// restored, with why. Files whose chunks share frames are handed out together so that each
+/// frame is fetched and opened once.
 fn write_files(
     repo: &Repository,
+    top: &Dir,
+    dirs: &[DirJob],
     files: &[FileJob],
     owners: bool,
     progress: Option<&Progress>,
-) -> Result<u64> {
+) -> Result<(u64, Vec<String>)> {
     let mut batches: Vec<std::ops::Range<usize>> = Vec::new();
     let frame_of = |f: &FileJob| {
         f.chunks
@@ -207,28 +281,48 @@ fn write_files(
     }
     let next = AtomicUsize::new(0);
     let bytes = AtomicU64::new(0);
-    let errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let failed: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let fatal: Mutex<Option<FilesError>> = Mutex::new(None);
     std::thread::scope(|scope| {
         for _ in 0..threads() {
             scope.spawn(|| {
                 let mut reader = repo.reader();
                 let mut buf = Vec::new();
+                // The folder of the last file written: most files share it with the one before.
+                let mut open: Option<(usize, Dir)> = None;
                 loop {
                     let b = next.fetch_add(1, Ordering::Relaxed);
                     if b >= batches.len() || fatal.lock().expect("poisoned").is_some() {
                         break;
                     }
                     for job in &files[batches[b].clone()] {
-                        match write_one(&mut reader, job, owners, &mut buf, progress) {
+                        let dir = match &open {
+                            Some((i, dir)) if *i == job.dir => Ok(dir),
+                            _ => top
+                                .open_beneath(&dirs[job.dir].rel)
+                                .map(|dir| &open.insert((job.dir, dir)).1),
+                        };
+                        let outcome = match dir {
+                            Ok(dir) => write_one(&mut reader, dir, job, owners, &mut buf, progress),
+                            Err(e) => Err(FilesError::Io {
+                                path: dirs[job.dir].rel.clone(),
+                                source: e,
+                            }),
+                        };
+                        match outcome {
                             Ok(n) => {
                                 bytes.fetch_add(n, Ordering::Relaxed);
                             }
-                            Err(FilesError::Io { path, source }) => {
-                                errors
+                            Err(e) if affects_one_file(&e) => {
+                                let path = shown(dirs, job.dir, Some(&job.name));
+                                let why = match e {
+                                    FilesError::Io { source, .. } => source.to_string(),
+                                    other => other.to_string(),
+                                };
+                                failed
                                     .lock()
                                     .expect("poisoned")
-                                    .push(format!("{}: {source}", path.display()));
+                                    .push(format!("{path}: {why}"));
                             }
                             Err(e) => {
                                 fatal.lock().expect("poisoned").get_or_insert(e);
@@ -246,103 +340,60 @@ fn write_files(
     if let Some(e) = fatal.into_inner().expect("poisoned") {
         return Err(e);
     }
-    let errors = errors.into_inner().expect("poisoned");
-    if let Some(first) = errors.first() {
-        return Err(FilesError::Incomplete {
-            count: errors.len(),
-            first: first.clone(),
-        });
-    }
-    Ok(bytes.into_inner())
+    let mut failed = failed.into_inner().expect("poisoned");
+    failed.sort();
+    Ok((bytes.into_inner(), failed))
 }
 
+/// Whether an error spoils only the file being written (bad or missing data for it, a local
+/// write problem) rather than the whole restore (the repository cannot be reached).
+fn affects_one_file(e: &FilesError) -> bool {
+    use lifeboat_repository::RepoError;
+    match e {
+        FilesError::Io { .. } | FilesError::TooLarge(_) => true,
+        FilesError::Repo(RepoError::Corrupt { .. } | RepoError::MissingChunk { .. }) => true,
+        FilesError::Repo(RepoError::Storage(s)) => s.is_not_found(),
+        _ => false,
+    }
+}
+
+/// Writes one file under a staging name and renames it into place once complete: until
+/// then, whatever was under its name stays as it was.
 fn write_one(
     reader: &mut ChunkReader<'_>,
+    dir: &Dir,
     job: &FileJob,
     owners: bool,
     buf: &mut Vec<u8>,
     progress: Option<&Progress>,
 ) -> Result<u64> {
-    // Replace rather than write through whatever is there (it may be a symlink).
-    if let Ok(m) = std::fs::symlink_metadata(&job.path)
-        && !m.is_dir()
-    {
-        std::fs::remove_file(&job.path).map_err(io_err(&job.path))?;
-    }
-    let mut file = File::create(&job.path).map_err(io_err(&job.path))?;
-    let mut written = 0u64;
-    for c in &job.chunks {
-        buf.clear();
-        reader.read_into(c, buf)?;
-        file.write_all(buf).map_err(io_err(&job.path))?;
-        written += buf.len() as u64;
-        if let Some(p) = progress {
-            p.bytes_done.fetch_add(buf.len() as u64, Ordering::Relaxed);
+    let (mut file, staged) = dir.create_staging().map_err(io_err(Path::new(&job.name)))?;
+    let outcome = (|| {
+        let mut written = 0u64;
+        for c in &job.chunks {
+            buf.clear();
+            // Checked against the chunk's keyed hash as it is read.
+            reader.read_into(c, buf)?;
+            file.write_all(buf).map_err(io_err(Path::new(&job.name)))?;
+            written += buf.len() as u64;
+            if let Some(p) = progress {
+                p.bytes_done.fetch_add(buf.len() as u64, Ordering::Relaxed);
+            }
         }
+        if written != job.size {
+            return Err(FilesError::TooLarge(format!(
+                "its chunks hold {written} bytes where the tree says {}",
+                job.size
+            )));
+        }
+        set_metadata(&file, &job.meta, owners).map_err(io_err(Path::new(&job.name)))?;
+        drop(file);
+        dir.commit_staging(&staged, &job.name)
+            .map_err(io_err(Path::new(&job.name)))?;
+        Ok(written)
+    })();
+    if outcome.is_err() {
+        dir.remove_staging(&staged);
     }
-    apply_file_metadata(&file, &job.meta, owners).map_err(io_err(&job.path))?;
-    Ok(written)
-}
-
-/// Metadata through the open descriptor: no second lookup or open of the path.
-fn apply_file_metadata(file: &File, meta: &Metadata, owners: bool) -> std::io::Result<()> {
-    if owners {
-        rustix::fs::fchown(
-            file,
-            Some(rustix::fs::Uid::from_raw(meta.uid)),
-            Some(rustix::fs::Gid::from_raw(meta.gid)),
-        )?;
-    }
-    // After chown, which clears setuid/setgid bits.
-    file.set_permissions(std::fs::Permissions::from_mode(meta.mode))?;
-    let mtime = system_time(meta.mtime);
-    file.set_times(
-        std::fs::FileTimes::new()
-            .set_modified(mtime)
-            .set_accessed(mtime),
-    )
-}
-
-fn apply_metadata(
-    path: &Path,
-    meta: &Metadata,
-    owners: bool,
-    is_symlink: bool,
-) -> std::io::Result<()> {
-    if owners {
-        let flags = if is_symlink {
-            rustix::fs::AtFlags::SYMLINK_NOFOLLOW
-        } else {
-            rustix::fs::AtFlags::empty()
-        };
-        rustix::fs::chownat(
-            rustix::fs::CWD,
-            path,
-            Some(rustix::fs::Uid::from_raw(meta.uid)),
-            Some(rustix::fs::Gid::from_raw(meta.gid)),
-            flags,
-        )?;
-    }
-    let mtime = filetime::FileTime::from_unix_time(meta.mtime.secs, meta.mtime.nanos);
-    if is_symlink {
-        filetime::set_symlink_file_times(path, mtime, mtime)?;
-    } else {
-        // After chown, which clears setuid/setgid bits.
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(meta.mode))?;
-        filetime::set_file_times(path, mtime, mtime)?;
-    }
-    Ok(())
-}
-
-/// A stored time as a `SystemTime` (before the epoch too); out of range is the epoch.
-fn system_time(t: lifeboat_format::tree::Time) -> std::time::SystemTime {
-    let epoch = std::time::UNIX_EPOCH;
-    let whole = if t.secs >= 0 {
-        epoch.checked_add(std::time::Duration::from_secs(t.secs as u64))
-    } else {
-        epoch.checked_sub(std::time::Duration::from_secs(t.secs.unsigned_abs()))
-    };
-    whole
-        .and_then(|w| w.checked_add(std::time::Duration::from_nanos(u64::from(t.nanos))))
-        .unwrap_or(epoch)
+    outcome
 }

@@ -2,7 +2,6 @@
 
 use std::fs::File;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -15,8 +14,11 @@ use lifeboat_format::pack::ChunkKind;
 use lifeboat_format::tree::{Entry, EntryKind, Metadata, Time, Tree};
 use lifeboat_repository::{ChunkReader, RepoWriter};
 
+use rustix::fs::FileType;
+
+use crate::beneath::Dir;
 use crate::stream::{StreamError, store_stream};
-use crate::{FilesError, Result, io_err, load_tree, threads};
+use crate::{FilesError, Result, display_path, io_err, load_tree, threads};
 
 #[derive(Debug, Clone, Default)]
 pub struct BackupOptions {
@@ -128,30 +130,36 @@ struct Node {
 type ReadResult = std::result::Result<(Vec<Id>, u64), String>;
 
 struct Job {
-    path: PathBuf,
+    /// Relative to the tree's root, where it is opened again (beneath the root's handle).
+    rel: PathBuf,
     size: u64,
+    /// What the scan saw there: a file opened later must be this one.
+    dev: u64,
+    inode: u64,
 }
 
-fn metadata_of(m: &std::fs::Metadata) -> Metadata {
+fn metadata_of(st: &rustix::fs::Stat) -> Metadata {
     Metadata {
-        mode: m.mode() & 0o7777,
-        uid: m.uid(),
-        gid: m.gid(),
+        mode: st.st_mode & 0o7777,
+        uid: st.st_uid,
+        gid: st.st_gid,
         mtime: Time {
-            secs: m.mtime(),
-            nanos: m.mtime_nsec().clamp(0, 999_999_999) as u32,
+            secs: st.st_mtime,
+            nanos: (st.st_mtime_nsec as i64).clamp(0, 999_999_999) as u32,
         },
         ctime: Time {
-            secs: m.ctime(),
-            nanos: m.ctime_nsec().clamp(0, 999_999_999) as u32,
+            secs: st.st_ctime,
+            nanos: (st.st_ctime_nsec as i64).clamp(0, 999_999_999) as u32,
         },
-        inode: m.ino(),
+        inode: st.st_ino,
     }
 }
 
 struct Scanner<'a, 'r> {
     writer: &'a RepoWriter<'r>,
     reader: ChunkReader<'r>,
+    /// The tree's root, as given (for messages).
+    source: &'a Path,
     filter: Filter,
     jobs: Vec<Job>,
     stats: CaptureStats,
@@ -160,55 +168,63 @@ struct Scanner<'a, 'r> {
 }
 
 impl Scanner<'_, '_> {
-    /// Scans `dir`; returns None when a non-default include leaves it with nothing.
+    /// Scans the folder `dir` (at `rel` below the root); returns None when a non-default
+    /// include leaves it with nothing. Folders are opened through their parent's handle and
+    /// never through a symlink, so a folder swapped for a link mid-scan is not followed.
     fn scan_dir(
         &mut self,
-        dir: &Path,
+        dir: &Dir,
         rel: &Path,
         parent: Option<&Tree>,
     ) -> Result<Option<Vec<Node>>> {
-        let mut listing: Vec<_> = std::fs::read_dir(dir)
-            .map_err(io_err(dir))?
-            .collect::<std::io::Result<Vec<_>>>()
-            .map_err(io_err(dir))?;
-        listing.sort_by_cached_key(|e| e.file_name());
+        let shown = self.source.join(rel);
+        let listing = dir.names().map_err(io_err(&shown))?;
         let mut nodes = Vec::with_capacity(listing.len());
-        for dirent in listing {
-            let name = dirent.file_name();
-            let path = dirent.path();
+        for name in listing {
             let rel_path = rel.join(&name);
             if self.filter.exclude.is_match(&rel_path) {
                 continue;
             }
-            let meta = match std::fs::symlink_metadata(&path) {
-                Ok(m) => m,
+            let st = match dir.stat(&name) {
+                Ok(st) => st,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => {
-                    self.skip(&path, &e);
+                    self.skip(&rel_path, &e);
                     continue;
                 }
             };
             let name_bytes = name.as_bytes().to_vec();
-            let ft = meta.file_type();
+            let ft = FileType::from_raw_mode(st.st_mode);
             // `dir/**` excludes the directory itself, not just what is in it.
-            if ft.is_dir() && self.filter.exclude.is_match(rel_path.join(EXCLUDE_PROBE)) {
+            if ft == FileType::Directory
+                && self.filter.exclude.is_match(rel_path.join(EXCLUDE_PROBE))
+            {
                 continue;
             }
-            let md = metadata_of(&meta);
+            let md = metadata_of(&st);
+            let size = st.st_size.max(0) as u64;
             let parent_entry = parent.and_then(|t| t.get(&name_bytes));
-            let kind = if ft.is_dir() {
+            let kind = if ft == FileType::Directory {
                 let parent_tree = match parent_entry.map(|e| &e.kind) {
                     Some(EntryKind::Dir { tree }) => load_tree(&mut self.reader, tree).ok(),
                     _ => None,
                 };
-                match self.scan_dir(&path, &rel_path, parent_tree.as_ref()) {
+                let child = match dir.open_child(&name) {
+                    Ok(child) => child,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => {
+                        self.skip(&rel_path, &e);
+                        continue;
+                    }
+                };
+                match self.scan_dir(&child, &rel_path, parent_tree.as_ref()) {
                     Ok(Some(children)) => {
                         self.stats.dirs += 1;
                         NodeKind::Dir(children)
                     }
                     Ok(None) => continue,
-                    Err(FilesError::Io { path, source }) => {
-                        self.skip(&path, &source);
+                    Err(FilesError::Io { source, .. }) => {
+                        self.skip(&rel_path, &source);
                         continue;
                     }
                     Err(e) => return Err(e),
@@ -219,47 +235,48 @@ impl Scanner<'_, '_> {
                 {
                     continue;
                 }
-                if ft.is_file() {
-                    self.stats.files += 1;
-                    self.stats.bytes += meta.len();
-                    match self.unchanged(parent_entry, &md, meta.len()) {
-                        Some(chunks) => NodeKind::File {
-                            size: meta.len(),
-                            job: None,
-                            reused: chunks,
-                        },
-                        None => {
-                            self.jobs.push(Job {
-                                path: path.clone(),
-                                size: meta.len(),
-                            });
-                            NodeKind::File {
-                                size: meta.len(),
-                                job: Some(self.jobs.len() - 1),
-                                reused: Vec::new(),
+                match ft {
+                    FileType::RegularFile => {
+                        self.stats.files += 1;
+                        self.stats.bytes += size;
+                        match self.unchanged(parent_entry, &md, size) {
+                            Some(chunks) => NodeKind::File {
+                                size,
+                                job: None,
+                                reused: chunks,
+                            },
+                            None => {
+                                self.jobs.push(Job {
+                                    rel: rel_path.clone(),
+                                    size,
+                                    dev: st.st_dev,
+                                    inode: st.st_ino,
+                                });
+                                NodeKind::File {
+                                    size,
+                                    job: Some(self.jobs.len() - 1),
+                                    reused: Vec::new(),
+                                }
                             }
                         }
                     }
-                } else if ft.is_symlink() {
-                    match std::fs::read_link(&path) {
-                        Ok(target) => NodeKind::Other(EntryKind::Symlink {
-                            target: target.as_os_str().as_bytes().to_vec(),
-                        }),
+                    FileType::Symlink => match dir.read_link(&name) {
+                        Ok(target) => NodeKind::Other(EntryKind::Symlink { target }),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                         Err(e) => {
-                            self.skip(&path, &e);
+                            self.skip(&rel_path, &e);
                             continue;
                         }
+                    },
+                    FileType::Fifo => NodeKind::Other(EntryKind::Fifo),
+                    FileType::Socket => NodeKind::Other(EntryKind::Socket),
+                    FileType::CharacterDevice => {
+                        NodeKind::Other(EntryKind::CharDevice { rdev: st.st_rdev })
                     }
-                } else if ft.is_fifo() {
-                    NodeKind::Other(EntryKind::Fifo)
-                } else if ft.is_socket() {
-                    NodeKind::Other(EntryKind::Socket)
-                } else if ft.is_char_device() {
-                    NodeKind::Other(EntryKind::CharDevice { rdev: meta.rdev() })
-                } else if ft.is_block_device() {
-                    NodeKind::Other(EntryKind::BlockDevice { rdev: meta.rdev() })
-                } else {
-                    continue;
+                    FileType::BlockDevice => {
+                        NodeKind::Other(EntryKind::BlockDevice { rdev: st.st_rdev })
+                    }
+                    _ => continue,
                 }
             };
             nodes.push(Node {
@@ -291,10 +308,11 @@ impl Scanner<'_, '_> {
         (same && chunks.iter().all(|c| self.writer.has(c))).then(|| chunks.clone())
     }
 
-    fn skip(&mut self, path: &Path, e: &dyn std::fmt::Display) {
-        tracing::warn!("skipping {}: {e}", path.display());
+    fn skip(&mut self, rel: &Path, e: &dyn std::fmt::Display) {
+        let path = display_path(&self.source.join(rel));
+        tracing::warn!("skipping {path}: {e}");
         self.stats.files_skipped += 1;
-        self.skipped.push(format!("{}: {e}", path.display()));
+        self.skipped.push(format!("{path}: {e}"));
     }
 }
 
@@ -310,13 +328,7 @@ pub fn backup(
     let started = Instant::now();
     let before = writer.stats();
     let repo = writer.repository();
-    let meta = std::fs::metadata(source).map_err(io_err(source))?;
-    if !meta.is_dir() {
-        return Err(FilesError::Io {
-            path: source.to_path_buf(),
-            source: std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
-        });
-    }
+    let top = Dir::open_source(source).map_err(io_err(source))?;
     let mut reader = repo.reader();
     let parent_tree = match parent {
         Some(id) => load_tree(&mut reader, &id).ok(),
@@ -325,6 +337,7 @@ pub fn backup(
     let mut scanner = Scanner {
         writer,
         reader,
+        source,
         filter: Filter::new(options)?,
         jobs: Vec::new(),
         stats: CaptureStats::default(),
@@ -332,7 +345,7 @@ pub fn backup(
         progress,
     };
     let nodes = scanner
-        .scan_dir(source, Path::new(""), parent_tree.as_ref())?
+        .scan_dir(&top, Path::new(""), parent_tree.as_ref())?
         .unwrap_or_default();
     if let Some(p) = scanner.progress {
         p.bytes_total
@@ -341,7 +354,7 @@ pub fn backup(
             .store(scanner.jobs.len() as u64, Ordering::Relaxed);
     }
 
-    let results = read_files(writer, &scanner.jobs, progress)?;
+    let results = read_files(writer, &top, &scanner.jobs, progress)?;
     let mut stats = scanner.stats;
     let mut skipped = scanner.skipped;
     stats.files_read = scanner.jobs.len() as u64;
@@ -350,6 +363,7 @@ pub fn backup(
     let mut results: Vec<Option<ReadResult>> = results.into_iter().map(Some).collect();
     let root = write_tree(
         writer,
+        source,
         &mut trees,
         nodes,
         &mut results,
@@ -374,6 +388,7 @@ pub fn backup(
 /// Reads, chunks and stores every job's file on all cores.
 fn read_files(
     writer: &RepoWriter<'_>,
+    top: &Dir,
     jobs: &[Job],
     progress: Option<&Progress>,
 ) -> Result<Vec<ReadResult>> {
@@ -392,7 +407,7 @@ fn read_files(
                     }
                     let job = &jobs[i];
                     let outcome =
-                        File::open(&job.path)
+                        open_scanned(top, job)
                             .map_err(StreamError::Read)
                             .and_then(|mut f| {
                                 store_stream(writer, &mut packer, &mut f, &mut buf, progress)
@@ -429,8 +444,47 @@ fn read_files(
         .collect())
 }
 
+/// Opens a file the scan listed, refusing anything but that same regular file: a symlink or
+/// FIFO swapped in since is never read from or waited on.
+fn open_scanned(top: &Dir, job: &Job) -> std::io::Result<File> {
+    let file = top.open_file_beneath(&job.rel).map_err(|e| {
+        if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+            std::io::Error::other("replaced by a symlink since it was scanned")
+        } else {
+            e
+        }
+    })?;
+    let st = rustix::fs::fstat(&file)?;
+    let ft = FileType::from_raw_mode(st.st_mode);
+    if ft != FileType::RegularFile {
+        return Err(std::io::Error::other(format!(
+            "replaced by a {} since it was scanned",
+            kind_name(ft)
+        )));
+    }
+    if (st.st_dev, st.st_ino) != (job.dev, job.inode) {
+        return Err(std::io::Error::other(
+            "replaced by another file since it was scanned",
+        ));
+    }
+    Ok(file)
+}
+
+fn kind_name(ft: FileType) -> &'static str {
+    match ft {
+        FileType::Directory => "folder",
+        FileType::Symlink => "symlink",
+        FileType::Fifo => "FIFO",
+        FileType::Socket => "socket",
+        FileType::CharacterDevice | FileType::BlockDevice => "device",
+        _ => "file of another kind",
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn write_tree(
     writer: &RepoWriter<'_>,
+    source: &Path,
     packer: &mut lifeboat_repository::Packer,
     nodes: Vec<Node>,
     results: &mut [Option<ReadResult>],
@@ -459,15 +513,18 @@ fn write_tree(
                         Some(Err(e)) => e,
                         _ => "not read".to_string(),
                     };
-                    tracing::warn!("skipping {}: {e}", jobs[i].path.display());
+                    let path = display_path(&source.join(&jobs[i].rel));
+                    tracing::warn!("skipping {path}: {e}");
                     stats.files_skipped += 1;
                     stats.files -= 1;
-                    skipped.push(format!("{}: {e}", jobs[i].path.display()));
+                    skipped.push(format!("{path}: {e}"));
                     continue;
                 }
             },
             NodeKind::Dir(children) => EntryKind::Dir {
-                tree: write_tree(writer, packer, children, results, jobs, stats, skipped)?,
+                tree: write_tree(
+                    writer, source, packer, children, results, jobs, stats, skipped,
+                )?,
             },
             NodeKind::Other(kind) => kind,
         };
@@ -511,5 +568,50 @@ mod tests {
         assert!(!filter.captures(Path::new("old.bak"), false));
         let everything = PathFilter::new(&BackupOptions::default()).unwrap();
         assert!(everything.captures(Path::new("any/thing"), false));
+    }
+
+    #[test]
+    fn a_file_swapped_after_the_scan_is_never_read_or_waited_on() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        std::fs::write(root.join("outside"), b"secret").unwrap();
+        let job_for = |name: &str| {
+            let m = std::fs::symlink_metadata(root.join(name)).unwrap();
+            Job {
+                rel: PathBuf::from(name),
+                size: m.len(),
+                dev: m.dev(),
+                inode: m.ino(),
+            }
+        };
+        let top = Dir::open_source(root).unwrap();
+        for (name, swap) in [("to-link", 0), ("to-fifo", 1), ("to-other", 2)] {
+            std::fs::write(root.join(name), b"scanned").unwrap();
+            let job = job_for(name);
+            assert!(open_scanned(&top, &job).is_ok());
+            if swap < 2 {
+                std::fs::remove_file(root.join(name)).unwrap();
+            }
+            match swap {
+                0 => std::os::unix::fs::symlink(root.join("outside"), root.join(name)).unwrap(),
+                1 => rustix::fs::mknodat(
+                    rustix::fs::CWD,
+                    root.join(name),
+                    FileType::Fifo,
+                    rustix::fs::Mode::from_raw_mode(0o600),
+                    0,
+                )
+                .unwrap(),
+                _ => {
+                    // Another file under the same name, made while the old one still exists.
+                    std::fs::write(root.join(format!("{name}.new")), b"other").unwrap();
+                    std::fs::rename(root.join(format!("{name}.new")), root.join(name)).unwrap();
+                }
+            }
+            // Returns at once (a FIFO without a writer would block a plain open).
+            let err = open_scanned(&top, &job).unwrap_err().to_string();
+            assert!(err.contains("since it was scanned"), "{name}: {err}");
+        }
     }
 }

@@ -3,10 +3,9 @@
 //! with the repository's key, so no data needs to be fetched from the repository.
 
 use std::ffi::OsStr;
-use std::fs::File;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use lifeboat_format::Id;
@@ -133,7 +132,12 @@ fn compare_dir(
 }
 
 fn compare_content(repo: &Repository, path: &Path, chunks: &[Id]) -> Option<String> {
-    let mut file = match File::open(path) {
+    // Read-only, yet never through a link or into a FIFO swapped in since the listing.
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
+        .open(path);
+    let mut file = match opened {
         Ok(f) => f,
         Err(e) => return Some(format!("cannot read: {e}")),
     };
@@ -161,9 +165,9 @@ fn compare_content(repo: &Repository, path: &Path, chunks: &[Id]) -> Option<Stri
 }
 
 fn join(rel: &str, name: &[u8]) -> String {
-    let name = String::from_utf8_lossy(name);
+    let name = crate::escape_bytes(name);
     if rel.is_empty() {
-        name.into_owned()
+        name
     } else {
         format!("{rel}/{name}")
     }

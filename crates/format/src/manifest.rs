@@ -95,8 +95,28 @@ pub struct QueryResult {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum ResourceStatus {
+    /// Everything the resource holds was captured.
     Complete,
+    /// Captured, but some entries could not be (unreadable, vanished, replaced mid-capture):
+    /// they are listed, and the point is not complete.
+    Partial {
+        /// The entries left out, with why (at most [`MAX_LISTED_SKIPS`]; the stats count all).
+        skipped: Vec<String>,
+    },
+    /// Nothing was captured.
     Failed { error: String },
+}
+
+/// How many skipped entries a manifest names; the rest are only counted.
+pub const MAX_LISTED_SKIPS: usize = 1000;
+
+impl ResourceStatus {
+    /// A capture that left entries out (`skipped` lists them; only the first
+    /// [`MAX_LISTED_SKIPS`] are kept).
+    pub fn partial(mut skipped: Vec<String>) -> Self {
+        skipped.truncate(MAX_LISTED_SKIPS);
+        ResourceStatus::Partial { skipped }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

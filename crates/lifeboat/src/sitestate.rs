@@ -10,6 +10,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
@@ -97,13 +98,13 @@ impl StateStore {
 }
 
 fn lock_file(dir: &Path, name: &str, holder: &str) -> Result<RunLock> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("creating the state folder {}", dir.display()))?;
+    private_dir(dir).with_context(|| format!("creating the state folder {}", dir.display()))?;
     let path = dir.join(name);
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(&path)
         .with_context(|| format!("opening {}", path.display()))?;
     match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
@@ -133,7 +134,7 @@ impl StateStore {
     /// Writes a file of a run atomically.
     pub fn write_run_file(&self, id: &str, name: &str, bytes: &[u8]) -> Result<()> {
         let dir = self.run_dir(id);
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        private_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
         write_atomic(&dir.join(name), bytes)
     }
 
@@ -161,6 +162,7 @@ fn append_synced(path: &Path, record: &Record) -> Result<()> {
     let mut file = OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(path)
         .with_context(|| format!("opening {}", path.display()))?;
     file.write_all(record.line().as_bytes())
@@ -175,6 +177,19 @@ fn read_journal(path: &Path) -> Result<Vec<Record>> {
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
     journal::parse(&text).with_context(|| format!("{} is damaged", path.display()))
+}
+
+/// Creates `dir` and its missing parents readable by the owner only, whatever the umask.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    // A umask may have taken bits the owner needs.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
 /// The names of the folders in `dir`, sorted (ids sort by time).
@@ -194,12 +209,30 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         bail!("{} is not a file path", path.display());
     };
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
-    let mut file = File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
+    private_dir(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut random = [0u8; 8];
+    getrandom::fill(&mut random).map_err(|e| anyhow::anyhow!("no random numbers: {e}"))?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        random
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    ));
+    // Exclusive, never through a link, and private whatever the umask: state files name
+    // hosts and runs.
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(&tmp)
         .with_context(|| format!("writing {}", tmp.display()))?;
+    if let Err(e) = file.write_all(bytes).and_then(|()| file.sync_all()) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("writing {}", tmp.display()));
+    }
     std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
     File::open(dir).and_then(|d| d.sync_all()).ok();
     Ok(())

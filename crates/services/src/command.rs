@@ -59,13 +59,56 @@ pub fn discover(argv: &[String], cwd: &Path) -> Result<Vec<String>> {
     read.map_err(|e| ServiceError::Io(format!("reading the output of `{}`: {e}", argv.join(" "))))?;
     let mut items: Vec<String> = out
         .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .filter(|l| !l.trim().is_empty())
         .map(String::from)
         .collect();
+    for item in &items {
+        check_item(item).map_err(|why| {
+            ServiceError::Io(format!(
+                "`{}` listed an item lifeboat will not use: {why}",
+                argv.join(" ")
+            ))
+        })?;
+    }
     items.sort();
     items.dedup();
     Ok(items)
+}
+
+/// A discovered item as one folder name: `%`, `/`, NUL and a leading `.` percent-encoded,
+/// so no item is `.`, `..`, hidden, absolute or nested, and two items never share a folder.
+pub fn item_folder_name(item: &str) -> String {
+    let mut out = String::with_capacity(item.len());
+    for (i, c) in item.chars().enumerate() {
+        match c {
+            '%' => out.push_str("%25"),
+            '/' => out.push_str("%2F"),
+            '.' if i == 0 => out.push_str("%2E"),
+            '\0' => out.push_str("%00"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Whether a name that came from outside the plan (a discovered item) may become part of a
+/// resource name, an argument and a folder name: not `.` or `..`, no control characters
+/// (NUL included), and no leading `-` that a program would take for an option.
+pub fn check_item(item: &str) -> std::result::Result<(), String> {
+    let shown: String = item.escape_debug().collect();
+    if item == "." || item == ".." {
+        return Err(format!("`{shown}` names a folder, not an item"));
+    }
+    if item.chars().any(char::is_control) {
+        return Err(format!("`{shown}` holds control characters"));
+    }
+    if item.starts_with('-') {
+        return Err(format!(
+            "`{shown}` starts with `-` and would be read as an option"
+        ));
+    }
+    Ok(())
 }
 
 /// Runs a plan's command (a site's `provision`, `start`, a fence, a traffic hook) with extra
@@ -147,4 +190,37 @@ pub fn run_with_input(argv: &[String], cwd: &Path, input: &[u8]) -> Result<()> {
     let _ = drain.join();
     child.finish()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod item_tests {
+    use super::*;
+
+    #[test]
+    fn items_from_outside_are_checked_and_encoded_as_one_folder() {
+        for bad in [".", "..", "-rf", "--help", "a\nb", "nul\0", "esc\x1b[31m"] {
+            assert!(check_item(bad).is_err(), "{bad:?}");
+        }
+        for good in [
+            "plain",
+            "with space",
+            "$(touch x)",
+            "/subscriptions/a/b",
+            "a/../b",
+        ] {
+            assert!(check_item(good).is_ok(), "{good:?}");
+        }
+        assert_eq!(item_folder_name(".."), "%2E.");
+        assert_eq!(item_folder_name("/sub/a"), "%2Fsub%2Fa");
+        assert_eq!(item_folder_name("a/../b"), "a%2F..%2Fb");
+        assert_eq!(item_folder_name("50%"), "50%25");
+        assert_eq!(item_folder_name(".hidden"), "%2Ehidden");
+        for item in ["..", "/sub/a", "a/../b", ".x", "%2F"] {
+            let name = item_folder_name(item);
+            assert!(
+                !name.contains('/') && name != "." && name != "..",
+                "{item:?}"
+            );
+        }
+    }
 }

@@ -17,8 +17,8 @@ mod sandbox;
 mod sqlite;
 
 pub use command::{
-    apply_command, capture_command, discover, run_command, run_command_in_group, run_with_input,
-    stop_group,
+    apply_command, capture_command, check_item, discover, item_folder_name, run_command,
+    run_command_in_group, run_with_input, stop_group,
 };
 pub use document::{Document, document_chunks};
 pub use http::{HttpRequest, apply_http, capture_http, get_text, post_json};

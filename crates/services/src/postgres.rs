@@ -376,7 +376,11 @@ impl PgServer {
             .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&target])
             .map_err(|e| self.query_error("looking for the database", e))?
             .is_some();
-        if exists && !how.replace {
+        // Every fresh server has an empty `postgres` database: restoring over it destroys
+        // nothing (outside drills, which never replace).
+        let replace = how.replace
+            || (exists && target == "postgres" && how.mark.is_none() && self.is_empty(target)?);
+        if exists && !replace {
             return Err(ServiceError::Exists {
                 path: format!("database `{target}` on {}", self.display),
             });
@@ -420,6 +424,7 @@ impl PgServer {
         let restored = self.fill(&mut admin, repo, root, facts, &staging, how.jobs);
         let swapped = restored.and_then(|bytes| {
             if exists {
+                debug_assert!(replace);
                 admin
                     .batch_execute(&format!(
                         "DROP DATABASE {} WITH (FORCE)",
@@ -443,6 +448,30 @@ impl PgServer {
             ));
         }
         swapped
+    }
+
+    /// Whether database `name` holds nothing a user made: no table, view, sequence, function,
+    /// type, schema beyond `public`, or extension beyond `plpgsql`.
+    fn is_empty(&self, name: &str) -> Result<bool> {
+        const USER_OBJECTS: &str = "SELECT
+              (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+                  AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%')
+            + (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                WHERE n.nspname NOT IN ('pg_catalog', 'information_schema'))
+            + (SELECT count(*) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+                WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+                  AND t.typtype IN ('d', 'e', 'r', 'm'))
+            + (SELECT count(*) FROM pg_namespace
+                WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'public')
+                  AND nspname NOT LIKE 'pg\\_toast%' AND nspname NOT LIKE 'pg\\_temp%')
+            + (SELECT count(*) FROM pg_extension WHERE extname <> 'plpgsql')";
+        let mut client = self.connect(name)?;
+        let row = client
+            .query_one(USER_OBJECTS, &[])
+            .map_err(|e| self.query_error(&format!("looking into database `{name}`"), e))?;
+        let count: i64 = row.get(0);
+        Ok(count == 0)
     }
 
     /// Runs `pg_restore` into the (new, empty) database `staging`.

@@ -61,16 +61,33 @@ pub fn restore_sqlite(
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| sqlite_err(parent, e))?;
     }
-    let staging = sidecar(path, ".lifeboat-restore");
-    let written = {
-        let mut file = std::fs::File::create(&staging).map_err(|e| sqlite_err(&staging, e))?;
-        let n = lifeboat_files::read_stream(&mut repo.reader(), &chunks, &mut file)?;
-        file.sync_all().map_err(|e| sqlite_err(&staging, e))?;
-        n
+    // Exclusive and unguessable: nothing planted beside the target is written through.
+    let (mut file, staging) =
+        lifeboat_files::staging_file_beside(path).map_err(|e| sqlite_err(path, e))?;
+    let written = lifeboat_files::read_stream(&mut repo.reader(), &chunks, &mut file)
+        .map_err(ServiceError::from)
+        .and_then(|n| {
+            file.sync_all().map_err(|e| sqlite_err(&staging, e))?;
+            Ok(n)
+        });
+    drop(file);
+    let written = match written {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = std::fs::remove_file(&staging);
+            return Err(e);
+        }
     };
-    let check: String = Connection::open_with_flags(&staging, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .and_then(|c| c.query_row("PRAGMA integrity_check", [], |row| row.get(0)))
-        .map_err(|e| sqlite_err(&staging, e))?;
+    let check: String =
+        match Connection::open_with_flags(&staging, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|c| c.query_row("PRAGMA integrity_check", [], |row| row.get(0)))
+        {
+            Ok(check) => check,
+            Err(e) => {
+                let _ = std::fs::remove_file(&staging);
+                return Err(sqlite_err(&staging, e));
+            }
+        };
     if check != "ok" {
         let _ = std::fs::remove_file(&staging);
         return Err(sqlite_err(

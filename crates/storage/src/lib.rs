@@ -185,8 +185,21 @@ impl ObjectStoreBackend {
         let (store, prefix, shown): (Arc<dyn ObjectStore>, StorePath, String) =
             match Location::parse(location)? {
                 Location::Local(path) => {
-                    if create {
-                        std::fs::create_dir_all(&path).map_err(|e| open_err(e.to_string()))?;
+                    if create && !path.exists() {
+                        // Only the owner may list or read the repository (its key files
+                        // among it), whatever the umask.
+                        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+                        std::fs::DirBuilder::new()
+                            .recursive(true)
+                            .mode(0o700)
+                            .create(&path)
+                            .and_then(|()| {
+                                std::fs::set_permissions(
+                                    &path,
+                                    std::fs::Permissions::from_mode(0o700),
+                                )
+                            })
+                            .map_err(|e| open_err(e.to_string()))?;
                     }
                     let meta = std::fs::metadata(&path).map_err(|e| open_err(e.to_string()))?;
                     if !meta.is_dir() {

@@ -56,7 +56,7 @@ fn targets(
             exclude: args.exclude.clone(),
         };
         let target = Target {
-            name: path.display().to_string(),
+            name: lifeboat_files::display_path(&path),
             kind: "files",
             capture: Capture::Files(path, options),
         };
@@ -343,10 +343,12 @@ fn capture(
     for target in targets {
         tracing::info!("capturing {} ({})", target.name, target.kind);
         let mut database = None;
+        // Entries a file-tree capture had to leave out.
+        let mut left_out: Vec<String> = Vec::new();
         let (source, outcome, parent): (String, Result<(Id, CaptureStats), String>, Option<Id>) =
             match &target.capture {
                 Capture::Files(path, options) => {
-                    let source = path.display().to_string();
+                    let source = lifeboat_files::display_path(path);
                     let parent = parent_of(&earlier, &target.name, &source);
                     let progress = Arc::new(Progress::default());
                     let bar = Bar::start(&ctx.global, &target.name, progress.clone());
@@ -354,7 +356,7 @@ fn capture(
                         lifeboat_files::backup(&writer, path, parent, options, Some(&progress));
                     drop(bar);
                     let outcome = outcome.map(|capture| {
-                        skipped_files.extend(capture.skipped);
+                        left_out = capture.skipped;
                         (capture.root, capture.stats)
                     });
                     (source, outcome.map_err(|e| e.to_string()), parent)
@@ -423,7 +425,13 @@ fn capture(
                     stats.bytes_stored,
                     stats.duration_ms
                 );
-                (ResourceStatus::Complete, Some(root), stats)
+                let status = if left_out.is_empty() {
+                    ResourceStatus::Complete
+                } else {
+                    skipped_files.extend(left_out.iter().cloned());
+                    ResourceStatus::partial(left_out)
+                };
+                (status, Some(root), stats)
             }
             Err(error) => {
                 tracing::debug!("{}: capture failed: {error}", target.name);
@@ -494,6 +502,14 @@ fn report(ctx: &Context, id: Id, point: &RestorePoint, skipped_files: &[String])
                 output::bytes(s.bytes_stored),
                 output::millis(s.duration_ms)
             ),
+            ResourceStatus::Partial { .. } => println!(
+                "  {}: INCOMPLETE: {} files captured, {} skipped ({}) in {}",
+                r.name,
+                s.files,
+                s.files_skipped,
+                output::bytes(s.bytes),
+                output::millis(s.duration_ms)
+            ),
             ResourceStatus::Failed { error } => println!("  {}: FAILED: {error}", r.name),
         }
     }
@@ -535,7 +551,13 @@ fn parent_of(points: &[(Id, RestorePoint)], name: &str, source: &str) -> Option<
     points.iter().rev().find_map(|(_, p)| {
         p.resources
             .iter()
-            .find(|r| r.name == name && r.source == source && r.status == ResourceStatus::Complete)
+            .find(|r| {
+                // A partial capture's files are as good as a complete one's; what it skipped
+                // is simply read next time.
+                r.name == name
+                    && r.source == source
+                    && !matches!(r.status, ResourceStatus::Failed { .. })
+            })
             .and_then(|r| r.root)
     })
 }

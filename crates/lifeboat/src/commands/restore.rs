@@ -164,10 +164,22 @@ fn to_directory(
             );
             continue;
         };
-        let target = if nested {
-            target_dir.join(&r.name)
-        } else {
-            target_dir.to_path_buf()
+        if let lifeboat_format::manifest::ResourceStatus::Partial { skipped } = &r.status {
+            eprintln!(
+                "warning: `{}` was captured incomplete in restore point {}: {} entries were skipped (first: {})",
+                r.name,
+                id.short(),
+                r.stats.files_skipped,
+                skipped.first().map_or("?", String::as_str)
+            );
+        }
+        // A discovered item's name came from outside the plan: one plain folder, always.
+        let target = match (nested, r.name.split_once('/')) {
+            (false, _) => target_dir.to_path_buf(),
+            (true, Some((base, item))) => target_dir
+                .join(base)
+                .join(lifeboat_services::item_folder_name(item)),
+            (true, None) => target_dir.join(&r.name),
         };
         if args.verify {
             let diffs = lifeboat_files::verify(repo, root, args.path.as_deref(), &target)?;
@@ -177,9 +189,11 @@ fn to_directory(
                     println!("{}: {}: {}", r.name, d.path, d.problem);
                 }
             }
-            report.push(
-                serde_json::json!({ "resource": r.name, "target": target, "differences": diffs }),
-            );
+            report.push(serde_json::json!({
+                "resource": r.name,
+                "target": lifeboat_files::display_path(&target),
+                "differences": diffs
+            }));
         } else {
             let progress = Arc::new(Progress::default());
             let bar = Bar::start(&ctx.global, &r.name, progress.clone());
@@ -197,12 +211,15 @@ fn to_directory(
                     stats.files,
                     stats.dirs,
                     output::bytes(stats.bytes),
-                    target.display(),
+                    lifeboat_files::display_path(&target),
                     output::millis(started.elapsed().as_millis() as u64)
                 );
             }
-            report
-                .push(serde_json::json!({ "resource": r.name, "target": target, "stats": stats }));
+            report.push(serde_json::json!({
+                "resource": r.name,
+                "target": lifeboat_files::display_path(&target),
+                "stats": stats
+            }));
         }
     }
     if ctx.global.json {
@@ -211,7 +228,7 @@ fn to_directory(
         if differences == 0 {
             println!(
                 "{} matches restore point {}",
-                target_dir.display(),
+                lifeboat_files::display_path(target_dir),
                 id.short()
             );
         } else {
@@ -413,7 +430,8 @@ pub(crate) fn restore_at_site(
 fn failure(r: &ResourcePoint) -> String {
     match &r.status {
         lifeboat_format::manifest::ResourceStatus::Failed { error } => error.clone(),
-        lifeboat_format::manifest::ResourceStatus::Complete => "no data".into(),
+        lifeboat_format::manifest::ResourceStatus::Complete
+        | lifeboat_format::manifest::ResourceStatus::Partial { .. } => "no data".into(),
     }
 }
 

@@ -22,7 +22,7 @@ const APPROVAL: &str = "approve";
 pub fn approve(ctx: &Context) -> Result<Exit> {
     let plan = ctx.require_plan()?;
     let store = StateStore::of(plan);
-    std::fs::create_dir_all(store.dir())?;
+    crate::sitestate::private_dir(store.dir())?;
     std::fs::write(
         store.dir().join(APPROVAL),
         jiff::Timestamp::now().to_string(),

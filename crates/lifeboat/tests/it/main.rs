@@ -6,6 +6,7 @@ mod corruption;
 mod drill;
 mod failover;
 mod files;
+mod hostile;
 mod interrupt;
 mod mariadb;
 mod plan;

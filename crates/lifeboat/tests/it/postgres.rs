@@ -392,3 +392,46 @@ at.primary = {{ url = "{url}", password = {{ env = "WRONG_PASSWORD" }} }}
     assert_eq!(restored["resources"][1]["ok"], true);
     assert_eq!(dr.sql("shop", "SELECT count(*) FROM t"), "1");
 }
+
+#[test]
+fn a_fresh_servers_empty_postgres_database_is_restored_into_without_replace() {
+    let primary = PgCluster::start();
+    let dr = PgCluster::start();
+    primary.sql(
+        "postgres",
+        "CREATE TABLE settings (k text PRIMARY KEY, v text); \
+         INSERT INTO settings VALUES ('mode', 'primary')",
+    );
+    let w = pg_workplace(&primary, &dr, "");
+    lifeboat(&w, &["backup"], 0);
+    // Every fresh server has an empty `postgres` database: the whole server restores.
+    let restored = lifeboat(&w, &["restore", "latest", "--site", "dr"], 0);
+    assert!(
+        restored["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["ok"] == true),
+        "{restored:#}"
+    );
+    assert_eq!(dr.sql("postgres", "SELECT v FROM settings"), "primary");
+    // Now it holds what a user made: refused as any other existing database.
+    dr.sql("postgres", "UPDATE settings SET v = 'dr'");
+    let again = lifeboat(
+        &w,
+        &[
+            "restore",
+            "latest",
+            "--site",
+            "dr",
+            "--resource",
+            "db/postgres",
+        ],
+        1,
+    );
+    assert!(
+        again.to_string().contains("exists; restore with --replace"),
+        "{again:#}"
+    );
+    assert_eq!(dr.sql("postgres", "SELECT v FROM settings"), "dr");
+}

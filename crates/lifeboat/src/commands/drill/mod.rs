@@ -1345,10 +1345,10 @@ fn highest_missing(path: &Path) -> PathBuf {
 }
 
 /// Where a document is kept: the resource's folder, or a folder per discovered item
-/// (`workflows/<item>`; a `/` in the item would nest folders).
+/// (`workflows/<item>`), the item encoded so that it is always one plain folder name.
 fn document_folder(dir: &Path, name: &str) -> PathBuf {
     match name.split_once('/') {
-        Some((_, item)) => dir.join(item.replace('/', "%2F")),
+        Some((_, item)) => dir.join(lifeboat_services::item_folder_name(item)),
         None => dir.to_path_buf(),
     }
 }
