@@ -36,6 +36,9 @@ pub enum FilesError {
     Pattern { pattern: String, message: String },
     #[error("{0}")]
     TooLarge(String),
+    /// A file's stored content disagrees with its tree entry (the repository is damaged).
+    #[error("{0}")]
+    Inconsistent(String),
     #[error("`{0}` is not in the restore point")]
     NoSuchPath(String),
     #[error(transparent)]

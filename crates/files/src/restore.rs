@@ -350,7 +350,7 @@ fn write_files(
 fn affects_one_file(e: &FilesError) -> bool {
     use lifeboat_repository::RepoError;
     match e {
-        FilesError::Io { .. } | FilesError::TooLarge(_) => true,
+        FilesError::Io { .. } | FilesError::Inconsistent(_) => true,
         FilesError::Repo(RepoError::Corrupt { .. } | RepoError::MissingChunk { .. }) => true,
         FilesError::Repo(RepoError::Storage(s)) => s.is_not_found(),
         _ => false,
@@ -381,7 +381,7 @@ fn write_one(
             }
         }
         if written != job.size {
-            return Err(FilesError::TooLarge(format!(
+            return Err(FilesError::Inconsistent(format!(
                 "its chunks hold {written} bytes where the tree says {}",
                 job.size
             )));
