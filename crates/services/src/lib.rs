@@ -15,6 +15,9 @@ mod postgres;
 pub(crate) mod process;
 mod sandbox;
 mod sqlite;
+#[cfg(test)]
+mod testpeer;
+mod text;
 
 pub use command::{
     apply_command, capture_command, discover, run_command, run_command_in_group, run_with_input,
@@ -28,6 +31,7 @@ pub use postgres::{PG_BIN_ENV, PgRestore, PgServer};
 pub use process::stop_children;
 pub use sandbox::{TempEngine, TempServer, stop_leftover};
 pub use sqlite::{capture_sqlite, restore_sqlite};
+pub use text::{Newlines, escape_untrusted};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -62,7 +66,8 @@ fn stderr_suffix(stderr: &str) -> String {
     if trimmed.is_empty() {
         String::new()
     } else {
-        format!(": {trimmed}")
+        // Already escaped where it was read; again here, as anyone may build this error.
+        format!(": {}", escape_untrusted(trimmed.as_bytes(), Newlines::Keep))
     }
 }
 

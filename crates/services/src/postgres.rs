@@ -702,8 +702,12 @@ fn first_value(client: &mut Client, sql: &str) -> Result<Option<String>, postgre
 }
 
 /// The whole story of a client error: the server's message with detail and hint, or the
-/// chain of causes of a connection failure.
+/// chain of causes of a connection failure; on one line, control characters escaped.
 fn describe_error(e: &postgres::Error) -> String {
+    crate::escape_untrusted(error_story(e).as_bytes(), crate::Newlines::Escape)
+}
+
+fn error_story(e: &postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
         let mut out = db.message().to_string();
         if let Some(detail) = db.detail() {

@@ -1,0 +1,195 @@
+//! The wire: HTTP redirects that stay on their origin (headers never reach another server,
+//! a PUT is never turned into a GET), server text shown escaped.
+
+use crate::peer::{Answer, Peer};
+use crate::support::*;
+
+const SECRET: &str = "Bearer wire-s3cret";
+
+fn answer(status: u16, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+    (
+        status,
+        headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect(),
+        body.to_vec(),
+    )
+}
+
+fn http_plan(resources: &str) -> String {
+    format!(
+        r#"[repository]
+url = "./repo"
+password = {{ env = "LIFEBOAT_PASSWORD" }}
+
+[sites.primary]
+role = "primary"
+
+[sites.dr]
+role = "standby"
+
+{resources}"#
+    )
+}
+
+/// Runs lifeboat with the secret header's value in the environment; stdout and stderr
+/// together, which must never hold the secret.
+fn run(w: &Workplace, args: &[&str], code: i32) -> String {
+    let out = w
+        .cmd()
+        .env("API_AUTH", SECRET)
+        .args(args)
+        .output()
+        .expect("runs");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(code), "{args:?}\n{all}");
+    assert!(!all.contains("wire-s3cret"), "a secret leaked: {all}");
+    all
+}
+
+#[test]
+fn redirects_stay_on_their_origin_and_an_apply_is_never_turned_into_a_get() {
+    // Another origin: the same host on another port. It must never hear from lifeboat.
+    let elsewhere = Peer::start(|_| answer(200, &[], b"{\"stolen\": true}"));
+    let away = elsewhere.url("/collect?token=abc");
+    let home = Peer::start(move |seen| {
+        let authorized = seen.header("authorization") == Some(SECRET);
+        match (seen.method.as_str(), seen.target.as_str()) {
+            _ if !authorized => answer(401, &[], b"who are you"),
+            ("GET", "/moved") => answer(301, &[("Location", "/api/doc?v=2")], b""),
+            ("GET", "/api/doc?v=2") => answer(200, &[], b"{\"doc\": 2}"),
+            ("GET", "/away") => answer(302, &[("Location", &away)], b""),
+            ("PUT", "/dr/put") => answer(302, &[("Location", "/dr/landing")], b""),
+            ("PUT", "/dr/temporary") => answer(307, &[("Location", "final")], b""),
+            ("PUT", "/dr/final") => answer(204, &[], b""),
+            _ => answer(200, &[], b"whatever"),
+        }
+    });
+    let w = Workplace::new();
+    let auth = r#"headers = { Authorization = { env = "API_AUTH" } }"#;
+    let resources = format!(
+        r#"[resources.doc]
+kind = "http"
+at.primary = {{ url = "{moved}", {auth} }}
+at.dr = {{ url = "{put}", {auth} }}
+
+[resources.kept]
+kind = "http"
+at.primary = {{ url = "{moved}", {auth} }}
+at.dr = {{ url = "{temporary}", {auth} }}
+
+[resources.away]
+kind = "http"
+at.primary = {{ url = "{away}", {auth} }}
+at.dr = {{ url = "{put}", {auth} }}
+"#,
+        moved = home.url("/moved"),
+        put = home.url("/dr/put"),
+        temporary = home.url("/dr/temporary"),
+        away = home.url("/away"),
+    );
+    write(&w.path("lifeboat.toml"), http_plan(&resources).as_bytes());
+    run(&w, &["repo", "init"], 0);
+
+    // A same-origin redirect is followed with the headers; another origin is an error that
+    // names it without its query string.
+    let out = run(&w, &["backup"], 4);
+    let other = format!("http://127.0.0.1:{}/collect", elsewhere.port);
+    assert!(
+        out.contains("away: FAILED")
+            && out.contains("another origin")
+            && out.contains(&other)
+            && !out.contains("token=abc"),
+        "{out}"
+    );
+    assert!(
+        elsewhere.seen().is_empty(),
+        "the other origin was asked: {:?}",
+        elsewhere.seen()
+    );
+    let followed: Vec<_> = home
+        .seen()
+        .into_iter()
+        .filter(|s| s.target == "/api/doc?v=2")
+        .collect();
+    assert_eq!(followed.len(), 2, "doc and kept followed the 301");
+    assert!(
+        followed
+            .iter()
+            .all(|s| s.header("authorization") == Some(SECRET))
+    );
+
+    // A PUT answered by a 302 is not re-sent as a GET, and not reported as sent.
+    let out = run(
+        &w,
+        &["restore", "latest", "--site", "dr", "--resource", "doc"],
+        1,
+    );
+    assert!(
+        out.contains("302") && out.contains("/dr/landing") && !out.contains("sent "),
+        "{out}"
+    );
+    let after_put: Vec<_> = home
+        .seen()
+        .into_iter()
+        .filter(|s| s.target.starts_with("/dr/"))
+        .map(|s| (s.method, s.target))
+        .collect();
+    assert_eq!(after_put, [("PUT".to_string(), "/dr/put".to_string())]);
+
+    // A 307 re-sends the same PUT, body and headers, to the same origin.
+    let out = run(
+        &w,
+        &["restore", "latest", "--site", "dr", "--resource", "kept"],
+        0,
+    );
+    assert!(out.contains("sent"), "{out}");
+    let finals: Vec<_> = home
+        .seen()
+        .into_iter()
+        .filter(|s| s.target == "/dr/final")
+        .collect();
+    assert_eq!(finals.len(), 1, "{:?}", home.seen());
+    assert_eq!(finals[0].method, "PUT");
+    assert_eq!(finals[0].body, b"{\"doc\": 2}");
+    assert_eq!(finals[0].header("authorization"), Some(SECRET));
+    assert!(elsewhere.seen().is_empty());
+}
+
+#[test]
+fn text_from_a_server_is_shown_with_control_characters_escaped() {
+    let server = Peer::start(|_| {
+        answer(
+            500,
+            &[],
+            b"\x1b[31mboom\x1b[0m\r\n\x1b]0;owned\x07 and \xff bytes",
+        )
+    });
+    let w = Workplace::new();
+    let resources = format!(
+        "[resources.noisy]\nkind = \"http\"\nat.primary = {{ url = \"{}\" }}\n",
+        server.url("/doc")
+    );
+    write(&w.path("lifeboat.toml"), http_plan(&resources).as_bytes());
+    run(&w, &["repo", "init"], 0);
+    let out = w.cmd().args(["backup"]).output().expect("runs");
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    let all = [out.stdout, out.stderr].concat();
+    assert!(
+        !all.iter().any(|&b| b == 0x1b || b == 0x07 || b == b'\r'),
+        "control characters reached the terminal: {:?}",
+        String::from_utf8_lossy(&all)
+    );
+    let all = String::from_utf8(all).expect("UTF-8 output");
+    assert!(
+        all.contains(
+            r"HTTP 500 Internal Server Error \x1b[31mboom\x1b[0m\r\n\x1b]0;owned\x07 and \xff bytes"
+        ),
+        "{all}"
+    );
+}
