@@ -1,5 +1,6 @@
 //! The wire: HTTP redirects that stay on their origin (headers never reach another server,
-//! a PUT is never turned into a GET), server text shown escaped.
+//! a PUT is never turned into a GET), server text shown escaped, PostgreSQL over TLS with a
+//! CA of the test's own.
 
 use crate::peer::{Answer, Peer};
 use crate::support::*;
@@ -192,4 +193,115 @@ fn text_from_a_server_is_shown_with_control_characters_escaped() {
         ),
         "{all}"
     );
+}
+
+/// Runs lifeboat with the PostgreSQL password and client folder; exit code and all output.
+fn pg_run(w: &Workplace, args: &[&str]) -> (i32, String) {
+    let bin = crate::servers::pg_bin();
+    let out = w
+        .cmd()
+        .env("PG_PASSWORD", crate::servers::PG_PASSWORD)
+        .env("LIFEBOAT_PG_BIN", &bin)
+        .args(args)
+        .output()
+        .expect("runs");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), all)
+}
+
+fn pg_plan(primary: &str, dr: &str) -> String {
+    http_plan(&format!(
+        r#"[resources.db]
+kind = "postgres"
+at.primary = {{ url = "{primary}", password = {{ env = "PG_PASSWORD" }} }}
+at.dr = {{ url = "{dr}", password = {{ env = "PG_PASSWORD" }} }}
+"#
+    ))
+}
+
+#[test]
+fn postgres_over_tls_verifies_the_servers_certificate() {
+    use crate::servers::{PgCluster, TestCa};
+    let ca = TestCa::new();
+    let stranger = TestCa::new();
+    let primary = PgCluster::start_tls(&ca);
+    let dr = PgCluster::start_tls(&ca);
+    primary.sql(
+        "postgres",
+        "CREATE DATABASE shop; \\c shop\nCREATE TABLE orders(id int); \
+         INSERT INTO orders SELECT generate_series(1, 250)",
+    );
+    let url = |cluster: &PgCluster, host: &str, query: &str| {
+        format!(
+            "postgres://postgres@{host}:{}/postgres?{query}",
+            cluster.port
+        )
+    };
+    let full =
+        |root: &std::path::Path| format!("sslmode=verify-full&sslrootcert={}", root.display());
+    let w = Workplace::new();
+    write(
+        &w.path("lifeboat.toml"),
+        pg_plan(
+            &url(&primary, "127.0.0.1", &full(&ca.ca)),
+            &url(&dr, "127.0.0.1", &full(&ca.ca)),
+        )
+        .as_bytes(),
+    );
+    let (code, out) = pg_run(&w, &["repo", "init"]);
+    assert_eq!(code, 0, "{out}");
+
+    // lifeboat's own queries and pg_dump/pg_restore/psql all over verified TLS: the
+    // servers take nothing else.
+    let (code, out) = pg_run(&w, &["backup"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = pg_run(
+        &w,
+        &["restore", "latest", "--site", "dr", "--resource", "db/shop"],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(dr.sql("shop", "SELECT count(*) FROM orders"), "250");
+    assert_eq!(
+        dr.sql(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.pid = pg_backend_pid() AND s.ssl"
+        ),
+        "1",
+        "the test's own session is TLS too"
+    );
+
+    // A certificate from a CA the plan does not trust: refused, saying why.
+    let plan = |primary_url: String| {
+        write(
+            &w.path("lifeboat.toml"),
+            pg_plan(&primary_url, &url(&dr, "127.0.0.1", &full(&ca.ca))).as_bytes(),
+        );
+    };
+    plan(url(&primary, "127.0.0.1", &full(&stranger.ca)));
+    let (code, out) = pg_run(&w, &["backup"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!(
+            "not signed by a CA in sslrootcert {}",
+            stranger.ca.display()
+        )),
+        "{out}"
+    );
+
+    // verify-full checks the name: the certificate is for 127.0.0.1, not `localhost`.
+    plan(url(&primary, "localhost", &full(&ca.ca)));
+    let (code, out) = pg_run(&w, &["backup"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("does not name the host"), "{out}");
+
+    // Without TLS the server refuses: what passed above went over TLS.
+    plan(url(&primary, "127.0.0.1", "sslmode=disable"));
+    let (code, out) = pg_run(&w, &["backup"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("no encryption"), "{out}");
 }
