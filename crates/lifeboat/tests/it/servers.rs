@@ -371,6 +371,8 @@ pub const MARIADB_PASSWORD: &str = "mariadb-root-secret";
 /// A MariaDB server with `root` (password [`MARIADB_PASSWORD`]) on 127.0.0.1.
 pub struct MariaDb {
     pub port: u16,
+    /// Only TLS connections are accepted (`require_secure_transport`).
+    tls: bool,
     child: Child,
     _dir: tempfile::TempDir,
 }
@@ -387,6 +389,15 @@ fn mariadb_program(name: &str) -> PathBuf {
 
 impl MariaDb {
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// A server that accepts only TLS connections, with `ca`'s server certificate.
+    pub fn start_tls(ca: &TestCa) -> Self {
+        Self::start_with(Some(ca))
+    }
+
+    fn start_with(tls: Option<&TestCa>) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         // MariaDB's own account when there is one, as the package runs it.
         let user = server_user().map(|fallback| {
@@ -414,8 +425,19 @@ impl MariaDb {
         assert!(out.status.success(), "mariadb-install-db failed: {out:?}");
         let port = free_port();
         let mut server = Command::new(mariadb_program("mariadbd"));
+        server.arg("--no-defaults");
+        if let Some(ca) = tls {
+            let (cert, key) = (dir.path().join("server.pem"), dir.path().join("server.key"));
+            std::fs::copy(&ca.cert, &cert).expect("server certificate");
+            std::fs::copy(&ca.key, &key).expect("server key");
+            hand_over(&cert, user);
+            hand_over(&key, user);
+            server
+                .arg(format!("--ssl-cert={}", cert.display()))
+                .arg(format!("--ssl-key={}", key.display()))
+                .arg("--require-secure-transport=ON");
+        }
         server
-            .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
             .arg(format!("--socket={}", dir.path().join("sock").display()))
             .arg(format!("--pid-file={}", dir.path().join("pid").display()))
@@ -437,6 +459,7 @@ impl MariaDb {
         let child = server.spawn().expect("mariadbd starts");
         let db = MariaDb {
             port,
+            tls: tls.is_some(),
             child,
             _dir: dir,
         };
@@ -481,6 +504,9 @@ impl MariaDb {
             "root",
         ])
         .arg(format!("--port={}", self.port));
+        if self.tls {
+            c.arg("--ssl");
+        }
         match password {
             Some(p) => c.env("MYSQL_PWD", p),
             None => c.env_remove("MYSQL_PWD"),
@@ -520,6 +546,7 @@ impl MariaDb {
                 "root",
             ])
             .arg(format!("--port={}", self.port))
+            .args(self.tls.then_some("--ssl"))
             .args([
                 "--no-data",
                 "--routines",

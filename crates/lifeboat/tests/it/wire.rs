@@ -305,3 +305,77 @@ fn postgres_over_tls_verifies_the_servers_certificate() {
     assert_ne!(code, 0, "{out}");
     assert!(out.contains("no encryption"), "{out}");
 }
+
+#[test]
+fn mariadb_over_tls_verifies_the_servers_certificate() {
+    use crate::servers::{MARIADB_PASSWORD, MariaDb, TestCa};
+    let ca = TestCa::new();
+    let stranger = TestCa::new();
+    let primary = MariaDb::start_tls(&ca);
+    let dr = MariaDb::start_tls(&ca);
+    primary.sql(
+        "CREATE DATABASE shop; CREATE TABLE shop.orders(id int); \
+         INSERT INTO shop.orders VALUES (1), (2), (3)",
+    );
+    let url =
+        |server: &MariaDb, query: &str| format!("mysql://root@127.0.0.1:{}?{query}", server.port);
+    let full =
+        |root: &std::path::Path| format!("sslmode=verify-full&sslrootcert={}", root.display());
+    let plan = |primary_url: String| {
+        let resources = format!(
+            r#"[resources.db]
+kind = "mysql"
+at.primary = {{ url = "{primary_url}", password = {{ env = "MY_PASSWORD" }} }}
+at.dr = {{ url = "{}", password = {{ env = "MY_PASSWORD" }} }}
+"#,
+            url(&dr, &full(&ca.ca))
+        );
+        http_plan(&resources)
+    };
+    let w = Workplace::new();
+    let run = |args: &[&str]| {
+        let out = w
+            .cmd()
+            .env("MY_PASSWORD", MARIADB_PASSWORD)
+            .args(args)
+            .output()
+            .expect("runs");
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code().unwrap_or(-1), all)
+    };
+    write(
+        &w.path("lifeboat.toml"),
+        plan(url(&primary, &full(&ca.ca))).as_bytes(),
+    );
+    assert_eq!(run(&["repo", "init"]).0, 0);
+
+    // Every client program over verified TLS: the servers take nothing else.
+    let (code, out) = run(&["backup"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = run(&["restore", "latest", "--site", "dr", "--resource", "db/shop"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(dr.sql("SELECT count(*) FROM shop.orders"), "3");
+
+    // A certificate from a CA the plan does not trust is refused.
+    write(
+        &w.path("lifeboat.toml"),
+        plan(url(&primary, &full(&stranger.ca))).as_bytes(),
+    );
+    let (code, out) = run(&["backup"]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("TLS/SSL error"), "{out}");
+
+    // Without TLS the server refuses: what passed above went over TLS.
+    write(
+        &w.path("lifeboat.toml"),
+        plan(url(&primary, "sslmode=disable")).as_bytes(),
+    );
+    let (code, out) = run(&["backup"]);
+    assert_ne!(code, 0, "{out}");
+    // MariaDB 10.11 says so as a refused login (the same password passed over TLS above).
+    assert!(out.contains("Access denied"), "{out}");
+}
