@@ -360,7 +360,13 @@ pub fn post_json(url: &str, body: &[u8]) -> Result<()> {
         Shown::OriginOnly,
     )
     .map_err(|e| match e {
-        SendError::Transport(e) => failed(&req, e.to_string().replace(url, "<webhook>")),
+        SendError::Transport(e) => failed(
+            &req,
+            escape_untrusted(
+                e.to_string().replace(url, "<webhook>").as_bytes(),
+                Newlines::Escape,
+            ),
+        ),
         SendError::BadUrl(_) => failed(&req, "not an http:// or https:// URL"),
         other => failed(&req, other),
     })?;

@@ -298,6 +298,14 @@ fn postgres_over_tls_verifies_the_servers_certificate() {
     let (code, out) = pg_run(&w, &["backup"]);
     assert_ne!(code, 0, "{out}");
     assert!(out.contains("does not name the host"), "{out}");
+    // verify-ca checks the CA only, as libpq does (pg_dump too).
+    plan(url(
+        &primary,
+        "localhost",
+        &format!("sslmode=verify-ca&sslrootcert={}", ca.ca.display()),
+    ));
+    let (code, out) = pg_run(&w, &["backup"]);
+    assert_eq!(code, 0, "{out}");
 
     // Without TLS the server refuses: what passed above went over TLS.
     plan(url(&primary, "127.0.0.1", "sslmode=disable"));
