@@ -1,6 +1,7 @@
 //! Output: logs on stderr, results on stdout (human or `--json`), progress bars only on a
 //! terminal, and errors printed once with their chain.
 
+use lifeboat_services::{Newlines, escape_untrusted};
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -60,9 +61,11 @@ pub fn report_error(error: &anyhow::Error, json: bool) -> Exit {
         .map(|c| c.to_string())
         .filter(|c| !headline.contains(c.as_str()))
         .collect();
-    eprintln!("error: {headline}");
+    // Errors quote servers and programs: nothing in them may drive the terminal.
+    let shown = |text: &str| escape_untrusted(text.as_bytes(), Newlines::Keep);
+    eprintln!("error: {}", shown(&headline));
     for cause in &causes {
-        eprintln!("  caused by: {cause}");
+        eprintln!("  caused by: {}", shown(cause));
     }
     if json {
         self::json(
@@ -83,7 +86,7 @@ pub fn chain(error: &anyhow::Error) -> String {
             text.push_str(&cause);
         }
     }
-    text
+    escape_untrusted(text.as_bytes(), Newlines::Keep)
 }
 
 pub fn print_plan_errors(errors: &lifeboat_plan::PlanErrors, json: bool) {

@@ -122,9 +122,14 @@ fn attempt(probe: &Probe, timeout: Duration) -> Result<String, String> {
 }
 
 fn compare(got: &str, expect: Option<&str>) -> Result<String, String> {
+    // What a server or a command answered may hold anything.
+    let shown = crate::escape_untrusted(got.as_bytes(), crate::Newlines::Escape);
     match expect {
-        Some(want) if got != want => Err(format!("answered `{got}`, expected `{want}`")),
-        _ => Ok(format!("answered `{got}`")),
+        Some(want) if got != want => Err(format!(
+            "answered `{shown}`, expected `{}`",
+            crate::escape_untrusted(want.as_bytes(), crate::Newlines::Escape)
+        )),
+        _ => Ok(format!("answered `{shown}`")),
     }
 }
 
@@ -134,30 +139,38 @@ fn http(
     body: Option<&str>,
     timeout: Duration,
 ) -> Result<String, String> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut response = agent
-        .get(url)
-        .call()
-        .map_err(|e| format!("GET {url}: {e}"))?;
+    let shown = crate::http::show_url(url, crate::http::Shown::WithoutQuery);
+    // A check that expects a redirect looks at the redirect itself.
+    let follow = !status.is_some_and(|s| (300..400).contains(&s));
+    let mut response = crate::http::send(
+        &crate::http::agent(timeout),
+        "GET",
+        url,
+        &[],
+        None,
+        follow,
+        crate::http::Shown::WithoutQuery,
+    )
+    .map_err(|e| format!("GET {shown}: {e}"))?;
     let got = response.status().as_u16();
-    let text = response
+    let bytes = response
         .body_mut()
         .with_config()
         .limit(1 << 20)
-        .read_to_string()
+        .read_to_vec()
         .unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes);
     let status_ok = match status {
         Some(want) => got == want,
         None => (200..300).contains(&got),
     };
-    let excerpt: String = text.chars().take(200).collect();
+    let excerpt = crate::escape_untrusted(
+        bytes[..bytes.len().min(200)].trim_ascii(),
+        crate::Newlines::Escape,
+    );
     if !status_ok {
         return Err(format!(
-            "GET {url} answered {got}{}: {excerpt}",
+            "GET {shown} answered {got}{}: {excerpt}",
             status.map_or(String::from(" (expected 2xx)"), |s| format!(
                 " (expected {s})"
             ))
@@ -167,10 +180,10 @@ fn http(
         && !text.contains(needle)
     {
         return Err(format!(
-            "GET {url} answered {got} without `{needle}`: {excerpt}"
+            "GET {shown} answered {got} without `{needle}`: {excerpt}"
         ));
     }
-    Ok(format!("GET {url} answered {got}"))
+    Ok(format!("GET {shown} answered {got}"))
 }
 
 fn tcp(address: &str, timeout: Duration) -> Result<String, String> {
@@ -361,6 +374,58 @@ mod tests {
         assert!(
             !wrong_body.ok && wrong_body.detail.contains("degraded"),
             "{wrong_body:?}"
+        );
+    }
+
+    #[test]
+    fn http_checks_follow_only_same_origin_redirects() {
+        use crate::testpeer::Peer;
+        let elsewhere = Peer::start(|_| (200, vec![], b"healthy".to_vec()));
+        let away = elsewhere.url("/health");
+        let site = Peer::start(move |seen| match seen.target.as_str() {
+            "/old" => (301, vec![("Location".into(), "/health".into())], vec![]),
+            "/away" => (302, vec![("Location".into(), away.clone())], vec![]),
+            _ => (200, vec![], b"healthy \x1b[5m".to_vec()),
+        });
+        let check = |path: &str, status: Option<u16>| {
+            run_check(&spec(
+                Probe::Http {
+                    url: site.url(path),
+                    status,
+                    body: Some("healthy".into()),
+                },
+                0,
+            ))
+        };
+        let moved = check("/old", None);
+        assert!(moved.ok, "{moved:?}");
+        let away = check("/away", None);
+        assert!(
+            !away.ok && away.detail.contains("another origin"),
+            "{away:?}"
+        );
+        assert!(elsewhere.seen().is_empty());
+        // A check that expects the redirect sees it.
+        let redirect = run_check(&spec(
+            Probe::Http {
+                url: site.url("/away"),
+                status: Some(302),
+                body: None,
+            },
+            0,
+        ));
+        assert!(redirect.ok, "{redirect:?}");
+        let wrong = run_check(&spec(
+            Probe::Http {
+                url: site.url("/health"),
+                status: Some(503),
+                body: None,
+            },
+            0,
+        ));
+        assert!(
+            !wrong.ok && wrong.detail.contains("healthy \\x1b[5m"),
+            "{wrong:?}"
         );
     }
 

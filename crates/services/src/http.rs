@@ -1,36 +1,277 @@
 //! Configuration documents over HTTP (`kind = "http"`): `GET` (or the binding's method) to
 //! capture, `PUT`/`POST`/`PATCH` the document back to apply. Header values may carry
 //! credentials: they are never logged or put in an error.
+//!
+//! Redirects: every request here (documents, webhooks, health checks, version endpoints)
+//! follows a redirect only to the same origin (scheme, host and port), at most
+//! [`MAX_REDIRECTS`] times, so configured headers never reach another server. A request
+//! with a body is never turned into a `GET`: 307 and 308 re-send the same method and body,
+//! 301, 302 and 303 are errors, since the document did not reach the server.
 
 use std::time::Duration;
 
 use lifeboat_repository::{RepoWriter, Repository};
+use ureq::http::{HeaderName, HeaderValue, Response, Uri};
 
 use crate::document::{Document, document_chunks, store};
-use crate::{Result, ServiceError};
+use crate::{Newlines, Result, ServiceError, escape_untrusted};
 
+/// How many same-origin redirects one request follows.
+pub const MAX_REDIRECTS: usize = 5;
+
+/// One HTTP request of a binding: where, how, and its headers (secrets among them).
 #[derive(Debug, Clone)]
 pub struct HttpRequest {
+    /// The URL, as the plan gives it.
     pub url: String,
     /// `GET`, `POST`, `PUT` or `PATCH`.
     pub method: String,
+    /// Header names and values; the values are never shown.
     pub headers: Vec<(String, String)>,
 }
 
-fn agent() -> ureq::Agent {
+pub(crate) fn agent(timeout: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(300)))
+        .timeout_global(Some(timeout))
         .http_status_as_error(false)
+        // Redirects are followed here, by the rules above, not by ureq.
+        .max_redirects(0)
         .build()
         .into()
 }
 
-fn failed(req: &HttpRequest, message: impl std::fmt::Display) -> ServiceError {
-    ServiceError::Io(format!("{} {}: {message}", req.method, req.url))
+/// Why a request got no answer of its own.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    /// The connection or the exchange failed.
+    Transport(ureq::Error),
+    /// A header's name or value cannot be sent (the value is not shown).
+    BadHeader(String),
+    /// The URL cannot be sent to.
+    BadUrl(String),
+    /// A redirect to another origin, not followed.
+    OtherOrigin { status: u16, location: String },
+    /// A redirect that would turn a request with a body into a `GET`.
+    MethodChange {
+        status: u16,
+        method: String,
+        location: String,
+    },
+    /// More than [`MAX_REDIRECTS`].
+    TooMany { location: String },
+    /// A redirect without a usable `Location`.
+    BadLocation { status: u16, location: String },
 }
 
-/// A non-2xx answer as an error, with the start of its body (servers explain there).
-fn check_status(req: &HttpRequest, response: &mut ureq::http::Response<ureq::Body>) -> Result<()> {
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Transport(e) => {
+                let text = escape_untrusted(e.to_string().as_bytes(), Newlines::Escape);
+                f.write_str(&text)
+            }
+            SendError::BadHeader(name) => write!(f, "header `{name}` cannot be sent"),
+            SendError::BadUrl(why) => write!(f, "not a URL that can be sent to: {why}"),
+            SendError::OtherOrigin { status, location } => write!(
+                f,
+                "answered {status}, a redirect to another origin ({location}): not followed, \
+                 so that the request's headers never reach another server; put the final URL \
+                 in the plan if it is the right one"
+            ),
+            SendError::MethodChange {
+                status,
+                method,
+                location,
+            } => write!(
+                f,
+                "answered {status}, a redirect to {location} that would turn the {method} into \
+                 a GET: not followed, the server did not receive the body; put the final URL in \
+                 the plan"
+            ),
+            SendError::TooMany { location } => write!(
+                f,
+                "more than {MAX_REDIRECTS} redirects (the last to {location}): not followed"
+            ),
+            SendError::BadLocation { status, location } => {
+                write!(
+                    f,
+                    "answered {status}, a redirect to `{location}` that is not a URL"
+                )
+            }
+        }
+    }
+}
+
+/// How a URL may be shown: a webhook's path can hold its token, a binding's query string a
+/// credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shown {
+    /// Scheme, host, port and path.
+    WithoutQuery,
+    /// Scheme, host and port only.
+    OriginOnly,
+}
+
+/// `url` as `shown` allows, never with credentials in it; control characters escaped.
+pub(crate) fn show_url(url: &str, shown: Shown) -> String {
+    let without_query = url.split(['?', '#']).next().unwrap_or_default();
+    let (scheme, rest) = match without_query.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, without_query),
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let text = match (scheme, shown) {
+        (Some(scheme), Shown::WithoutQuery) => format!("{scheme}://{host}{path}"),
+        (Some(scheme), Shown::OriginOnly) => format!("{scheme}://{host}"),
+        (None, Shown::WithoutQuery) => without_query.to_string(),
+        (None, Shown::OriginOnly) => "a relative location".to_string(),
+    };
+    escape_untrusted(text.as_bytes(), Newlines::Escape)
+}
+
+/// Scheme, host and port, lower-cased, the port made explicit.
+fn origin(uri: &Uri) -> Option<(String, String, u16)> {
+    let scheme = uri.scheme_str()?.to_ascii_lowercase();
+    let host = uri.host()?.to_ascii_lowercase();
+    let port = match (uri.port_u16(), scheme.as_str()) {
+        (Some(port), _) => port,
+        (None, "http") => 80,
+        (None, "https") => 443,
+        (None, _) => return None,
+    };
+    Some((scheme, host, port))
+}
+
+/// `location` (absolute, scheme-relative, absolute-path or relative) against `base`.
+fn resolve(base: &str, location: &str) -> String {
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let authority_end = base[scheme_end..]
+        .find(['/', '?', '#'])
+        .map_or(base.len(), |i| scheme_end + i);
+    let has_scheme = location
+        .find(':')
+        .is_some_and(|i| !location[..i].contains(['/', '?', '#']) && i > 0);
+    if has_scheme {
+        location.to_string()
+    } else if location.starts_with("//") {
+        format!("{}{location}", &base[..scheme_end.saturating_sub(2)])
+    } else if location.starts_with('/') {
+        format!("{}{location}", &base[..authority_end])
+    } else {
+        let path_end = base[authority_end..]
+            .find(['?', '#'])
+            .map_or(base.len(), |i| authority_end + i);
+        if location.starts_with('?') || location.is_empty() {
+            format!("{}{location}", &base[..path_end])
+        } else {
+            let dir_end = base[authority_end..path_end]
+                .rfind('/')
+                .map_or(authority_end, |i| authority_end + i);
+            format!("{}/{location}", &base[..dir_end])
+        }
+    }
+}
+
+/// Sends `method` to `url` with `headers` and `body`, following redirects by the module's
+/// rules (none when `follow` is false). Returns the answer of the last URL asked.
+pub(crate) fn send(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    headers: &[(String, String)],
+    body: Option<&[u8]>,
+    follow: bool,
+    shown: Shown,
+) -> std::result::Result<Response<ureq::Body>, SendError> {
+    let mut current = url.to_string();
+    let start: Uri = current
+        .parse()
+        .map_err(|e: ureq::http::uri::InvalidUri| SendError::BadUrl(e.to_string()))?;
+    let start_origin = origin(&start).ok_or_else(|| {
+        SendError::BadUrl(format!(
+            "{} needs http:// or https:// and a host",
+            show_url(url, shown)
+        ))
+    })?;
+    let mut hops = 0;
+    loop {
+        let mut request = ureq::http::Request::builder()
+            .method(method)
+            .uri(current.as_str());
+        for (name, value) in headers {
+            let name_ok = HeaderName::from_bytes(name.as_bytes()).is_ok();
+            let value_ok = HeaderValue::from_str(value).is_ok();
+            if !(name_ok && value_ok) {
+                return Err(SendError::BadHeader(escape_untrusted(
+                    name.as_bytes(),
+                    Newlines::Escape,
+                )));
+            }
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let response = match body {
+            Some(bytes) => request
+                .body(bytes)
+                .map_err(|e| SendError::BadUrl(e.to_string()))
+                .and_then(|r| agent.run(r).map_err(SendError::Transport)),
+            None => request
+                .body(())
+                .map_err(|e| SendError::BadUrl(e.to_string()))
+                .and_then(|r| agent.run(r).map_err(SendError::Transport)),
+        }?;
+        let status = response.status().as_u16();
+        if !follow || !matches!(status, 301 | 302 | 303 | 307 | 308) {
+            return Ok(response);
+        }
+        let raw = response
+            .headers()
+            .get("location")
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let Some(raw) = raw else {
+            // A redirect that names no target is the server's answer, for the caller to judge.
+            return Ok(response);
+        };
+        let next = resolve(&current, raw.trim());
+        let location = show_url(&next, shown);
+        let Some(next_origin) = next.parse::<Uri>().ok().as_ref().and_then(origin) else {
+            return Err(SendError::BadLocation { status, location });
+        };
+        if next_origin != start_origin {
+            return Err(SendError::OtherOrigin { status, location });
+        }
+        let keeps_method = matches!(status, 307 | 308) || method == "GET" || method == "HEAD";
+        if !keeps_method {
+            return Err(SendError::MethodChange {
+                status,
+                method: method.to_string(),
+                location,
+            });
+        }
+        hops += 1;
+        if hops > MAX_REDIRECTS {
+            return Err(SendError::TooMany { location });
+        }
+        current = next;
+    }
+}
+
+fn failed(req: &HttpRequest, message: impl std::fmt::Display) -> ServiceError {
+    ServiceError::Io(format!(
+        "{} {}: {message}",
+        req.method,
+        show_url(&req.url, Shown::WithoutQuery)
+    ))
+}
+
+/// A non-2xx answer as an error, with the start of its body (servers explain there),
+/// control characters escaped.
+fn check_status(req: &HttpRequest, response: &mut Response<ureq::Body>) -> Result<()> {
     let status = response.status();
     if status.is_success() {
         return Ok(());
@@ -39,27 +280,35 @@ fn check_status(req: &HttpRequest, response: &mut ureq::http::Response<ureq::Bod
         .body_mut()
         .with_config()
         .limit(2048)
-        .read_to_string()
+        .read_to_vec()
         .unwrap_or_default();
-    Err(failed(req, format!("HTTP {status} {}", body.trim())))
+    let body = escape_untrusted(body.trim_ascii(), Newlines::Escape);
+    Err(failed(req, format!("HTTP {status} {body}")))
 }
 
-fn with_headers<B>(
-    mut builder: ureq::RequestBuilder<B>,
-    req: &HttpRequest,
-) -> ureq::RequestBuilder<B> {
-    for (name, value) in &req.headers {
-        builder = builder.header(name.as_str(), value.as_str());
-    }
-    builder
-}
-
+/// Captures the document `req` answers with (any 2xx).
 pub fn capture_http(writer: &RepoWriter<'_>, req: &HttpRequest) -> Result<Document> {
-    let agent = agent();
+    let agent = agent(Duration::from_secs(300));
     // Some export APIs answer a POST; everything else is read with GET.
     let mut response = match req.method.as_str() {
-        "POST" => with_headers(agent.post(&req.url), req).send_empty(),
-        _ => with_headers(agent.get(&req.url), req).call(),
+        "POST" => send(
+            &agent,
+            "POST",
+            &req.url,
+            &req.headers,
+            Some(&[]),
+            true,
+            Shown::WithoutQuery,
+        ),
+        _ => send(
+            &agent,
+            "GET",
+            &req.url,
+            &req.headers,
+            None,
+            true,
+            Shown::WithoutQuery,
+        ),
     }
     .map_err(|e| failed(req, e))?;
     check_status(req, &mut response)?;
@@ -67,63 +316,179 @@ pub fn capture_http(writer: &RepoWriter<'_>, req: &HttpRequest) -> Result<Docume
     store(writer, "document", &mut body)
 }
 
+/// Sends the document stored under `root` with `req`; succeeds only on a 2xx answer from
+/// the URL it was sent to (or a same-origin target of a 307/308). Returns its size.
 pub fn apply_http(repo: &Repository, root: &lifeboat_format::Id, req: &HttpRequest) -> Result<u64> {
     let chunks = document_chunks(repo, root)?;
     let mut document = Vec::new();
     let n = lifeboat_files::read_stream(&mut repo.reader(), &chunks, &mut document)?;
-    let agent = agent();
-    let builder = match req.method.as_str() {
-        "POST" => agent.post(&req.url),
-        "PATCH" => agent.patch(&req.url),
-        _ => agent.put(&req.url),
+    let method = match req.method.as_str() {
+        "POST" => "POST",
+        "PATCH" => "PATCH",
+        _ => "PUT",
     };
-    let mut response = with_headers(builder, req)
-        .send(&document[..])
-        .map_err(|e| failed(req, e))?;
+    let mut response = send(
+        &agent(Duration::from_secs(300)),
+        method,
+        &req.url,
+        &req.headers,
+        Some(&document),
+        true,
+        Shown::WithoutQuery,
+    )
+    .map_err(|e| failed(req, e))?;
     check_status(req, &mut response)?;
     Ok(n)
 }
 
-/// POSTs a JSON body (a notification). The URL may embed a token: errors name only its host.
+/// POSTs a JSON body (a notification). The URL may embed a token: errors name only its
+/// origin.
 pub fn post_json(url: &str, body: &[u8]) -> Result<()> {
-    let host = url
-        .split("://")
-        .nth(1)
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or("the webhook")
-        .to_string();
     let req = HttpRequest {
-        url: format!("https://{host}/…"),
+        url: format!("{}/…", show_url(url, Shown::OriginOnly)),
         method: "POST".into(),
         headers: vec![],
     };
-    let mut response = agent()
-        .post(url)
-        .header("Content-Type", "application/json")
-        .send(body)
-        .map_err(|e| failed(&req, e.to_string().replace(url, "<webhook>")))?;
+    let headers = [("Content-Type".to_string(), "application/json".to_string())];
+    let mut response = send(
+        &agent(Duration::from_secs(300)),
+        "POST",
+        url,
+        &headers,
+        Some(body),
+        true,
+        Shown::OriginOnly,
+    )
+    .map_err(|e| match e {
+        SendError::Transport(e) => failed(
+            &req,
+            escape_untrusted(
+                e.to_string().replace(url, "<webhook>").as_bytes(),
+                Newlines::Escape,
+            ),
+        ),
+        SendError::BadUrl(_) => failed(&req, "not an http:// or https:// URL"),
+        other => failed(&req, other),
+    })?;
     check_status(&req, &mut response)
 }
 
-/// The body of a GET, trimmed (a version endpoint). Non-2xx is an error.
+/// The body of a GET, trimmed, control characters escaped (a version endpoint). Non-2xx is
+/// an error.
 pub fn get_text(url: &str, timeout: Duration) -> Result<String> {
     let req = HttpRequest {
         url: url.to_string(),
         method: "GET".into(),
         headers: vec![],
     };
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut response = agent.get(url).call().map_err(|e| failed(&req, e))?;
+    let mut response = send(
+        &agent(timeout),
+        "GET",
+        url,
+        &[],
+        None,
+        true,
+        Shown::WithoutQuery,
+    )
+    .map_err(|e| failed(&req, e))?;
     check_status(&req, &mut response)?;
     let text = response
         .body_mut()
         .with_config()
         .limit(1 << 20)
-        .read_to_string()
+        .read_to_vec()
         .map_err(|e| failed(&req, e))?;
-    Ok(text.trim().to_string())
+    Ok(escape_untrusted(text.trim_ascii(), Newlines::Escape))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_resolve_against_the_url_asked() {
+        let base = "http://h:8080/a/b?x=1";
+        assert_eq!(resolve(base, "https://o/p"), "https://o/p");
+        assert_eq!(resolve(base, "//o:1/p"), "http://o:1/p");
+        assert_eq!(resolve(base, "/p?q"), "http://h:8080/p?q");
+        assert_eq!(resolve(base, "c"), "http://h:8080/a/c");
+        assert_eq!(resolve(base, "?y=2"), "http://h:8080/a/b?y=2");
+        assert_eq!(resolve("http://h", "c"), "http://h/c");
+    }
+
+    #[test]
+    fn origins_compare_scheme_host_and_port() {
+        let o = |u: &str| origin(&u.parse::<Uri>().unwrap());
+        assert_eq!(o("http://H:80/x"), o("http://h/y"));
+        assert_ne!(o("http://h/"), o("https://h/"));
+        assert_ne!(o("http://h:8080/"), o("http://h:8081/"));
+        assert_ne!(o("http://h/"), o("http://h.evil/"));
+        assert_eq!(o("ftp://h/"), None);
+    }
+
+    #[test]
+    fn urls_are_shown_without_query_or_credentials() {
+        assert_eq!(
+            show_url("https://u:pw@h:1/p/q?token=s#f", Shown::WithoutQuery),
+            "https://h:1/p/q"
+        );
+        assert_eq!(
+            show_url("https://h/hooks/T0K3N?x", Shown::OriginOnly),
+            "https://h"
+        );
+        assert_eq!(
+            show_url("http://h/\x1b[2J", Shown::WithoutQuery),
+            "http://h/\\x1b[2J"
+        );
+    }
+
+    #[test]
+    fn a_webhook_is_not_posted_to_another_origin_nor_turned_into_a_get() {
+        use crate::testpeer::Peer;
+        let elsewhere = Peer::start(|_| (200, vec![], b"ok".to_vec()));
+        let target = elsewhere.url("/hooks/other");
+        let hook = Peer::start(move |seen| match seen.target.as_str() {
+            "/hooks/T0K3N" => (308, vec![("Location".into(), target.clone())], vec![]),
+            "/hooks/see-other" => (303, vec![("Location".into(), "/done".into())], vec![]),
+            "/hooks/temporary" => (
+                307,
+                vec![("Location".into(), "/hooks/final".into())],
+                vec![],
+            ),
+            _ => (204, vec![], vec![]),
+        });
+        let e = post_json(&hook.url("/hooks/T0K3N"), b"{}")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("another origin"), "{e}");
+        assert!(!e.contains("T0K3N") && !e.contains("/hooks/other"), "{e}");
+        assert!(elsewhere.seen().is_empty());
+
+        let e = post_json(&hook.url("/hooks/see-other"), b"{}")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("303") && e.contains("GET"), "{e}");
+
+        post_json(&hook.url("/hooks/temporary"), b"{\"a\": 1}").unwrap();
+        let seen = hook.seen();
+        let last = seen.last().unwrap();
+        assert_eq!(
+            (last.method.as_str(), last.target.as_str()),
+            ("POST", "/hooks/final")
+        );
+        assert_eq!(last.body, b"{\"a\": 1}");
+        assert_eq!(last.header("content-type"), Some("application/json"));
+        assert!(!seen.iter().any(|s| s.target == "/done"), "{seen:?}");
+    }
+
+    #[test]
+    fn redirect_loops_end() {
+        use crate::testpeer::Peer;
+        let peer = Peer::start(|_| (302, vec![("Location".into(), "/again".into())], vec![]));
+        let e = get_text(&peer.url("/start"), Duration::from_secs(5))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("more than 5 redirects"), "{e}");
+        assert_eq!(peer.seen().len(), MAX_REDIRECTS + 1);
+    }
 }

@@ -11,10 +11,14 @@ mod document;
 mod http;
 mod mail;
 mod mysql;
+mod pgtls;
 mod postgres;
 pub(crate) mod process;
 mod sandbox;
 mod sqlite;
+#[cfg(test)]
+mod testpeer;
+mod text;
 
 pub use command::{
     apply_command, capture_command, check_item, discover, item_folder_name, run_command,
@@ -24,10 +28,12 @@ pub use document::{Document, document_chunks};
 pub use http::{HttpRequest, apply_http, capture_http, get_text, post_json};
 pub use mail::{Mail, send_mail};
 pub use mysql::{MYSQL_BIN_ENV, MyServer};
+pub use pgtls::{PgTls, RootCert, SslMode};
 pub use postgres::{PG_BIN_ENV, PgRestore, PgServer};
 pub use process::stop_children;
 pub use sandbox::{TempEngine, TempServer, stop_leftover};
 pub use sqlite::{capture_sqlite, restore_sqlite};
+pub use text::{Newlines, escape_untrusted};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -62,7 +68,8 @@ fn stderr_suffix(stderr: &str) -> String {
     if trimmed.is_empty() {
         String::new()
     } else {
-        format!(": {trimmed}")
+        // Already escaped where it was read; again here, as anyone may build this error.
+        format!(": {}", escape_untrusted(trimmed.as_bytes(), Newlines::Keep))
     }
 }
 

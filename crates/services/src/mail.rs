@@ -24,6 +24,8 @@ pub struct Mail<'a> {
 
 pub fn send_mail(mail: &Mail<'_>) -> Result<()> {
     let failed = |what: &str, e: &dyn std::fmt::Display| {
+        // The SMTP server's own words are in `e`.
+        let e = crate::escape_untrusted(e.to_string().as_bytes(), crate::Newlines::Escape);
         ServiceError::Io(format!("mail via {}: {what}: {e}", mail.server))
     };
     let (host, port) = match mail.server.rsplit_once(':') {

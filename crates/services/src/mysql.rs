@@ -22,6 +22,7 @@ use lifeboat_format::manifest::DatabaseFacts;
 use lifeboat_repository::{RepoWriter, Repository};
 
 use crate::document::{Document, document_chunks, read_document, store, store_counted};
+use crate::pgtls::SslMode;
 use crate::process::{self, Running};
 use crate::{Result, ServiceError};
 
@@ -39,6 +40,10 @@ pub struct MyServer {
     user: String,
     password: Option<String>,
     database: Option<String>,
+    /// The URL's `sslmode`, when it gives one (otherwise the client programs' default).
+    ssl_mode: Option<SslMode>,
+    /// The URL's `sslrootcert`: the CA certificates the server's must be signed by.
+    ssl_ca: Option<std::path::PathBuf>,
     display: String,
 }
 
@@ -61,7 +66,12 @@ impl MyServer {
             .strip_prefix("mysql://")
             .or_else(|| url.strip_prefix("mariadb://"))
             .ok_or_else(|| bad("it must start with mysql://"))?;
-        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        // The authority ends at the path or, without one, at the query.
+        let (authority, path) = match rest.find(['/', '?']) {
+            Some(i) if rest[i..].starts_with('/') => (&rest[..i], &rest[i + 1..]),
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
         let (userinfo, hostport) = match authority.rsplit_once('@') {
             Some((u, h)) => (Some(u), h),
             None => (None, authority),
@@ -83,11 +93,37 @@ impl MyServer {
         if host.is_empty() {
             return Err(bad("no host"));
         }
-        let database = path
-            .split('?')
-            .next()
-            .filter(|d| !d.is_empty())
-            .map(percent_decode);
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
+        let database = Some(path).filter(|d| !d.is_empty()).map(percent_decode);
+        let (mut ssl_mode, mut ssl_ca) = (None, None);
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = percent_decode(value);
+            match key {
+                "sslmode" => {
+                    ssl_mode = Some(match SslMode::parse(&value) {
+                        Some(SslMode::VerifyCa) => {
+                            return Err(bad(
+                                "sslmode=verify-ca: the MariaDB client programs check the CA                                  only together with the host name; use sslmode=verify-full",
+                            ));
+                        }
+                        Some(mode) => mode,
+                        None => {
+                            return Err(bad(
+                                "sslmode must be one of disable, prefer, require, verify-full",
+                            ));
+                        }
+                    })
+                }
+                "sslrootcert" => ssl_ca = Some(std::path::PathBuf::from(value)),
+                _ => {
+                    return Err(bad(&format!(
+                        "unknown option `{}` (sslmode and sslrootcert are known)",
+                        crate::escape_untrusted(key.as_bytes(), crate::Newlines::Escape)
+                    )));
+                }
+            }
+        }
         let display = format!("mysql://{user}@{host}:{port}");
         Ok(Self {
             host,
@@ -95,6 +131,8 @@ impl MyServer {
             user,
             password: password.map(str::to_string).or(url_password),
             database,
+            ssl_mode,
+            ssl_ca,
             display,
         })
     }
@@ -137,6 +175,21 @@ impl MyServer {
         if names[0] == "mariadb" {
             // The dump programs take no such option.
             command.arg("--connect-timeout=10");
+        }
+        match self.ssl_mode {
+            Some(SslMode::Disable) => {
+                command.arg("--skip-ssl");
+            }
+            Some(SslMode::Require) => {
+                command.arg("--ssl");
+            }
+            Some(SslMode::VerifyFull) => {
+                command.args(["--ssl", "--ssl-verify-server-cert"]);
+            }
+            Some(SslMode::Prefer | SslMode::VerifyCa) | None => {}
+        }
+        if let Some(ca) = &self.ssl_ca {
+            command.arg(format!("--ssl-ca={}", ca.display()));
         }
         match &self.password {
             Some(password) => command.env("MYSQL_PWD", password),
@@ -451,7 +504,7 @@ fn unescape_batch(field: &str) -> String {
     out
 }
 
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -527,6 +580,40 @@ mod tests {
             .to_string();
         assert!(e.contains("mysql://") && !e.contains("secret"), "{e}");
         assert!(MyServer::new("mysql://h:port", None).is_err());
+    }
+
+    #[test]
+    fn tls_options_reach_every_client_program() {
+        let s = MyServer::new(
+            "mysql://u@h:3307?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem",
+            None,
+        )
+        .unwrap();
+        assert_eq!((s.port, s.default_database()), (3307, "mysql"));
+        let args: Vec<String> = s
+            .tool(&["mariadb-dump"])
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        for wanted in ["--ssl", "--ssl-verify-server-cert", "--ssl-ca=/etc/ca.pem"] {
+            assert!(args.iter().any(|a| a == wanted), "{wanted} in {args:?}");
+        }
+        let plain = MyServer::new("mysql://u@h/?sslmode=disable", None).unwrap();
+        assert!(
+            plain
+                .tool(&["mariadb"])
+                .get_args()
+                .any(|a| a == "--skip-ssl"),
+            "disable"
+        );
+        let e = MyServer::new("mysql://u@h/?sslmode=verify-ca", None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("verify-full"), "{e}");
+        let e = MyServer::new("mysql://u@h/?ssl_ca=x", None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown option `ssl_ca`"), "{e}");
     }
 
     #[test]

@@ -28,6 +28,7 @@ use postgres::{Client, Config, NoTls, SimpleQueryMessage};
 use crate::document::{
     Document, document_chunks, read_document, staging_suffix, store, store_counted,
 };
+use crate::pgtls::{PgTls, RustlsConnect, SslMode, split_tls};
 use crate::process::{self, Running};
 use crate::{Result, ServiceError};
 
@@ -38,6 +39,9 @@ pub const PG_BIN_ENV: &str = "LIFEBOAT_PG_BIN";
 #[derive(Clone)]
 pub struct PgServer {
     config: Config,
+    /// `sslmode` and `sslrootcert` (for the client programs) and lifeboat's own TLS
+    /// connector (`None` for `sslmode=disable`).
+    tls: std::sync::Arc<(PgTls, Option<RustlsConnect>)>,
     /// `postgres://user@host:port`, for messages: never the password.
     display: String,
 }
@@ -67,13 +71,27 @@ pub struct PgRestore<'a> {
 }
 
 impl PgServer {
-    /// `url` is a libpq URL (`postgres://user@host:port/db?...`); `password`, when given,
-    /// overrides one in the URL.
+    /// `url` is a libpq URL (`postgres://user@host:port/db?...`, `sslmode` and `sslrootcert`
+    /// as libpq reads them); `password`, when given, overrides one in the URL.
     pub fn new(url: &str, password: Option<&str>) -> Result<Self> {
-        let mut config: Config = url.parse().map_err(|e| ServiceError::Database {
+        let bad = |message: String| ServiceError::Database {
+            server: "postgres".into(),
+            message: format!("`{}`: {message}", crate::redact_url(url)),
+        };
+        let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+        let (rest, tls) = split_tls(url, home.as_deref()).map_err(bad)?;
+        let connector = tls.connector().map_err(bad)?;
+        let mut config: Config = rest.parse().map_err(|e| ServiceError::Database {
             server: "postgres".into(),
             message: format!("`{}` is not a PostgreSQL URL: {e}", crate::redact_url(url)),
         })?;
+        config.ssl_mode(match tls.mode {
+            SslMode::Disable => postgres::config::SslMode::Disable,
+            SslMode::Prefer => postgres::config::SslMode::Prefer,
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
+                postgres::config::SslMode::Require
+            }
+        });
         if let Some(password) = password {
             config.password(password);
         }
@@ -92,7 +110,11 @@ impl PgServer {
             .map(|u| format!("{u}@"))
             .unwrap_or_default();
         let display = format!("postgres://{user}{host}:{port}");
-        Ok(Self { config, display })
+        Ok(Self {
+            config,
+            tls: std::sync::Arc::new((tls, connector)),
+            display,
+        })
     }
 
     /// The server without credentials, for messages and manifests.
@@ -124,12 +146,17 @@ impl PgServer {
     fn connect(&self, dbname: &str) -> Result<Client> {
         let mut config = self.config.clone();
         config.dbname(dbname);
-        config.connect(NoTls).map_err(|e| {
+        let connected = match &self.tls.1 {
+            Some(tls) => config.connect(tls.clone()),
+            None => config.connect(NoTls),
+        };
+        connected.map_err(|e| {
             if e.code() == Some(&SqlState::INVALID_CATALOG_NAME) {
-                self.error(format!("database `{dbname}` does not exist"))
-            } else {
-                self.query_error(&format!("connecting to database `{dbname}`"), e)
+                return self.error(format!("database `{dbname}` does not exist"));
             }
+            let mut message = format!("connecting to database `{dbname}`: {}", describe_error(&e));
+            message.push_str(&self.tls_hint(&message));
+            self.error(message)
         })
     }
 
@@ -179,14 +206,13 @@ impl PgServer {
             Some(password) => command.env("PGPASSWORD", String::from_utf8_lossy(password).as_ref()),
             None => command.env_remove("PGPASSWORD"),
         };
-        let sslmode = match self.config.get_ssl_mode() {
-            postgres::config::SslMode::Disable => "disable",
-            postgres::config::SslMode::Require => "require",
-            _ => "prefer",
+        match &self.tls.0.root_cert {
+            Some(root) => command.env("PGSSLROOTCERT", root.as_env()),
+            None => command.env_remove("PGSSLROOTCERT"),
         };
         command
             .env("PGDATABASE", dbname)
-            .env("PGSSLMODE", sslmode)
+            .env("PGSSLMODE", self.tls.0.mode.as_str())
             .env("PGAPPNAME", "lifeboat")
             .env(
                 "PGCONNECT_TIMEOUT",
@@ -211,6 +237,30 @@ impl PgServer {
             }
             other => other,
         })
+    }
+
+    /// What to add to a failed connection's `message` when TLS is why.
+    fn tls_hint(&self, message: &str) -> String {
+        let root = match &self.tls.0.root_cert {
+            Some(crate::pgtls::RootCert::File(path)) => format!("sslrootcert {}", path.display()),
+            Some(crate::pgtls::RootCert::System) => "the system's trusted CAs".into(),
+            None => "sslrootcert".into(),
+        };
+        if message.contains("UnknownIssuer") || message.contains("BadSignature") {
+            format!(" (the server's certificate is not signed by a CA in {root})")
+        } else if message.contains("NotValidForName") || message.contains("not valid for name") {
+            format!(
+                " (sslmode={}: the server's certificate does not name the host connected to)",
+                self.tls.0.mode.as_str()
+            )
+        } else if message.contains("server does not support TLS") {
+            format!(
+                " (sslmode={} needs TLS, which the server does not offer)",
+                self.tls.0.mode.as_str()
+            )
+        } else {
+            String::new()
+        }
     }
 
     /// Roles (with their password hashes when the user may read them) and tablespaces.
@@ -731,8 +781,12 @@ fn first_value(client: &mut Client, sql: &str) -> Result<Option<String>, postgre
 }
 
 /// The whole story of a client error: the server's message with detail and hint, or the
-/// chain of causes of a connection failure.
+/// chain of causes of a connection failure; on one line, control characters escaped.
 fn describe_error(e: &postgres::Error) -> String {
+    crate::escape_untrusted(error_story(e).as_bytes(), crate::Newlines::Escape)
+}
+
+fn error_story(e: &postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
         let mut out = db.message().to_string();
         if let Some(detail) = db.detail() {

@@ -152,7 +152,8 @@ impl Drop for Running {
     }
 }
 
-/// The last 8 KiB (at least) of a stream, read to its end.
+/// The last 8 KiB (at least) of a stream, read to its end, its control characters escaped
+/// (lines kept): it ends up in messages on a terminal.
 fn collect_tail(mut stream: impl Read + Send + 'static) -> JoinHandle<String> {
     std::thread::spawn(move || {
         let mut all = Vec::new();
@@ -166,6 +167,6 @@ fn collect_tail(mut stream: impl Read + Send + 'static) -> JoinHandle<String> {
                 all.drain(..all.len() - 8 * 1024);
             }
         }
-        String::from_utf8_lossy(&all).into_owned()
+        crate::escape_untrusted(&all, crate::Newlines::Keep)
     })
 }

@@ -212,14 +212,15 @@ fn set_up(mut command: Command, what: &str, spawned: &mut dyn FnMut(u32) -> bool
         return Err(ServiceError::CommandFailed {
             command: what.to_string(),
             status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            stderr: crate::escape_untrusted(&out.stderr, crate::Newlines::Keep),
         });
     }
     Ok(())
 }
 
 fn log_tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let text = std::fs::read(path).unwrap_or_default();
+    let text = crate::escape_untrusted(&text, crate::Newlines::Keep);
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(6)..].join("\n")
 }

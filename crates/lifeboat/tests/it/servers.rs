@@ -94,8 +94,111 @@ pub struct PgCluster {
     _dir: tempfile::TempDir,
 }
 
+/// A test CA (its own temporary folder) and a server certificate it signed for 127.0.0.1,
+/// made with the `openssl` command.
+pub struct TestCa {
+    /// The CA certificate (PEM): what `sslrootcert` names.
+    pub ca: PathBuf,
+    /// The server's certificate and key (PEM).
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TestCa {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = |name: &str| dir.path().join(name);
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("the openssl command (Debian package openssl) runs");
+            assert!(out.status.success(), "openssl {args:?}: {out:?}");
+        };
+        // Own configuration files, so nothing depends on the system's openssl.cnf.
+        std::fs::write(
+            path("ca.cnf"),
+            "[req]\ndistinguished_name = dn\nprompt = no\nx509_extensions = ext\n\
+             [dn]\nCN = lifeboat test CA\n\
+             [ext]\nbasicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,cRLSign\n\
+             subjectKeyIdentifier = hash\n",
+        )
+        .expect("ca.cnf");
+        std::fs::write(
+            path("server.cnf"),
+            "[req]\ndistinguished_name = dn\nprompt = no\n[dn]\nCN = 127.0.0.1\n",
+        )
+        .expect("server.cnf");
+        std::fs::write(
+            path("server.ext"),
+            "basicConstraints = CA:FALSE\nkeyUsage = critical,digitalSignature\n\
+             extendedKeyUsage = serverAuth\nsubjectAltName = IP:127.0.0.1\n\
+             authorityKeyIdentifier = keyid\nsubjectKeyIdentifier = hash\n",
+        )
+        .expect("server.ext");
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &["req", "-x509", "-config", "ca.cnf", "-days", "2"][..],
+                &ec,
+                &["-keyout", "ca.key", "-out", "ca.pem"],
+            ]
+            .concat(),
+        );
+        openssl(
+            &[
+                &["req", "-new", "-config", "server.cnf"][..],
+                &ec,
+                &["-keyout", "server.key", "-out", "server.csr"],
+            ]
+            .concat(),
+        );
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.pem",
+        ]);
+        TestCa {
+            ca: path("ca.pem"),
+            cert: path("server.pem"),
+            key: path("server.key"),
+            _dir: dir,
+        }
+    }
+}
+
 impl PgCluster {
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// A cluster that accepts only TLS connections over TCP (`hostssl` alone in
+    /// `pg_hba.conf`), with `ca`'s server certificate.
+    pub fn start_tls(ca: &TestCa) -> Self {
+        Self::start_with(Some(ca))
+    }
+
+    fn start_with(tls: Option<&TestCa>) -> Self {
         let bin = pg_bin();
         let dir = tempfile::tempdir().expect("temporary directory");
         let user = server_user();
@@ -124,6 +227,29 @@ impl PgCluster {
         assert!(out.status.success(), "initdb failed: {out:?}");
         let port = free_port();
         let mut postgres = Command::new(bin.join("postgres"));
+        if let Some(ca) = tls {
+            let (cert, key) = (dir.path().join("server.pem"), dir.path().join("server.key"));
+            std::fs::copy(&ca.cert, &cert).expect("server certificate");
+            std::fs::copy(&ca.key, &key).expect("server key");
+            // The server refuses a key others may read.
+            std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .expect("key mode");
+            hand_over(&cert, user);
+            hand_over(&key, user);
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all scram-sha-256\n\
+                 hostssl all all 127.0.0.1/32 scram-sha-256\n\
+                 hostnossl all all 0.0.0.0/0 reject\n",
+            )
+            .expect("pg_hba.conf");
+            postgres
+                .args(["-c", "ssl=on"])
+                .arg("-c")
+                .arg(format!("ssl_cert_file={}", cert.display()))
+                .arg("-c")
+                .arg(format!("ssl_key_file={}", key.display()));
+        }
         postgres
             .arg("-D")
             .arg(&data)
@@ -245,6 +371,8 @@ pub const MARIADB_PASSWORD: &str = "mariadb-root-secret";
 /// A MariaDB server with `root` (password [`MARIADB_PASSWORD`]) on 127.0.0.1.
 pub struct MariaDb {
     pub port: u16,
+    /// Only TLS connections are accepted (`require_secure_transport`).
+    tls: bool,
     child: Child,
     _dir: tempfile::TempDir,
 }
@@ -261,6 +389,15 @@ fn mariadb_program(name: &str) -> PathBuf {
 
 impl MariaDb {
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// A server that accepts only TLS connections, with `ca`'s server certificate.
+    pub fn start_tls(ca: &TestCa) -> Self {
+        Self::start_with(Some(ca))
+    }
+
+    fn start_with(tls: Option<&TestCa>) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         // MariaDB's own account when there is one, as the package runs it.
         let user = server_user().map(|fallback| {
@@ -288,8 +425,19 @@ impl MariaDb {
         assert!(out.status.success(), "mariadb-install-db failed: {out:?}");
         let port = free_port();
         let mut server = Command::new(mariadb_program("mariadbd"));
+        server.arg("--no-defaults");
+        if let Some(ca) = tls {
+            let (cert, key) = (dir.path().join("server.pem"), dir.path().join("server.key"));
+            std::fs::copy(&ca.cert, &cert).expect("server certificate");
+            std::fs::copy(&ca.key, &key).expect("server key");
+            hand_over(&cert, user);
+            hand_over(&key, user);
+            server
+                .arg(format!("--ssl-cert={}", cert.display()))
+                .arg(format!("--ssl-key={}", key.display()))
+                .arg("--require-secure-transport=ON");
+        }
         server
-            .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
             .arg(format!("--socket={}", dir.path().join("sock").display()))
             .arg(format!("--pid-file={}", dir.path().join("pid").display()))
@@ -311,6 +459,7 @@ impl MariaDb {
         let child = server.spawn().expect("mariadbd starts");
         let db = MariaDb {
             port,
+            tls: tls.is_some(),
             child,
             _dir: dir,
         };
@@ -355,6 +504,9 @@ impl MariaDb {
             "root",
         ])
         .arg(format!("--port={}", self.port));
+        if self.tls {
+            c.arg("--ssl");
+        }
         match password {
             Some(p) => c.env("MYSQL_PWD", p),
             None => c.env_remove("MYSQL_PWD"),
@@ -394,6 +546,7 @@ impl MariaDb {
                 "root",
             ])
             .arg(format!("--port={}", self.port))
+            .args(self.tls.then_some("--ssl"))
             .args([
                 "--no-data",
                 "--routines",
