@@ -33,6 +33,12 @@ pub(crate) struct Draft {
     /// itself failed to decode: the "one primary" rule must not misfire on a typo.
     pub site_roles: IndexMap<String, Option<Role>>,
     pub resources: IndexMap<String, Resource>,
+    /// Every resource's `depends_on` that could be read, even when the resource itself
+    /// failed to decode (no `kind`), so cycles through it are still found.
+    pub dependencies: IndexMap<String, Vec<String>>,
+    /// Every site's checks that decoded, even when the site failed to (no `role`), so the
+    /// rules about what a check points at still run.
+    pub site_checks: IndexMap<String, Vec<Check>>,
     pub traffic: Option<Traffic>,
     pub fence: Option<Fence>,
     pub watch: Option<Watch>,
@@ -80,6 +86,8 @@ pub(crate) fn decode_plan(root: &Node<'_>, cx: &mut Cx) -> Draft {
         sites: IndexMap::new(),
         site_roles: IndexMap::new(),
         resources: IndexMap::new(),
+        dependencies: IndexMap::new(),
+        site_checks: IndexMap::new(),
         traffic: None,
         fence: None,
         watch: None,
@@ -109,7 +117,7 @@ pub(crate) fn decode_plan(root: &Node<'_>, cx: &mut Cx) -> Draft {
         decode_sites(node, &path, &declared, cx, &mut draft);
     }
     if let Some((node, path)) = root_fields.node("resources") {
-        draft.resources = decode_resources(node, &path, &declared, cx);
+        decode_resources(node, &path, &declared, cx, &mut draft);
     }
     if let Some((node, path)) = root_fields.node("traffic") {
         draft.traffic = decode_traffic(node, &path, &declared, cx);
@@ -253,33 +261,107 @@ fn positive_duration(
     value
 }
 
-/// `scheme://user:password@host`: a password in clear in a URL.
-fn url_has_password(url: &str) -> bool {
-    let Some((_, rest)) = url.split_once("://") else {
-        return false;
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    authority
-        .rsplit_once('@')
-        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+/// Where a URL holds a password in clear.
+#[derive(Debug, PartialEq, Eq)]
+enum PasswordInUrl {
+    /// `scheme://user:password@host`.
+    Userinfo,
+    /// A query parameter named like a credential (`?password=`, `?sslpassword=`,
+    /// `?access_token=`), by its name as written.
+    Query(String),
 }
 
+fn password_in_url(url: &str) -> Option<PasswordInUrl> {
+    let (_, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority
+        .rsplit_once('@')
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+    {
+        return Some(PasswordInUrl::Userinfo);
+    }
+    let query = rest.split_once('?')?.1;
+    let query = query.split('#').next().unwrap_or_default();
+    query
+        .split(['&', ';'])
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, value)| !value.is_empty() && names_a_credential(&percent_decoded(key)))
+        .map(|(key, _)| PasswordInUrl::Query(key.to_string()))
+}
+
+/// A query parameter's name that says its value is a credential.
+fn names_a_credential(key: &str) -> bool {
+    let key: String = key
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    matches!(key.as_str(), "pass" | "pwd" | "auth")
+        || [
+            "password",
+            "passwd",
+            "secret",
+            "token",
+            "apikey",
+            "credential",
+        ]
+        .iter()
+        .any(|word| key.contains(word))
+}
+
+/// `%XX` escapes decoded (others kept as written), so `pass%77ord` is seen as `password`.
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut position = 0;
+    while position < bytes.len() {
+        let hex = bytes
+            .get(position + 1..position + 3)
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match (bytes[position], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                position += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                position += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Refuses a URL holding a password (in its userinfo or its query); `instead` says where
+/// the credential goes.
 fn reject_password_in_url(
     url: &str,
     path: &FieldPath,
     span: std::ops::Range<usize>,
+    instead: &str,
     cx: &mut Cx,
 ) -> bool {
-    if url_has_password(url) {
-        // Never echo the URL: it holds the password.
-        cx.push(
-            Diagnostic::error(path.as_str(), span, "the URL contains a password in clear")
-                .with_help("remove it from the URL and write `password = { env = \"NAME\" }` next to `url`"),
-        );
-        return true;
-    }
-    false
+    let Some(found) = password_in_url(url) else {
+        return false;
+    };
+    // Never echo the URL: it holds the password.
+    let remove = match found {
+        PasswordInUrl::Userinfo => "remove it from the URL".to_string(),
+        PasswordInUrl::Query(key) => format!("remove `{key}=...` from the URL"),
+    };
+    cx.push(
+        Diagnostic::error(path.as_str(), span, "the URL contains a password in clear")
+            .with_help(format!("{remove} and {instead}")),
+    );
+    true
 }
+
+/// Where a database binding's password goes instead of its URL.
+const DATABASE_PASSWORD: &str = "write `password = { env = \"NAME\" }` next to `url`";
+
+/// Where an HTTP binding's credential goes instead of its URL.
+const HTTP_CREDENTIAL: &str = "send the credential in a header whose value is a secret reference, e.g. `headers = { Authorization = { env = \"NAME\" } }`";
 
 fn require_scheme(
     url: &str,
@@ -466,8 +548,9 @@ fn decode_sites(
     for (name, site) in table.iter() {
         let site_path = path.key(name.get_ref());
         check_name(name.get_ref(), &site_path, name.span(), "site", cx);
-        let (role, decoded) = decode_site(site, &site_path, declared, cx);
+        let (role, checks, decoded) = decode_site(site, &site_path, declared, cx);
         draft.site_roles.insert(name.get_ref().to_string(), role);
+        draft.site_checks.insert(name.get_ref().to_string(), checks);
         if let Some(decoded) = decoded {
             draft.sites.insert(name.get_ref().to_string(), decoded);
         }
@@ -479,9 +562,9 @@ fn decode_site(
     path: &FieldPath,
     declared: &Declared,
     cx: &mut Cx,
-) -> (Option<Role>, Option<Site>) {
+) -> (Option<Role>, Vec<Check>, Option<Site>) {
     let Some(mut fields) = Fields::open(node, path, cx) else {
-        return (None, None);
+        return (None, Vec::new(), None);
     };
     let role = fields.required::<Role>("role", cx);
     let on_demand = fields.optional::<bool>("on_demand", cx).unwrap_or(false);
@@ -509,9 +592,9 @@ fn decode_site(
         decommission,
         start,
         env,
-        checks,
+        checks: checks.clone(),
     });
-    (role, site)
+    (role, checks, site)
 }
 
 fn decode_checks(
@@ -721,8 +804,8 @@ fn decode_resources(
     path: &FieldPath,
     declared: &Declared,
     cx: &mut Cx,
-) -> IndexMap<String, Resource> {
-    let mut resources = IndexMap::new();
+    draft: &mut Draft,
+) {
     let Some(table) = node.get_ref().as_table() else {
         wrong_type(
             node,
@@ -730,18 +813,57 @@ fn decode_resources(
             "a table of resources (`[resources.<name>]`)",
             cx,
         );
-        return resources;
+        return;
     };
     for (name, resource) in table.iter() {
         let resource_path = path.key(name.get_ref());
         check_name(name.get_ref(), &resource_path, name.span(), "resource", cx);
-        if let Some(decoded) =
-            decode_resource(name.get_ref(), resource, &resource_path, declared, cx)
-        {
-            resources.insert(name.get_ref().to_string(), decoded);
+        let (dependencies, decoded) =
+            decode_resource(name.get_ref(), resource, &resource_path, declared, cx);
+        draft
+            .dependencies
+            .insert(name.get_ref().to_string(), dependencies);
+        if let Some(decoded) = decoded {
+            draft.resources.insert(name.get_ref().to_string(), decoded);
         }
     }
-    resources
+}
+
+/// Every field a binding of any kind may have, to judge a binding whose resource has no
+/// readable `kind`.
+fn any_binding_fields() -> Vec<&'static str> {
+    BINDING_FIELDS.iter().map(|(field, _)| *field).collect()
+}
+
+/// Reads what can be judged in `at` without knowing the binding's type: the sites it
+/// names, and keys no binding of any type has.
+fn check_at_sites(
+    fields: &mut Fields<'_, '_>,
+    declared: &Declared,
+    binding_fields: &[&'static str],
+    cx: &mut Cx,
+) {
+    let Some((node, path)) = fields.node("at") else {
+        return;
+    };
+    let Some(table) = node.get_ref().as_table() else {
+        cx.push(
+            Diagnostic::error(path.as_str(), node.span(), "`at` must be a table of sites")
+                .with_help("write `at.<site> = { ... }`, one line per site"),
+        );
+        return;
+    };
+    for (site, binding) in table.iter() {
+        let binding_path = path.key(site.get_ref());
+        let name = Spanned::new(site.span(), site.get_ref().as_ref());
+        check_site_reference(&name, &binding_path, declared, cx);
+        if let Some(mut binding_fields_read) = Fields::open(binding, &binding_path, cx) {
+            for field in binding_fields {
+                binding_fields_read.node(field);
+            }
+            binding_fields_read.finish(cx);
+        }
+    }
 }
 
 fn decode_resource(
@@ -750,20 +872,30 @@ fn decode_resource(
     path: &FieldPath,
     declared: &Declared,
     cx: &mut Cx,
-) -> Option<Resource> {
+) -> (Vec<String>, Option<Resource>) {
     // Read `kind` first: it decides which other fields exist.
-    let mut kind_fields = Fields::open(node, path, cx)?;
-    let Some(kind) = kind_fields.required::<KindName>("kind", cx) else {
-        // Without a kind the other fields cannot be judged; do not pile up noise.
-        return None;
+    let Some(mut kind_fields) = Fields::open(node, path, cx) else {
+        return (Vec::new(), None);
+    };
+    let kind = if kind_fields.has("kind") {
+        kind_fields.optional::<KindName>("kind", cx)
+    } else {
+        let help = format!(
+            "every resource has a `kind`: {}",
+            crate::read::quoted_list(KindName::NAMES)
+        );
+        cx.push(kind_fields.missing_diagnostic("kind").with_help(help));
+        None
     };
     let hint = move |key: &str| {
+        let kind = kind?;
         other_kind_hint(KIND_FIELDS, kind, key, "resource").or_else(|| {
             other_kind_hint(BINDING_FIELDS, kind, key, "binding")
                 .map(|_| format!("`{key}` belongs in a binding: `at.<site> = {{ {key} = ... }}`"))
         })
     };
-    let mut fields = Fields::open(node, path, cx)?.with_hint(&hint);
+    let mut fields =
+        Fields::new(kind_fields.table(), kind_fields.span.clone(), path.clone()).with_hint(&hint);
     fields.node("kind");
     let rpo = fields.optional::<Duration>("rpo", cx);
     let rpo = positive_duration(rpo, &fields, "rpo", cx);
@@ -799,6 +931,17 @@ fn decode_resource(
             decode_verify(node, path, kind, cx)
         }),
         None => Vec::new(),
+    };
+    let depends_on: Vec<String> = depends_on.into_iter().map(Spanned::into_inner).collect();
+    let Some(kind) = kind else {
+        // Without a kind, judge what does not depend on it: keys no resource has (with
+        // "did you mean `kind`" for `kinds`), and the sites bindings name.
+        for (field, _) in KIND_FIELDS {
+            fields.node(field);
+        }
+        check_at_sites(&mut fields, declared, &any_binding_fields(), cx);
+        fields.finish(cx);
+        return (depends_on, None);
     };
     let binding_hint = move |key: &str| {
         other_kind_hint(BINDING_FIELDS, kind, key, "binding")
@@ -868,12 +1011,13 @@ fn decode_resource(
         }
     };
     fields.finish(cx);
-    Some(Resource {
-        kind: kind?,
+    let resource = kind.map(|kind| Resource {
+        kind,
         rpo,
-        depends_on: depends_on.into_iter().map(Spanned::into_inner).collect(),
+        depends_on: depends_on.clone(),
         verify,
-    })
+    });
+    (depends_on, resource)
 }
 
 fn decode_database_selection(
@@ -928,7 +1072,13 @@ fn decode_database_binding(
         &["postgres", "postgresql"]
     };
     let scheme_ok = require_scheme(&url.get_ref().0, schemes, &url_path, url.span(), cx);
-    let has_password = reject_password_in_url(&url.get_ref().0, &url_path, url.span(), cx);
+    let has_password = reject_password_in_url(
+        &url.get_ref().0,
+        &url_path,
+        url.span(),
+        DATABASE_PASSWORD,
+        cx,
+    );
     (scheme_ok && !has_password).then(|| DatabaseBinding {
         url: url.into_inner().0,
         password,
@@ -1011,7 +1161,8 @@ fn decode_http_binding(
         url.span(),
         cx,
     );
-    let has_password = reject_password_in_url(&url.get_ref().0, &url_path, url.span(), cx);
+    let has_password =
+        reject_password_in_url(&url.get_ref().0, &url_path, url.span(), HTTP_CREDENTIAL, cx);
     (scheme_ok && !has_password).then(|| HttpBinding {
         url: url.into_inner().0,
         method,
@@ -1022,7 +1173,13 @@ fn decode_http_binding(
     })
 }
 
-fn decode_verify(node: &Node<'_>, path: &FieldPath, kind: KindName, cx: &mut Cx) -> Option<Verify> {
+/// `kind` is `None` when the resource's kind could not be read: kind rules are skipped.
+fn decode_verify(
+    node: &Node<'_>,
+    path: &FieldPath,
+    kind: Option<KindName>,
+    cx: &mut Cx,
+) -> Option<Verify> {
     let mut fields = Fields::open(node, path, cx)?;
     let which = fields.one_of(&["sql", "command"], "a verify entry", cx);
     let expect = fields.optional::<String>("expect", cx);
@@ -1031,13 +1188,15 @@ fn decode_verify(node: &Node<'_>, path: &FieldPath, kind: KindName, cx: &mut Cx)
             let sql = fields.optional::<NonEmpty>("sql", cx);
             let database = fields.optional::<NonEmpty>("database", cx).map(|v| v.0);
             let sql_kinds = [KindName::Postgres, KindName::Mysql, KindName::Sqlite];
-            if !sql_kinds.contains(&kind) {
+            if let Some(kind) = kind
+                && !sql_kinds.contains(&kind)
+            {
                 cx.push(
                     Diagnostic::error(path.key("sql").as_str(), fields.span.clone(), format!("a {kind} resource cannot be verified with SQL"))
                         .with_help("use `{ command = [...] }`; `sql` applies to postgres, mysql and sqlite resources"),
                 );
             }
-            if kind == KindName::Sqlite && database.is_some() {
+            if kind == Some(KindName::Sqlite) && database.is_some() {
                 cx.error(
                     &path.key("database"),
                     fields.span.clone(),
@@ -1074,15 +1233,25 @@ fn decode_traffic(
     cx: &mut Cx,
 ) -> Option<Traffic> {
     let mut kind_fields = Fields::open(node, path, cx)?;
-    let kind = kind_fields.required::<TrafficKind>("kind", cx)?;
-    let hint = move |key: &str| match (kind, key) {
+    let kind = kind_fields.required::<TrafficKind>("kind", cx);
+    let hint = move |key: &str| match (kind?, key) {
         (TrafficKind::Command, "server" | "zone" | "name" | "type" | "ttl" | "tsig") => {
             Some(format!("`{key}` applies to `kind = \"dns\"` traffic only"))
         }
         _ => None,
     };
-    let mut fields = Fields::open(node, path, cx)?.with_hint(&hint);
+    let mut fields =
+        Fields::new(kind_fields.table(), kind_fields.span.clone(), path.clone()).with_hint(&hint);
     fields.node("kind");
+    let Some(kind) = kind else {
+        // Without a kind, still name unknown keys and sites that are not declared.
+        for field in ["server", "zone", "name", "type", "ttl", "tsig"] {
+            fields.node(field);
+        }
+        check_at_sites(&mut fields, declared, &["address", "addresses", "run"], cx);
+        fields.finish(cx);
+        return None;
+    };
     let traffic = match kind {
         TrafficKind::Dns => {
             let server = fields
@@ -1489,6 +1658,18 @@ fn decode_smtp(node: &Node<'_>, path: &FieldPath, cx: &mut Cx) -> Option<Smtp> {
             &path.key("username"),
             fields.span.clone(),
             "`password` is set but `username` is missing",
+        );
+    }
+    let credentials = fields.has("username") || fields.has("password");
+    if credentials && !starttls {
+        let span = cx_key_span(node, "starttls").unwrap_or_else(|| fields.span.clone());
+        cx.push(
+            Diagnostic::warning(
+                path.key("starttls").as_str(),
+                span,
+                "`starttls = false` while credentials are set: the password would cross the network unencrypted",
+            )
+            .with_help("remove `starttls = false` (the server must offer STARTTLS), or drop `username` and `password` for a relay that needs none"),
         );
     }
     fields.finish(cx);

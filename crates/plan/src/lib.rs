@@ -35,6 +35,7 @@ mod duration;
 mod read;
 mod schema;
 mod secret;
+mod shell;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -45,6 +46,7 @@ pub use diagnostic::{Diagnostic, JsonDiagnostic, PlanErrors, Severity};
 pub use duration::{DurationError, HumanDuration, format_duration, parse_duration};
 pub use schema::*;
 pub use secret::{Secret, SecretError, SecretUse, SecretValue, StringOrSecret};
+pub use shell::{ShellWrapping, shell_wrapping};
 
 use read::{Cx, Node, SpanIndex};
 use schema::Origin;

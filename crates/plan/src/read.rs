@@ -692,6 +692,11 @@ impl<'a, 'i> Fields<'a, 'i> {
         }
     }
 
+    /// The table being read.
+    pub fn table(&self) -> &'a DeTable<'i> {
+        self.table
+    }
+
     pub fn with_hint(mut self, hint: KeyHint<'a>) -> Self {
         self.hint = Some(hint);
         self
@@ -724,16 +729,21 @@ impl<'a, 'i> Fields<'a, 'i> {
     }
 
     pub fn missing(&self, key: &str, cx: &mut Cx) {
+        cx.push(self.missing_diagnostic(key));
+    }
+
+    /// "missing field `key`", at this table.
+    pub fn missing_diagnostic(&self, key: &str) -> Diagnostic {
         let table = if self.path.as_str().is_empty() {
             "the plan".to_string()
         } else {
             format!("`{}`", self.path.as_str())
         };
-        cx.error(
-            &self.path,
+        Diagnostic::error(
+            self.path.as_str(),
             self.span.clone(),
             format!("missing field `{key}` in {table}"),
-        );
+        )
     }
 
     /// Which one of mutually exclusive keys is present (e.g. a check's `http`/`tcp`/...).

@@ -372,13 +372,34 @@ impl Command {
     }
 
     /// The command with every `{item}` replaced (for discovered command resources).
+    ///
+    /// The item never builds shell text: it stays inside the argument that named it, and
+    /// where a shell parses that argument (`sh -c`, `ssh host ...`, `su -c`) it is quoted
+    /// for that shell, so `a b; rm -rf /` reaches the command as one word.
     pub fn with_item(&self, item: &str) -> Command {
+        let shell_text = self
+            .shell_wrapping()
+            .map(|wrapping| wrapping.shell_text)
+            .unwrap_or_default();
+        let quoted = shell_words::quote(item);
         Command(
             self.0
                 .iter()
-                .map(|arg| arg.replace("{item}", item))
+                .enumerate()
+                .map(|(position, arg)| {
+                    if shell_text.contains(&position) {
+                        arg.replace("{item}", &quoted)
+                    } else {
+                        arg.replace("{item}", item)
+                    }
+                })
                 .collect(),
         )
+    }
+
+    /// How this command hands arguments to a shell that parses them, if it does.
+    pub fn shell_wrapping(&self) -> Option<crate::shell::ShellWrapping> {
+        crate::shell::shell_wrapping(&self.0)
     }
 }
 

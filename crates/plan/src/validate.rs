@@ -171,6 +171,7 @@ fn check_command_resource(
             format!("resource `{name}` has no `apply` at any standby site: it cannot be restored"),
         ));
     }
+    check_shell_wrapped_items(name, command, spans, out);
     if let Some(discover) = &command.discover {
         let uses_item = command.at.values().any(|binding| {
             [&binding.capture, &binding.apply]
@@ -195,7 +196,52 @@ fn check_command_resource(
     }
 }
 
-/// Reports each `depends_on` cycle once, at the first resource on it.
+/// A `{item}` that a shell will parse (`sh -c`, `ssh host ...`): lifeboat quotes each item
+/// for that shell, but the command line is still shell text, so say so.
+fn check_shell_wrapped_items(
+    name: &str,
+    command: &CommandResource,
+    spans: &SpanIndex,
+    out: &mut Vec<Diagnostic>,
+) {
+    for (site, binding) in &command.at {
+        let runs = [
+            ("capture", binding.capture_command()),
+            ("apply", binding.apply_command()),
+        ];
+        for (field, argv) in runs {
+            let Some(argv) = argv else { continue };
+            let Some(wrapping) = argv.shell_wrapping() else {
+                continue;
+            };
+            let item_in_shell_text = wrapping
+                .shell_text
+                .iter()
+                .any(|&position| argv.argv()[position].contains("{item}"));
+            if !item_in_shell_text {
+                continue;
+            }
+            let field_path = path(&["resources", name, "at", site, field]);
+            out.push(
+                Diagnostic::warning(
+                    field_path.as_str(),
+                    spans.key_or_parent(field_path.as_str()),
+                    format!(
+                        "`{field}` of `{name}` at `{site}` puts `{{item}}` into shell text: `{}` runs `{}`, and {}; each discovered item is quoted for that shell",
+                        argv.program(),
+                        wrapping.program,
+                        wrapping.reason,
+                    ),
+                )
+                .with_help(
+                    "write `{item}` bare (lifeboat adds the quotes), never inside a second shell such as `ssh host sh -c ...`; \
+                     better, pass it as an argument of its own: [\"sh\", \"-c\", \"cat \\\"$1\\\"\", \"sh\", \"{item}\"]",
+                ),
+            );
+        }
+    }
+}
+
 /// A drill site's folder must not be, hold, or lie inside a live site's folder, nor its
 /// database server be a live site's, as written: a drill would write into live data.
 /// (`lifeboat drill` checks again with symlinks followed, and servers by address and identity.)
@@ -297,6 +343,7 @@ fn normalized(path: &std::path::Path) -> std::path::PathBuf {
     out
 }
 
+/// Reports each `depends_on` cycle once, at the first resource on it.
 fn check_dependency_cycles(draft: &Draft, spans: &SpanIndex, out: &mut Vec<Diagnostic>) {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
@@ -304,7 +351,7 @@ fn check_dependency_cycles(draft: &Draft, spans: &SpanIndex, out: &mut Vec<Diagn
         OnStack,
         Done,
     }
-    let names: Vec<&str> = draft.resources.keys().map(String::as_str).collect();
+    let names: Vec<&str> = draft.dependencies.keys().map(String::as_str).collect();
     let mut marks = vec![Mark::Unvisited; names.len()];
     // Iterative depth-first search: plans are small, but never recurse on user input.
     for start in 0..names.len() {
@@ -315,7 +362,7 @@ fn check_dependency_cycles(draft: &Draft, spans: &SpanIndex, out: &mut Vec<Diagn
         marks[start] = Mark::OnStack;
         while let Some(top) = stack.last_mut() {
             let (node, next) = *top;
-            let dependencies = &draft.resources[node].depends_on;
+            let dependencies = &draft.dependencies[node];
             let Some(dependency) = dependencies.get(next) else {
                 marks[node] = Mark::Done;
                 stack.pop();
@@ -364,8 +411,8 @@ fn check_dependency_cycles(draft: &Draft, spans: &SpanIndex, out: &mut Vec<Diagn
 
 /// A site's health check that, failing, takes longer than the whole RTO budget to give up.
 fn check_check_timing(draft: &Draft, spans: &SpanIndex, out: &mut Vec<Diagnostic>) {
-    for (site_name, site) in &draft.sites {
-        for (position, check) in site.checks.iter().enumerate() {
+    for (site_name, checks) in &draft.site_checks {
+        for (position, check) in checks.iter().enumerate() {
             let worst = check.timeout * (check.retries + 1) + check.retry_interval * check.retries;
             if worst > draft.objectives.rto {
                 let check_path = FieldPath::root()
@@ -391,8 +438,8 @@ fn check_check_timing(draft: &Draft, spans: &SpanIndex, out: &mut Vec<Diagnostic
 }
 
 fn check_sql_checks(draft: &Draft, spans: &SpanIndex, out: &mut Vec<Diagnostic>) {
-    for (site_name, site) in &draft.sites {
-        for (position, check) in site.checks.iter().enumerate() {
+    for (site_name, checks) in &draft.site_checks {
+        for (position, check) in checks.iter().enumerate() {
             let CheckProbe::Sql { resource, .. } = &check.probe else {
                 continue;
             };
@@ -418,7 +465,12 @@ fn check_sql_checks(draft: &Draft, spans: &SpanIndex, out: &mut Vec<Diagnostic>)
                     span,
                     format!("an sql check needs a postgres, mysql or sqlite resource; `{resource}` is a {} resource", target.kind_name()),
                 ));
-            } else if target.binding(site_name).is_none() {
+            } else if target.binding(site_name).is_none()
+                // A binding written but not decodable has its own error.
+                && spans
+                    .value(path(&["resources", resource, "at", site_name]).as_str())
+                    .is_none()
+            {
                 out.push(
                     Diagnostic::error(resource_path.as_str(), span, format!("resource `{resource}` is not bound at site `{site_name}`, so this check cannot reach it"))
                         .with_help(format!("add `at.{site_name}` to resource `{resource}`")),

@@ -165,3 +165,120 @@ at.dr = { path = "dr/app.db" }
     );
     assert!(all.join("docs/README.txt").is_file());
 }
+
+#[test]
+fn plan_check_reports_an_unknown_key_next_to_a_missing_kind_and_undeclared_sites() {
+    let w = Workplace::new();
+    let plan = r#"[repository]
+url = "./repo"
+password = { env = "LIFEBOAT_PASSWORD" }
+
+[sites.primary]
+role = "primary"
+
+[sites.dr]
+role = "standby"
+
+[resources.docs]
+kinds = "files"
+at.primary = { path = "/srv/docs" }
+at.mars = { path = "/srv/docs" }
+
+[traffic]
+kind = "command"
+at.primary = { run = ["true"] }
+at.dr = { run = ["true"] }
+at.venus = { run = ["true"] }
+"#;
+    write(&w.path("bad.toml"), plan.as_bytes());
+    let json = w.json(&["--plan", "bad.toml", "plan", "check"], 2);
+    let found: Vec<String> = json
+        .as_array()
+        .expect("an array of diagnostics")
+        .iter()
+        .map(|d| {
+            format!(
+                "{} {} {}: {} ({})",
+                d["severity"].as_str().unwrap_or_default(),
+                d["line"],
+                d["path"].as_str().unwrap_or_default(),
+                d["message"].as_str().unwrap_or_default(),
+                d["help"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            "error 11 resources.docs: missing field `kind` in `resources.docs` (every resource has a `kind`: \"files\", \"postgres\", \"mysql\", \"sqlite\", \"command\" or \"http\")",
+            "error 12 resources.docs.kinds: unknown field `kinds` (did you mean `kind`?)",
+            "error 14 resources.docs.at.mars: unknown site `mars` (declared sites: `primary`, `dr`)",
+            "error 20 traffic.at.venus: unknown site `venus` (declared sites: `primary`, `dr`)",
+        ],
+        "{json:#}"
+    );
+}
+
+#[test]
+fn a_discovered_item_never_runs_as_shell_text() {
+    let w = Workplace::new();
+    let plan = r#"[repository]
+url = "./repo"
+password = { env = "LIFEBOAT_PASSWORD" }
+
+[sites.primary]
+role = "primary"
+
+[sites.dr]
+role = "standby"
+
+[resources.flows]
+kind = "command"
+discover = ["ls", "flows"]
+at.primary = { shell = ["sh", "-c"], capture = ["cat flows/{item}"] }
+at.dr = { apply = ["sh", "-c", "mkdir -p dr && cat > dr/{item}"] }
+"#;
+    write(&w.path("lifeboat.toml"), plan.as_bytes());
+    let hostile = "a b;touch pwned;$(touch pwned2)";
+    write(&w.path(&format!("flows/{hostile}")), b"flow: hostile\n");
+    write(&w.path("flows/plain"), b"flow: plain\n");
+
+    let check = w.cmd().args(["plan", "check"]).output().expect("runs");
+    assert_eq!(check.status.code(), Some(0), "{check:?}");
+    assert!(String::from_utf8_lossy(&check.stdout).contains("valid"));
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    for expected in [
+        "resources.flows.at.primary.capture",
+        "resources.flows.at.dr.apply",
+        "puts `{item}` into shell text",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected} in:\n{stderr}"
+        );
+    }
+
+    for args in [&["repo", "init"][..], &["backup"]] {
+        w.cmd()
+            .env_remove("LIFEBOAT_REPOSITORY")
+            .args(args)
+            .assert()
+            .success();
+    }
+    w.cmd()
+        .env_remove("LIFEBOAT_REPOSITORY")
+        .args(["restore", "latest", "--site", "dr", "--resource", "flows"])
+        .assert()
+        .success();
+    assert_eq!(
+        std::fs::read(w.path(&format!("dr/{hostile}"))).expect("restored under its own name"),
+        b"flow: hostile\n"
+    );
+    assert_eq!(std::fs::read(w.path("dr/plain")).unwrap(), b"flow: plain\n");
+    for planted in ["pwned", "pwned2", "dr/pwned", "dr/pwned2"] {
+        assert!(
+            !w.path(planted).exists(),
+            "the item ran as shell text: {planted}"
+        );
+    }
+}

@@ -261,3 +261,89 @@ fn a_drill_site_folder_inside_a_live_one_is_an_error() {
     );
     crate::parse_ok(&server.replace("LOCALHOST:5432", "127.0.0.1:5433"));
 }
+
+#[test]
+fn an_unknown_key_is_reported_next_to_a_missing_kind() {
+    let source = format!(
+        "{MINIMAL}\n[resources.logs]\nkinds = \"files\"\ndepends_on = [\"nope\"]\nat.primary = {{ path = \"/srv/logs\", paht = \"x\" }}\nat.mars = {{ path = \"/srv/logs\" }}\n"
+    );
+    let errors = parse_err(&source);
+    let found: Vec<String> = errors
+        .errors()
+        .map(|d| {
+            format!(
+                "{}: {} ({})",
+                d.path,
+                d.message,
+                d.help.as_deref().unwrap_or("")
+            )
+        })
+        .collect();
+    expect![[r#"
+        [
+            "resources.logs: missing field `kind` in `resources.logs` (every resource has a `kind`: \"files\", \"postgres\", \"mysql\", \"sqlite\", \"command\" or \"http\")",
+            "resources.logs.kinds: unknown field `kinds` (did you mean `kind`?)",
+            "resources.logs.depends_on[0]: unknown resource `nope` (name a resource declared under `[resources]`)",
+            "resources.logs.at.primary.paht: unknown field `paht` (did you mean `path`?)",
+            "resources.logs.at.mars: unknown site `mars` (declared sites: `primary`, `dr`)",
+        ]
+    "#]]
+    .assert_debug_eq(&found);
+}
+
+#[test]
+fn traffic_without_a_kind_still_reports_its_keys_and_sites() {
+    let source = format!(
+        "{MINIMAL}\n[traffic]\nknd = \"dns\"\nzone = \"example.net.\"\nat.primary = {{ address = \"192.0.2.1\" }}\nat.drr = {{ address = \"192.0.2.2\" }}\n"
+    );
+    let errors = parse_err(&source);
+    let found: Vec<String> = errors
+        .errors()
+        .map(|d| {
+            format!(
+                "{}: {} ({})",
+                d.path,
+                d.message,
+                d.help.as_deref().unwrap_or("")
+            )
+        })
+        .collect();
+    expect![[r#"
+        [
+            "traffic: missing field `kind` in `traffic` ()",
+            "traffic.knd: unknown field `knd` (did you mean `kind`?)",
+            "traffic.at.drr: unknown site `drr` (did you mean `dr`?)",
+        ]
+    "#]]
+    .assert_debug_eq(&found);
+}
+
+#[test]
+fn cross_section_rules_run_over_sections_that_failed_to_decode() {
+    // `dr` has a bad role and `b` no kind, so neither decodes; the rules across sections
+    // (what a check points at, how long it may take, dependency cycles) still run on
+    // what could be read of them.
+    let source = format!(
+        "{}\n[[sites.dr.checks]]\nname = \"orders\"\nsql = \"select 1\"\nresource = \"docs\"\ntimeout = \"1d\"\n\
+         [resources.a]\nkind = \"files\"\ndepends_on = [\"b\"]\nat.primary = {{ path = \"/a\" }}\nat.dr = {{ path = \"/dr/a\" }}\n\
+         [resources.b]\nkinds = \"files\"\ndepends_on = [\"a\"]\nat.primary = {{ path = \"/b\" }}\n",
+        MINIMAL.replace("role = \"standby\"", "role = \"standbye\"")
+    );
+    let errors = parse_err(&source);
+    let found: Vec<String> = errors
+        .diagnostics()
+        .iter()
+        .map(|d| format!("{} {}: {}", d.severity, d.path, d.message))
+        .collect();
+    expect![[r#"
+        [
+            "error sites.dr.role: `role` cannot be \"standbye\": expected \"primary\", \"standby\" or \"drill\"",
+            "warning sites.dr.checks[0]: check `orders` may take 86400s to give up (timeout × attempts + retry intervals), longer than the rto",
+            "error sites.dr.checks[0].resource: an sql check needs a postgres, mysql or sqlite resource; `docs` is a files resource",
+            "error resources.a.depends_on: dependency cycle: a → b → a",
+            "error resources.b: missing field `kind` in `resources.b`",
+            "error resources.b.kinds: unknown field `kinds`",
+        ]
+    "#]]
+    .assert_debug_eq(&found);
+}

@@ -1,5 +1,6 @@
 //! Integration tests of `lifeboat-plan`: one binary, one module per concern.
 
+mod commands;
 mod diagnostics;
 mod fuzz;
 mod plans;

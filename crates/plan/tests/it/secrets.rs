@@ -2,7 +2,7 @@
 
 use lifeboat_plan::{Severity, check_secrets};
 
-use crate::{MINIMAL, parse_err};
+use crate::{MINIMAL, parse_err, parse_ok};
 
 #[test]
 fn a_plain_string_where_a_secret_is_expected_explains_how_to_write_it() {
@@ -125,4 +125,66 @@ at.dr = { address = "192.0.2.2" }
     assert_eq!(line, 14);
     let rendered = format!("{}{:?}", report.render_plain(), report);
     assert!(!rendered.contains("must-not-leak"), "{rendered}");
+}
+
+#[test]
+fn passwords_in_url_queries_are_rejected_like_those_in_userinfo() {
+    let refused = [
+        ("postgres", "postgres://u@h/db?password=s3cr3t", "password"),
+        (
+            "postgres",
+            "postgres://u@h/db?sslmode=verify-full&sslpassword=s3cr3t",
+            "sslpassword",
+        ),
+        ("mysql", "mysql://u@h/db?pass%77ord=s3cr3t", "pass%77ord"),
+        (
+            "http",
+            "https://api.example.net/cfg?access_token=s3cr3t",
+            "access_token",
+        ),
+        (
+            "http",
+            "https://api.example.net/cfg?x=1&API-Key=s3cr3t#top",
+            "API-Key",
+        ),
+    ];
+    for (kind, url, key) in refused {
+        let elsewhere = match kind {
+            "http" => "https://h2/cfg",
+            "mysql" => "mysql://u@h2/db",
+            _ => "postgres://u@h2/db",
+        };
+        let source = format!(
+            "{MINIMAL}\n[resources.r]\nkind = \"{kind}\"\nat.primary = {{ url = \"{url}\" }}\nat.dr = {{ url = \"{elsewhere}\" }}\n"
+        );
+        let errors = parse_err(&source);
+        let found: Vec<(String, String, String)> = errors
+            .errors()
+            .map(|d| {
+                (
+                    d.path.clone(),
+                    d.message.clone(),
+                    d.help.clone().unwrap_or_default(),
+                )
+            })
+            .collect();
+        let [(path, message, help)] = found.as_slice() else {
+            panic!("one error expected for {url}: {found:?}");
+        };
+        assert_eq!(path, "resources.r.at.primary.url", "{url}");
+        assert_eq!(message, "the URL contains a password in clear", "{url}");
+        assert!(
+            help.contains(&format!("remove `{key}=...` from the URL")),
+            "{url}: {help}"
+        );
+        assert!(
+            !message.contains("s3cr3t") && !help.contains("s3cr3t"),
+            "{url} echoed"
+        );
+    }
+
+    // Query parameters that are not credentials, and an empty one, pass.
+    parse_ok(&format!(
+        "{MINIMAL}\n[resources.r]\nkind = \"postgres\"\nat.primary = {{ url = \"postgres://u@h/db?sslmode=verify-full&sslrootcert=/etc/ca.pem&password=\" }}\nat.dr = {{ url = \"postgres://u@h2/db?sslkey=/k.pem\" }}\n"
+    ));
 }
