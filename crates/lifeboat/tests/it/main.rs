@@ -6,6 +6,7 @@ mod corruption;
 mod drill;
 mod failover;
 mod files;
+mod hostile_repo;
 mod interrupt;
 mod mariadb;
 mod plan;
