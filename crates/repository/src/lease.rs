@@ -138,6 +138,8 @@ pub struct Lease {
     backend: Arc<dyn Backend>,
     record: LeaseRecord,
     duration: jiff::SignedDuration,
+    /// Taken over by another prune: nothing of ours is left to renew or release.
+    lost: bool,
 }
 
 fn span(duration: Duration) -> jiff::SignedDuration {
@@ -182,6 +184,7 @@ impl Lease {
             backend,
             record,
             duration,
+            lost: false,
         };
         match lease.write(next) {
             Ok(()) => {}
@@ -211,6 +214,12 @@ impl Lease {
     /// Makes sure the lease is still this process's and has at least half its duration left,
     /// renewing it when it has less. Call before every deletion.
     pub fn keep(&mut self, now: jiff::Timestamp) -> Result<()> {
+        if self.lost {
+            return Err(RepoError::LeaseLost {
+                holder: "another prune".into(),
+                expires: self.record.expires,
+            });
+        }
         let half = self.duration / 2;
         if self.record.expires.duration_since(now) >= half {
             return Ok(());
@@ -225,6 +234,7 @@ impl Lease {
         if let Some((g, record)) = latest(self.backend.as_ref())?
             && g > self.record.generation
         {
+            self.lost = true;
             return Err(lost(record, &self.record));
         }
         let previous = self.record.clone();
@@ -237,7 +247,9 @@ impl Lease {
             }
             Err(RepoError::Storage(e)) if e.is_already_exists() => {
                 let record = read_record(self.backend.as_ref(), &object_name(next), None).ok();
-                Err(lost(record, &previous))
+                self.record = previous;
+                self.lost = true;
+                Err(lost(record, &self.record))
             }
             Err(e) => {
                 self.record = previous;
@@ -248,6 +260,9 @@ impl Lease {
 
     /// Gives the lease up, so the next prune need not wait for it to expire.
     pub fn release(mut self) -> Result<()> {
+        if self.lost {
+            return Ok(());
+        }
         let next = self.record.generation + 1;
         self.record.generation = next;
         self.record.released = true;
@@ -360,6 +375,9 @@ mod tests {
             matches!(&err, RepoError::LeaseLost { holder, .. } if holder == "host b (pid 1)"),
             "{err}"
         );
+        // Losing wrote nothing, and releasing a lost lease leaves the new holder's alone.
+        stale.release().unwrap();
+        assert_eq!(names(&b), [object_name(2)]);
         // The new holder renews by creating the next generation.
         fresh.keep(at(601 + 400)).unwrap();
         assert_eq!(fresh.record().generation, 3);

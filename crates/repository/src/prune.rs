@@ -223,10 +223,10 @@ pub fn prune(
         lease.borrow().record().generation
     );
     let result = prune_holding(repo, options, now, Some(&lease));
-    let released = lease.into_inner().release();
-    let report = result?;
-    released?;
-    Ok(report)
+    if let Err(e) = lease.into_inner().release() {
+        tracing::warn!("could not release the prune lease (it expires by itself): {e}");
+    }
+    result
 }
 
 fn prune_holding<'a>(
