@@ -18,6 +18,9 @@ pub const MAGIC: &[u8; 4] = b"LBPK";
 const HEADER_START: usize = 5;
 /// Uncompressed bytes collected before a frame is sealed.
 pub const FRAME_TARGET: usize = 1024 * 1024;
+/// No pack lifeboat writes is larger (they are about 4 MiB): a bigger object in `data/` that no
+/// index names is not a pack, and is never read.
+pub const MAX_PACK_LEN: u64 = 64 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ChunkKind {

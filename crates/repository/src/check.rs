@@ -1,22 +1,29 @@
 //! Verification: finds and names every missing, truncated or corrupted object.
 //!
-//! Without `read_data`, it checks structure: every index file opens and matches its name,
-//! every pack an index names exists with the size the index records, every restore point
-//! opens, and every tree and chunk a restore point reaches is indexed. With `read_data`, it
-//! also downloads every pack, checks it against its name, opens its header and every frame,
-//! and checks every chunk against its keyed hash and against the index.
+//! Without `read_data`, it checks structure: nothing lies where no object belongs (a stray
+//! file in the root, in a sub-folder, in the wrong fan-out folder), every object's name is
+//! what its folder's objects are named, every key file, index file, condemned marker and
+//! lease opens and matches its name, every pack an index names exists with the size the index
+//! records, every restore point opens, and every tree and chunk a restore point reaches is
+//! indexed. With `read_data`, it also reads every pack, checks it against its name, opens its
+//! header and every frame, and checks every chunk against its keyed hash and against the
+//! index. A pack is read only when its listed size is the one the index records (or, for a
+//! pack no index names, no larger than any pack lifeboat writes), and never by more than
+//! that many bytes, so a huge object in `data/` is a finding rather than an allocation.
 
 use std::collections::{HashMap, HashSet};
 
 use lifeboat_format::Id;
+use lifeboat_format::keys::KeyFile;
 use lifeboat_format::pack::{self, PackEntry};
 use lifeboat_format::tree::{EntryKind, Tree};
 use lifeboat_storage::Kind;
 use serde::Serialize;
 
 use crate::index::read_index_file;
-use crate::{RepoError, Repository, Result, parse_name};
+use crate::{PointRead, RepoError, Repository, Result, damage};
 
+/// One finding.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Problem {
     /// The object at fault, as a path in the repository (or a restore point and a path in it).
@@ -24,6 +31,7 @@ pub struct Problem {
     pub message: String,
 }
 
+/// Everything a check found.
 #[derive(Debug, Default, Serialize)]
 pub struct CheckReport {
     pub problems: Vec<Problem>,
@@ -38,6 +46,7 @@ pub struct CheckReport {
 }
 
 impl CheckReport {
+    /// Whether nothing is wrong.
     pub fn is_ok(&self) -> bool {
         self.problems.is_empty()
     }
@@ -61,15 +70,34 @@ fn what_is_wrong(e: RepoError) -> String {
     }
 }
 
+/// Checks the repository (see the module doc); fails only when the storage does.
 pub fn check(repo: &Repository, read_data: bool, progress: Progress<'_>) -> Result<CheckReport> {
     let backend = repo.backend();
     let mut report = CheckReport::default();
 
-    let pack_sizes: HashMap<String, u64> = backend
-        .list(Kind::Data)?
-        .into_iter()
-        .map(|o| (o.name, o.size))
-        .collect();
+    for stray in backend.strays()? {
+        let size = stray
+            .size
+            .map(|s| format!(" ({s} bytes)"))
+            .unwrap_or_default();
+        report.problem(stray.path, format!("stray: {}{size}", stray.reason));
+    }
+    check_keys(repo, &mut report)?;
+
+    let mut pack_sizes: HashMap<String, u64> = HashMap::new();
+    for info in backend.list(Kind::Data)? {
+        if info.name.parse::<Id>().is_err() {
+            report.problem(
+                Kind::Data.path_of(&info.name),
+                format!(
+                    "not a pack: its name is not a 64-digit hex id ({} bytes)",
+                    info.size
+                ),
+            );
+            continue;
+        }
+        pack_sizes.insert(info.name, info.size);
+    }
     report.packs = pack_sizes.len();
 
     // Index files: each must open; each pack it names must exist, whole.
@@ -80,9 +108,11 @@ pub fn check(repo: &Repository, read_data: bool, progress: Progress<'_>) -> Resu
     for (n, info) in index_names.iter().enumerate() {
         progress("index", n as u64, index_names.len() as u64);
         let path = Kind::Index.path_of(&info.name);
-        let file = match parse_name(Kind::Index, &info.name)
-            .and_then(|id| read_index_file(backend.as_ref(), repo.key(), &id))
-        {
+        let Ok(id) = info.name.parse::<Id>() else {
+            report.problem(path, "not an index file: its name is not a 64-digit hex id");
+            continue;
+        };
+        let file = match read_index_file(backend.as_ref(), repo.key(), &id, Some(info.size)) {
             Ok(f) => f,
             Err(e) => {
                 report.problem(path, what_is_wrong(e));
@@ -112,12 +142,17 @@ pub fn check(repo: &Repository, read_data: bool, progress: Progress<'_>) -> Resu
             indexed.entry(p.id).or_insert((p.len, p.entries));
         }
     }
-    for name in pack_sizes.keys() {
-        if name
-            .parse::<Id>()
-            .map(|id| !indexed.contains_key(&id))
-            .unwrap_or(true)
-        {
+    for (name, &size) in &pack_sizes {
+        let indexed_here = name.parse::<Id>().is_ok_and(|id| indexed.contains_key(&id));
+        if indexed_here {
+            continue;
+        }
+        if size > pack::MAX_PACK_LEN {
+            report.problem(
+                Kind::Data.path_of(name),
+                format!("not a pack: {size} bytes, larger than any pack lifeboat writes, and no index names it"),
+            );
+        } else {
             report.notes.push(format!(
                 "{} is not indexed (left by an interrupted backup?)",
                 Kind::Data.path_of(name)
@@ -126,29 +161,41 @@ pub fn check(repo: &Repository, read_data: bool, progress: Progress<'_>) -> Resu
     }
 
     for info in backend.list(Kind::Condemned)? {
-        if let Err(e) = crate::index::read_marker(backend.as_ref(), &info.name) {
-            report.problem(Kind::Condemned.path_of(&info.name), e.to_string());
+        if let Err(e) = crate::index::read_marker(backend.as_ref(), &info.name, Some(info.size)) {
+            report.problem(Kind::Condemned.path_of(&info.name), what_is_wrong(e));
+        }
+    }
+    for info in backend.list(Kind::Leases)? {
+        if let Err(e) = crate::lease::read_record(backend.as_ref(), &info.name, Some(info.size)) {
+            report.problem(Kind::Leases.path_of(&info.name), what_is_wrong(e));
         }
     }
 
     // Restore points and everything they reach.
     let mut reader = repo.reader();
     let mut seen_trees: HashSet<Id> = HashSet::new();
-    let point_names = backend.list(Kind::Points)?;
-    report.points = point_names.len();
-    for (n, info) in point_names.iter().enumerate() {
-        progress("restore points", n as u64, point_names.len() as u64);
-        let path = Kind::Points.path_of(&info.name);
-        let point = match parse_name(Kind::Points, &info.name).and_then(|id| repo.load_point(&id)) {
-            Ok(p) => p,
-            Err(e) => {
-                report.problem(path, what_is_wrong(e));
+    let point_reads = repo.scan_points()?;
+    report.points = point_reads.len();
+    for (n, read) in point_reads.into_iter().enumerate() {
+        progress("restore points", n as u64, report.points as u64);
+        let (name, point) = match read {
+            PointRead::Sound(id, point) => (id.to_hex(), point),
+            PointRead::Misnamed { name, .. } => {
+                report.problem(
+                    Kind::Points.path_of(&name),
+                    "a manifest whose content does not match its name (copied or renamed?)",
+                );
+                continue;
+            }
+            PointRead::Damaged { name, problem } => {
+                report.problem(Kind::Points.path_of(&name), problem);
                 continue;
             }
         };
+        let info_name = name;
         for resource in &point.resources {
             let Some(root) = resource.root else { continue };
-            let mut stack = vec![(root, format!("{}:{}", &info.name[..8], resource.name))];
+            let mut stack = vec![(root, format!("{}:{}", &info_name[..8], resource.name))];
             while let Some((tree_id, where_)) = stack.pop() {
                 if !seen_trees.insert(tree_id) {
                     continue;
@@ -208,14 +255,32 @@ fn read_all_packs(
     progress: Progress<'_>,
 ) -> Result<()> {
     let key = repo.key().encryption_key();
-    let total: u64 = pack_sizes.values().sum();
+    let total: u64 = pack_sizes
+        .values()
+        .map(|&size| size.min(pack::MAX_PACK_LEN))
+        .sum();
     let mut done = 0u64;
     let mut names: Vec<&String> = pack_sizes.keys().collect();
     names.sort();
     for name in names {
         progress("packs", done, total);
         let path = Kind::Data.path_of(name);
-        let bytes = match repo.backend().get(Kind::Data, name) {
+        let Ok(id) = name.parse::<Id>() else { continue };
+        let listed = pack_sizes[name];
+        // Read no more than the index (or, unindexed, the largest pack) allows; a mismatch
+        // was reported with the structure.
+        let expected = match indexed.get(&id) {
+            Some((len, _)) => *len,
+            None => listed.min(pack::MAX_PACK_LEN),
+        };
+        if listed != expected {
+            continue;
+        }
+        if expected == 0 {
+            report.problem(path, "empty (not a pack)");
+            continue;
+        }
+        let bytes = match repo.backend().get_range(Kind::Data, name, 0..expected) {
             Ok(b) => b,
             Err(e) => {
                 report.problem(path, e.to_string());
@@ -225,7 +290,6 @@ fn read_all_packs(
         done += bytes.len() as u64;
         report.packs_read += 1;
         report.bytes_read += bytes.len() as u64;
-        let Ok(id) = name.parse::<Id>() else { continue };
         if Id::of_stored(&bytes) != id {
             report.problem(&path, "content does not match its name (damaged)");
         }
@@ -281,5 +345,38 @@ fn read_all_packs(
         }
     }
     progress("packs", total, total);
+    Ok(())
+}
+
+/// Every key file must be one: named by the hash of its bytes, and a key file's JSON.
+fn check_keys(repo: &Repository, report: &mut CheckReport) -> Result<()> {
+    let backend = repo.backend();
+    for info in backend.list(Kind::Keys)? {
+        let path = Kind::Keys.path_of(&info.name);
+        let Ok(id) = info.name.parse::<Id>() else {
+            report.problem(path, "not a key file: its name is not a 64-digit hex id");
+            continue;
+        };
+        let bytes = match damage::get_bounded(
+            backend.as_ref(),
+            Kind::Keys,
+            &info.name,
+            Some(info.size),
+            damage::MAX_SMALL_OBJECT,
+        ) {
+            Ok(bytes) => bytes,
+            Err(RepoError::Storage(e)) if e.is_not_found() => continue,
+            Err(e @ RepoError::Corrupt { .. }) => {
+                report.problem(path, what_is_wrong(e));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if Id::of_stored(&bytes) != id {
+            report.problem(&path, "content does not match its name");
+        } else if let Err(e) = KeyFile::from_json(&bytes) {
+            report.problem(&path, format!("not a key file: {e}"));
+        }
+    }
     Ok(())
 }

@@ -24,7 +24,8 @@ use lifeboat_format::{Id, MasterKey};
 use lifeboat_storage::{Backend, Kind};
 use serde::{Deserialize, Serialize};
 
-use crate::{RepoError, Result, parse_name};
+use crate::damage;
+use crate::{RepoError, Result};
 
 const MAGIC: &[u8; 4] = b"LBIC";
 const VERSION: u32 = 1;
@@ -129,10 +130,22 @@ fn encode_entry(out: &mut impl Write, pack_no: u32, e: &PackEntry) -> std::io::R
     out.write_all(&buf)
 }
 
-/// Reads and opens one index file, checking it against its name.
-pub fn read_index_file(backend: &dyn Backend, key: &MasterKey, id: &Id) -> Result<IndexFile> {
+/// Reads and opens one index file, checking it against its name. `listed_size` is the size
+/// a listing gave (asked for with `head` when `None`); the read never exceeds it.
+pub fn read_index_file(
+    backend: &dyn Backend,
+    key: &MasterKey,
+    id: &Id,
+    listed_size: Option<u64>,
+) -> Result<IndexFile> {
     let name = id.to_hex();
-    let sealed = backend.get(Kind::Index, &name)?;
+    let sealed = damage::get_bounded(
+        backend,
+        Kind::Index,
+        &name,
+        listed_size,
+        damage::MAX_INDEX_FILE,
+    )?;
     if Id::of_stored(&sealed) != *id {
         return Err(RepoError::corrupt(
             Kind::Index,
@@ -152,19 +165,47 @@ pub fn read_index_file(backend: &dyn Backend, key: &MasterKey, id: &Id) -> Resul
 pub fn read_condemned(backend: &dyn Backend) -> Result<Vec<(String, CondemnedPacks)>> {
     let mut out = Vec::new();
     for info in backend.list(Kind::Condemned)? {
-        match read_marker(backend, &info.name) {
+        match read_marker(backend, &info.name, Some(info.size)) {
             Ok(marker) => out.push((info.name, marker)),
             Err(RepoError::Corrupt { object, source }) => {
-                tracing::warn!("ignoring {object}: {source}")
+                damage::skip(&object, "condemned-packs marker", &source.to_string())
             }
+            Err(RepoError::Storage(e)) if e.is_not_found() => {}
             Err(e) => return Err(e),
         }
     }
     Ok(out)
 }
 
-pub fn read_marker(backend: &dyn Backend, name: &str) -> Result<CondemnedPacks> {
-    let bytes = backend.get(Kind::Condemned, name)?;
+/// Reads one condemned-packs marker, checking it against its name (the hash of its bytes).
+pub fn read_marker(
+    backend: &dyn Backend,
+    name: &str,
+    listed_size: Option<u64>,
+) -> Result<CondemnedPacks> {
+    let corrupt = |detail: String| {
+        RepoError::corrupt(
+            Kind::Condemned,
+            name,
+            lifeboat_format::FormatError::Corrupt {
+                what: "condemned-packs marker",
+                detail,
+            },
+        )
+    };
+    let Ok(id) = name.parse::<Id>() else {
+        return Err(corrupt("its name is not a 64-digit hex id".into()));
+    };
+    let bytes = damage::get_bounded(
+        backend,
+        Kind::Condemned,
+        name,
+        listed_size,
+        damage::MAX_SMALL_OBJECT,
+    )?;
+    if Id::of_stored(&bytes) != id {
+        return Err(corrupt("content does not match its name".into()));
+    }
     serde_json::from_slice(&bytes).map_err(|e| {
         RepoError::corrupt(
             Kind::Condemned,
@@ -180,11 +221,20 @@ pub fn read_marker(backend: &dyn Backend, name: &str) -> Result<CondemnedPacks> 
 impl Index {
     /// Brings the cached table up to date with the repository's index files and maps it.
     pub fn load(backend: &dyn Backend, key: &MasterKey, cache_dir: Option<&Path>) -> Result<Index> {
-        let mut current: Vec<Id> = backend
-            .list(Kind::Index)?
-            .iter()
-            .map(|o| parse_name(Kind::Index, &o.name))
-            .collect::<Result<_>>()?;
+        let mut sizes: HashMap<Id, u64> = HashMap::new();
+        for info in backend.list(Kind::Index)? {
+            match info.name.parse::<Id>() {
+                Ok(id) => {
+                    sizes.insert(id, info.size);
+                }
+                Err(_) => damage::skip(
+                    &Kind::Index.path_of(&info.name),
+                    "index file",
+                    "its name is not a 64-digit hex id",
+                ),
+            }
+        }
+        let mut current: Vec<Id> = sizes.keys().copied().collect();
         current.sort();
         let condemned = read_condemned(backend)?
             .into_iter()
@@ -227,12 +277,16 @@ impl Index {
             let mut new_packs: Vec<IndexedPack> = Vec::new();
             let mut readable = current.clone();
             for id in &missing {
-                match read_index_file(backend, key, id) {
+                match read_index_file(backend, key, id, sizes.get(id).copied()) {
                     Ok(file) => new_packs.extend(file.packs),
                     // A damaged index file must not make the whole repository unusable: its
                     // packs are just not found (and `check` names it).
                     Err(RepoError::Corrupt { object, source }) => {
-                        tracing::warn!("skipping damaged index file {object}: {source}");
+                        damage::skip(&object, "index file", &source.to_string());
+                        readable.retain(|f| f != id);
+                    }
+                    // Rewritten by a prune since the listing.
+                    Err(RepoError::Storage(e)) if e.is_not_found() => {
                         readable.retain(|f| f != id);
                     }
                     Err(e) => return Err(e),

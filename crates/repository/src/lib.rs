@@ -8,11 +8,18 @@
 //! The repository is valid at every instant because objects are only ever added in this
 //! order: packs, then the index files naming them, then the manifest naming the trees. A
 //! crash between any two writes leaves extra objects nobody refers to, never a reference to
-//! something missing. Nothing is locked: concurrent backups write disjoint objects, and
-//! [`prune`] deletes in two phases separated by a grace period (see its module doc).
+//! something missing. Backups take no lock: concurrent backups write disjoint objects, and
+//! [`prune`] deletes in two phases separated by a grace period (see its module doc). Only
+//! prunes exclude each other, through a [`lease`].
+//!
+//! Damage never blocks recovery: a listed object whose name is not an id, whose content does
+//! not match its name or that does not open is skipped with one warning per command (see
+//! [`damage`]) and named by [`check`]; everything sound stays usable.
 
 pub mod check;
+pub mod damage;
 pub mod index;
+pub mod lease;
 pub mod prune;
 mod reader;
 pub mod retention;
@@ -30,6 +37,7 @@ use serde::{Deserialize, Serialize};
 pub use reader::ChunkReader;
 pub use writer::{Packer, RepoWriter, WriteStats};
 
+/// What can go wrong with a repository, naming the object at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
     #[error(
@@ -64,6 +72,21 @@ pub enum RepoError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "another prune holds the repository's prune lease: {holder}, started {started}, until {expires} (a killed prune's lease expires then)"
+    )]
+    LeaseHeld {
+        holder: String,
+        started: jiff::Timestamp,
+        expires: jiff::Timestamp,
+    },
+    #[error(
+        "this prune lost its lease to {holder} (it ran past {expires} without renewing); stopped before deleting more"
+    )]
+    LeaseLost {
+        holder: String,
+        expires: jiff::Timestamp,
+    },
 }
 
 impl RepoError {
@@ -75,20 +98,26 @@ impl RepoError {
     }
 }
 
+/// Results of repository operations.
 pub type Result<T, E = RepoError> = std::result::Result<T, E>;
 
 /// The plaintext `config` object: what this is and which format it speaks.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Always `lifeboat-repository`.
     pub format: String,
+    /// The format version.
     pub version: u32,
+    /// This repository's id (names its local cache).
     pub id: Id,
+    /// When it was created.
     pub created: jiff::Timestamp,
 }
 
 const FORMAT_NAME: &str = "lifeboat-repository";
 
+/// An open repository: storage, master key, index.
 pub struct Repository {
     backend: Arc<dyn Backend>,
     key: MasterKey,
@@ -171,63 +200,140 @@ impl Repository {
         })
     }
 
+    /// The storage.
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend
     }
 
+    /// Where the repository is, for messages.
     pub fn location(&self) -> &str {
         self.backend.location()
     }
 
+    /// The master key.
     pub fn key(&self) -> &MasterKey {
         &self.key
     }
 
+    /// The `config` object.
     pub fn config(&self) -> &Config {
         &self.config
     }
 
+    /// The chunk index.
     pub fn index(&self) -> &index::Index {
         &self.index
     }
 
+    /// A writer for one backup (or repack).
     pub fn writer(&self) -> RepoWriter<'_> {
         RepoWriter::new(self)
     }
 
+    /// A reader of chunks.
     pub fn reader(&self) -> ChunkReader<'_> {
         ChunkReader::new(self)
     }
 
-    /// Every restore point, oldest first. A manifest that cannot be read is an error naming it.
+    /// Every sound restore point, oldest first. An object in `points/` that is not a sound
+    /// manifest (a name that is not an id, content that does not match its name, a manifest
+    /// that does not open) is skipped with a warning; `check` names it.
     pub fn points(&self) -> Result<Vec<(Id, RestorePoint)>> {
         let mut points = Vec::new();
-        for info in self.backend.list(Kind::Points)? {
-            let id = parse_name(Kind::Points, &info.name)?;
-            points.push((id, self.load_point(&id)?));
+        for read in self.scan_points()? {
+            match read {
+                PointRead::Sound(id, point) => points.push((id, *point)),
+                PointRead::Misnamed { name, .. } => damage::skip(
+                    &Kind::Points.path_of(&name),
+                    "restore point manifest",
+                    "content does not match its name",
+                ),
+                PointRead::Damaged { name, problem } => damage::skip(
+                    &Kind::Points.path_of(&name),
+                    "restore point manifest",
+                    &problem,
+                ),
+            }
         }
         points.sort_by_key(|(id, p)| (p.time, *id));
         Ok(points)
     }
 
+    /// Reads every object in `points/`, telling sound manifests from damaged ones. Fails only
+    /// when the storage does (a manifest removed since the listing is simply gone).
+    pub fn scan_points(&self) -> Result<Vec<PointRead>> {
+        let mut out = Vec::new();
+        for info in self.backend.list(Kind::Points)? {
+            match self.read_point_object(&info.name, Some(info.size)) {
+                Ok(read) => out.push(read),
+                Err(RepoError::Storage(e)) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    fn read_point_object(&self, name: &str, listed_size: Option<u64>) -> Result<PointRead> {
+        let damaged = |problem: String| PointRead::Damaged {
+            name: name.to_string(),
+            problem,
+        };
+        let Ok(id) = name.parse::<Id>() else {
+            return Ok(damaged(
+                "not a manifest: its name is not a 64-digit hex id".into(),
+            ));
+        };
+        let sealed = match damage::get_bounded(
+            self.backend.as_ref(),
+            Kind::Points,
+            name,
+            listed_size,
+            damage::MAX_SMALL_OBJECT,
+        ) {
+            Ok(bytes) => bytes,
+            Err(RepoError::Corrupt { source, .. }) => return Ok(damaged(source.to_string())),
+            Err(e) => return Err(e),
+        };
+        let point = match RestorePoint::unseal(self.key.encryption_key(), &sealed) {
+            Ok(point) => point,
+            Err(e) => return Ok(damaged(e.to_string())),
+        };
+        Ok(if Id::of_stored(&sealed) == id {
+            PointRead::Sound(id, Box::new(point))
+        } else {
+            PointRead::Misnamed {
+                name: name.to_string(),
+                point: Box::new(point),
+            }
+        })
+    }
+
+    /// One restore point by id; damage is an error naming the manifest.
     pub fn load_point(&self, id: &Id) -> Result<RestorePoint> {
         let name = id.to_hex();
-        let sealed = self.backend.get(Kind::Points, &name)?;
-        if Id::of_stored(&sealed) != *id {
-            return Err(RepoError::corrupt(
+        match self.read_point_object(&name, None)? {
+            PointRead::Sound(_, point) => Ok(*point),
+            PointRead::Misnamed { .. } => Err(RepoError::corrupt(
                 Kind::Points,
                 &name,
                 FormatError::Corrupt {
                     what: "restore point manifest",
                     detail: "content does not match its name".into(),
                 },
-            ));
+            )),
+            PointRead::Damaged { problem, .. } => Err(RepoError::corrupt(
+                Kind::Points,
+                &name,
+                FormatError::Corrupt {
+                    what: "restore point manifest",
+                    detail: problem,
+                },
+            )),
         }
-        RestorePoint::unseal(self.key.encryption_key(), &sealed)
-            .map_err(|e| RepoError::corrupt(Kind::Points, &name, e))
     }
 
-    /// Finds a restore point by `latest`, a full id or a unique prefix of one.
+    /// Finds a restore point by `latest`, a full id or a unique prefix of one. Only names
+    /// that are ids count, so a stray file cannot make a prefix ambiguous.
     pub fn find_point(&self, spec: &str) -> Result<(Id, RestorePoint)> {
         if spec == "latest" {
             return self
@@ -236,12 +342,13 @@ impl Repository {
                 .ok_or_else(|| RepoError::PointNotFound { spec: spec.into() });
         }
         let names = self.backend.list(Kind::Points)?;
-        let matches: Vec<_> = names.iter().filter(|o| o.name.starts_with(spec)).collect();
+        let matches: Vec<Id> = names
+            .iter()
+            .filter(|o| o.name.starts_with(spec))
+            .filter_map(|o| o.name.parse::<Id>().ok())
+            .collect();
         match matches.as_slice() {
-            [one] => {
-                let id = parse_name(Kind::Points, &one.name)?;
-                Ok((id, self.load_point(&id)?))
-            }
+            [id] => Ok((*id, self.load_point(id)?)),
             [] => Err(RepoError::PointNotFound { spec: spec.into() }),
             _ => Err(RepoError::AmbiguousPoint { spec: spec.into() }),
         }
@@ -256,33 +363,43 @@ impl Repository {
         Ok(id)
     }
 
+    /// Removes a restore point's manifest (`forget`).
     pub fn delete_point(&self, id: &Id) -> Result<()> {
         Ok(self.backend.delete(Kind::Points, &id.to_hex())?)
     }
 }
 
-pub(crate) fn parse_name(kind: Kind, name: &str) -> Result<Id> {
-    name.parse().map_err(|_| {
-        RepoError::corrupt(
-            kind,
-            name,
-            FormatError::Corrupt {
-                what: "object name",
-                detail: "not a 64-digit hex id".into(),
-            },
-        )
-    })
+/// What an object in `points/` turned out to be.
+#[derive(Debug)]
+pub enum PointRead {
+    /// A manifest that opens and matches its name.
+    Sound(Id, Box<RestorePoint>),
+    /// A manifest of this repository that opens but is stored under another name (copied or
+    /// renamed): not a restore point, but prune still keeps what it names.
+    Misnamed {
+        name: String,
+        point: Box<RestorePoint>,
+    },
+    /// Not a manifest of this repository, or a damaged one.
+    Damaged { name: String, problem: String },
 }
 
+/// Reads and checks the plaintext `config` object.
 pub fn read_config(backend: &dyn Backend) -> Result<Config> {
-    let bytes = match backend.get(Kind::Config, "config") {
+    let bytes = match damage::get_bounded(
+        backend,
+        Kind::Config,
+        "config",
+        None,
+        damage::MAX_SMALL_OBJECT,
+    ) {
         Ok(b) => b,
-        Err(e) if e.is_not_found() => {
+        Err(RepoError::Storage(e)) if e.is_not_found() => {
             return Err(RepoError::NotARepository {
                 location: backend.location().into(),
             });
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(e),
     };
     let config: Config = serde_json::from_slice(&bytes).map_err(|e| {
         RepoError::corrupt(
@@ -321,7 +438,21 @@ fn unlock(backend: &dyn Backend, password: &[u8]) -> Result<MasterKey> {
     }
     let mut last_corruption = None;
     for info in keys {
-        let bytes = backend.get(Kind::Keys, &info.name)?;
+        let bytes = match damage::get_bounded(
+            backend,
+            Kind::Keys,
+            &info.name,
+            Some(info.size),
+            damage::MAX_SMALL_OBJECT,
+        ) {
+            Ok(bytes) => bytes,
+            Err(RepoError::Corrupt { object, source }) => {
+                last_corruption = Some(RepoError::Corrupt { object, source });
+                continue;
+            }
+            Err(RepoError::Storage(e)) if e.is_not_found() => continue,
+            Err(e) => return Err(e),
+        };
         let opened = KeyFile::from_json(&bytes)
             .map_err(KeyError::from)
             .and_then(|kf| kf.open(password));

@@ -14,7 +14,16 @@
 //! Backups never deduplicate against a condemned pack, so only a backup that started before
 //! the marker was written can come to need one, and it has the whole grace period to finish
 //! and make its need visible. The grace period must therefore exceed the longest backup.
+//!
+//! Two prunes must not run at once (each could delete the copy of a chunk the other kept), so
+//! a prune that changes anything holds the repository's [`lease`](crate::lease) from before it
+//! reads the restore points until it is done, and renews it before every deletion.
+//!
+//! Damage is never a reason to delete: an index file that does not open may name packs that
+//! hold needed chunks, so while one exists no unindexed pack is condemned; a manifest that
+//! opens but is stored under another name still keeps what it names.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
@@ -25,12 +34,17 @@ use lifeboat_format::tree::{EntryKind, Tree};
 use lifeboat_storage::Kind;
 use serde::Serialize;
 
+use crate::damage;
 use crate::index::{CondemnedPacks, read_condemned, read_index_file};
-use crate::{RepoError, Repository, Result, parse_name};
+use crate::lease::{self, Holder, Lease};
+use crate::{PointRead, RepoError, Repository, Result};
 
+/// How a prune runs.
 #[derive(Debug, Clone, Copy)]
 pub struct PruneOptions {
+    /// How old a condemned marker must be before its packs are deleted.
     pub grace: Duration,
+    /// Only report what would be done (takes no lease, changes nothing).
     pub dry_run: bool,
     /// Repack a pack when at least this fraction of its bytes is unneeded.
     pub repack_threshold: f64,
@@ -46,6 +60,7 @@ impl Default for PruneOptions {
     }
 }
 
+/// What a prune found and did.
 #[derive(Debug, Default, Serialize)]
 pub struct PruneReport {
     pub packs: usize,
@@ -61,14 +76,36 @@ pub struct PruneReport {
     /// Markers still inside their grace period, with the time they become deletable.
     pub waiting: Vec<jiff::Timestamp>,
     pub dry_run: bool,
+    /// Packs kept although no readable index names them, because some index file is damaged.
+    pub kept_unindexed: usize,
 }
 
-/// Every chunk (tree and content) some restore point reaches. Fails rather than guesses when a
-/// restore point or tree cannot be read: deleting on a partial view would lose data.
+/// Every chunk (tree and content) some restore point reaches, counting manifests stored under
+/// another name too. Fails rather than guesses when a tree cannot be read: deleting on a
+/// partial view would lose data. An object in `points/` that does not open names nothing.
 pub fn needed_chunks(repo: &Repository) -> Result<HashSet<Id>> {
     let mut needed = HashSet::new();
     let mut reader = repo.reader();
-    for (_, point) in repo.points()? {
+    for read in repo.scan_points()? {
+        let point = match read {
+            PointRead::Sound(_, point) => point,
+            PointRead::Misnamed { name, point } => {
+                damage::skip(
+                    &Kind::Points.path_of(&name),
+                    "restore point manifest",
+                    "content does not match its name (what it names is kept)",
+                );
+                point
+            }
+            PointRead::Damaged { name, problem } => {
+                damage::skip(
+                    &Kind::Points.path_of(&name),
+                    "restore point manifest",
+                    &problem,
+                );
+                continue;
+            }
+        };
         let mut stack: Vec<Id> = point.roots().collect();
         while let Some(tree_id) = stack.pop() {
             if !needed.insert(tree_id) {
@@ -99,10 +136,23 @@ struct Pass<'a> {
     now: jiff::Timestamp,
     grace: jiff::SignedDuration,
     needed: &'a HashSet<Id>,
+    lease: Option<&'a RefCell<Lease>>,
+}
+
+impl Pass<'_> {
+    /// Before each deletion: the lease must still be ours, with time left.
+    fn keep_lease(&self) -> Result<()> {
+        match self.lease {
+            Some(lease) => lease.borrow_mut().keep(jiff::Timestamp::now()),
+            None => Ok(()),
+        }
+    }
 }
 
 struct Inventory {
     index_files: Vec<(Id, IndexFile)>,
+    /// Index files that could not be read: the packs they name are unknown.
+    unreadable_index_files: Vec<String>,
     packs: HashMap<Id, (u64, Vec<PackEntry>)>,
     stored: HashMap<Id, (u64, jiff::Timestamp)>,
 }
@@ -110,9 +160,23 @@ struct Inventory {
 fn inventory(repo: &Repository) -> Result<Inventory> {
     let backend = repo.backend();
     let mut index_files = Vec::new();
+    let mut unreadable_index_files = Vec::new();
     for info in backend.list(Kind::Index)? {
-        let id = parse_name(Kind::Index, &info.name)?;
-        index_files.push((id, read_index_file(backend.as_ref(), repo.key(), &id)?));
+        let path = Kind::Index.path_of(&info.name);
+        let Ok(id) = info.name.parse::<Id>() else {
+            // Not an index file's name: nothing lifeboat wrote, so it names no pack.
+            damage::skip(&path, "index file", "its name is not a 64-digit hex id");
+            continue;
+        };
+        match read_index_file(backend.as_ref(), repo.key(), &id, Some(info.size)) {
+            Ok(file) => index_files.push((id, file)),
+            Err(RepoError::Corrupt { source, .. }) => {
+                damage::skip(&path, "index file", &source.to_string());
+                unreadable_index_files.push(path);
+            }
+            Err(RepoError::Storage(e)) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
     }
     let mut packs = HashMap::new();
     for (_, file) in &index_files {
@@ -130,15 +194,46 @@ fn inventory(repo: &Repository) -> Result<Inventory> {
     }
     Ok(Inventory {
         index_files,
+        unreadable_index_files,
         packs,
         stored,
     })
 }
 
+/// Prunes: condemns what no restore point needs and deletes what was condemned a grace period
+/// ago. Unless it is a dry run, it holds the repository's prune lease throughout (taken for
+/// `holder`) and refuses when another prune holds it.
 pub fn prune(
     repo: &Repository,
     options: PruneOptions,
     now: jiff::Timestamp,
+    holder: Holder,
+) -> Result<PruneReport> {
+    if options.dry_run {
+        return prune_holding(repo, options, now, None);
+    }
+    let lease = RefCell::new(Lease::take(
+        repo.backend().clone(),
+        holder,
+        jiff::Timestamp::now(),
+        lease::DURATION,
+    )?);
+    tracing::info!(
+        "prune: holding the prune lease (generation {})",
+        lease.borrow().record().generation
+    );
+    let result = prune_holding(repo, options, now, Some(&lease));
+    if let Err(e) = lease.into_inner().release() {
+        tracing::warn!("could not release the prune lease (it expires by itself): {e}");
+    }
+    result
+}
+
+fn prune_holding<'a>(
+    repo: &'a Repository,
+    options: PruneOptions,
+    now: jiff::Timestamp,
+    lease: Option<&'a RefCell<Lease>>,
 ) -> Result<PruneReport> {
     let mut report = PruneReport {
         dry_run: options.dry_run,
@@ -160,8 +255,16 @@ pub fn prune(
         now,
         grace,
         needed: &needed,
+        lease,
     };
     condemn(&pass, &inv, &mut report)?;
+    if report.kept_unindexed > 0 {
+        tracing::warn!(
+            "prune: kept {} packs that no readable index file names, since {} cannot be read and may name them",
+            report.kept_unindexed,
+            inv.unreadable_index_files.join(", ")
+        );
+    }
     // Repacking added packs that now hold needed chunks; the delete phase must see them.
     let inv = if report.repacked_packs > 0 && !options.dry_run {
         inventory(repo)?
@@ -179,6 +282,7 @@ fn condemn(pass: &Pass<'_>, inv: &Inventory, report: &mut PruneReport) -> Result
         now,
         grace,
         needed,
+        ..
     } = *pass;
     let already: HashSet<Id> = read_condemned(repo.backend().as_ref())?
         .into_iter()
@@ -194,6 +298,8 @@ fn condemn(pass: &Pass<'_>, inv: &Inventory, report: &mut PruneReport) -> Result
         }
         let (size, modified) = inv.stored[id];
         match inv.packs.get(id) {
+            // A damaged index file may name it: never condemn on a partial view.
+            None if !inv.unreadable_index_files.is_empty() => report.kept_unindexed += 1,
             None => {
                 if now.duration_since(modified) >= grace {
                     condemned.push(*id);
@@ -267,6 +373,7 @@ fn delete_condemned(pass: &Pass<'_>, inv: &Inventory, report: &mut PruneReport) 
         now,
         grace,
         needed,
+        ..
     } = *pass;
     let backend = repo.backend();
     let markers = read_condemned(backend.as_ref())?;
@@ -296,6 +403,11 @@ fn delete_condemned(pass: &Pass<'_>, inv: &Inventory, report: &mut PruneReport) 
     candidates.sort();
     for pack in candidates {
         let Some((_, entries)) = inv.packs.get(&pack) else {
+            // Its chunks are unknown; a damaged index file may name it.
+            if !inv.unreadable_index_files.is_empty() {
+                doomed.remove(&pack);
+                report.spared_packs += 1;
+            }
             continue;
         };
         let needs_it = entries.iter().filter(|e| needed.contains(&e.id)).any(|e| {
@@ -333,17 +445,20 @@ fn delete_condemned(pass: &Pass<'_>, inv: &Inventory, report: &mut PruneReport) 
             let sealed = IndexFile { packs: keep }.seal(repo.key().encryption_key());
             backend.put(Kind::Index, &Id::of_stored(&sealed).to_hex(), sealed)?;
         }
+        pass.keep_lease()?;
         backend.delete(Kind::Index, &file_id.to_hex())?;
         report.index_files_rewritten += 1;
     }
     for pack in &doomed {
         if let Some((size, _)) = inv.stored.get(pack) {
+            pass.keep_lease()?;
             backend.delete(Kind::Data, &pack.to_hex())?;
             report.deleted_packs += 1;
             report.deleted_bytes += size;
         }
     }
     for (name, _) in due {
+        pass.keep_lease()?;
         backend.delete(Kind::Condemned, &name)?;
     }
     Ok(())

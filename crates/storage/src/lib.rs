@@ -1,9 +1,14 @@
 //! Where repository objects are kept.
 //!
-//! The repository speaks to storage only through [`Backend`]: put, get, ranged get, list and
-//! delete of immutable objects named by `(Kind, name)`. There is no rename, no append and no
-//! lock, so every object store can serve, and the repository's safety never depends on the
-//! storage being clever.
+//! The repository speaks to storage only through [`Backend`]: put, create-if-absent, get,
+//! ranged get, list and delete of immutable objects named by `(Kind, name)`. There is no
+//! rename, no append, no compare-and-swap and no lock, so every object store can serve, and
+//! the repository's safety never depends on the storage being clever. The one conditional
+//! write, [`Backend::create`], is what object stores offer as "put if absent".
+//!
+//! Listings return only objects at their kind's place ([`locate`]); anything else under the
+//! location (a stray file in the root, a sub-folder in `keys/`, a pack in the wrong fan-out
+//! folder) is reported by [`Backend::strays`], never handed out as an object.
 //!
 //! [`ObjectStoreBackend`] serves every location (local directory, S3-compatible, Azure Blob,
 //! Google Cloud Storage) through the `object_store` crate: a local directory goes through
@@ -17,35 +22,42 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use futures::TryStreamExt;
+use futures::StreamExt;
 use object_store::path::Path as StorePath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 /// The kinds of objects a repository holds, each in its own folder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     /// The single `config` object saying this is a repository and of which format.
     Config,
+    /// Key files, each sealing the master key under a password.
     Keys,
     /// Packs, fanned out over 256 sub-folders by the first two hex digits of their name.
     Data,
+    /// Index files naming the chunks of packs.
     Index,
     /// Restore-point manifests.
     Points,
     /// Prune's first phase: packs marked for deletion after a grace period.
     Condemned,
+    /// Leases: create-if-absent objects that let one prune at a time delete.
+    Leases,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    /// Every kind, in the order their folders are shown.
+    pub const ALL: [Kind; 7] = [
         Kind::Config,
         Kind::Keys,
         Kind::Data,
         Kind::Index,
         Kind::Points,
         Kind::Condemned,
+        Kind::Leases,
     ];
 
+    /// The folder holding this kind's objects (empty for `config`, which is in the root).
     pub fn folder(self) -> &'static str {
         match self {
             Kind::Config => "",
@@ -54,6 +66,7 @@ impl Kind {
             Kind::Index => "index",
             Kind::Points => "points",
             Kind::Condemned => "condemned",
+            Kind::Leases => "leases",
         }
     }
 
@@ -67,44 +80,101 @@ impl Kind {
     }
 }
 
+/// Which kind of object, and its name, a path relative to the repository root is; `None` for
+/// a path where no object of any kind belongs (a stray).
+pub fn locate(path: &str) -> Option<(Kind, &str)> {
+    let parts: Vec<&str> = path.split('/').collect();
+    match parts.as_slice() {
+        ["config"] => Some((Kind::Config, "config")),
+        ["data", fan, name] if fan.len() == 2 && name.len() > 2 && name.starts_with(fan) => {
+            Some((Kind::Data, name))
+        }
+        [folder, name] if !name.is_empty() => Kind::ALL
+            .into_iter()
+            .find(|k| !matches!(k, Kind::Config | Kind::Data) && k.folder() == *folder)
+            .map(|k| (k, *name)),
+        _ => None,
+    }
+}
+
+/// One listed object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {
+    /// Its name within its kind (for packs, without the fan-out folder).
     pub name: String,
+    /// Its size as the storage reports it (not to be trusted for allocation).
     pub size: u64,
+    /// When the storage says it was written.
     pub modified: jiff::Timestamp,
 }
 
+/// Something under the repository location that is not at any kind's place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stray {
+    /// Its path relative to the repository root (as far as it could be read).
+    pub path: String,
+    /// Its size, when it could be listed.
+    pub size: Option<u64>,
+    /// Why it is not an object (or why it could not be listed).
+    pub reason: String,
+}
+
+/// What went wrong talking to storage, naming the location and the object.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
+    /// The object is not there.
     #[error("{location}: {path} does not exist")]
     NotFound { location: String, path: String },
+    /// A create-if-absent found the object already there.
+    #[error("{location}: {path} already exists")]
+    AlreadyExists { location: String, path: String },
+    /// Any other failure of the storage.
     #[error("{location}: {path}: {message}")]
     Failed {
         location: String,
         path: String,
         message: String,
     },
+    /// The location cannot be opened.
     #[error("cannot open repository location `{location}`: {message}")]
     Open { location: String, message: String },
 }
 
 impl StorageError {
+    /// Whether the object was not there.
     pub fn is_not_found(&self) -> bool {
         matches!(self, StorageError::NotFound { .. })
     }
+
+    /// Whether a create-if-absent lost to an object already there.
+    pub fn is_already_exists(&self) -> bool {
+        matches!(self, StorageError::AlreadyExists { .. })
+    }
 }
 
+/// Results of storage operations.
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
+/// Immutable objects by `(Kind, name)` at one location.
 pub trait Backend: Send + Sync + fmt::Debug {
     /// Where this backend stores, for messages (never with credentials).
     fn location(&self) -> &str;
     /// Stores an object; when this returns the object is durable.
     fn put(&self, kind: Kind, name: &str, bytes: Vec<u8>) -> Result<()>;
+    /// Stores an object only if none of that name exists (atomically: of two concurrent
+    /// creates, exactly one succeeds); [`StorageError::AlreadyExists`] otherwise.
+    fn create(&self, kind: Kind, name: &str, bytes: Vec<u8>) -> Result<()>;
+    /// A whole object. Only for objects whose size is known to be small.
     fn get(&self, kind: Kind, name: &str) -> Result<Vec<u8>>;
+    /// Exactly the bytes `range` of an object (a shorter answer is an error).
     fn get_range(&self, kind: Kind, name: &str, range: Range<u64>) -> Result<Vec<u8>>;
+    /// An object's size and time.
     fn head(&self, kind: Kind, name: &str) -> Result<ObjectInfo>;
+    /// The objects at this kind's place (see [`locate`]).
     fn list(&self, kind: Kind) -> Result<Vec<ObjectInfo>>;
+    /// Everything under the location that is not at any kind's place.
+    fn strays(&self) -> Result<Vec<Stray>>;
+    /// Removes an object; removing one that is not there is no error.
     fn delete(&self, kind: Kind, name: &str) -> Result<()>;
 }
 
@@ -113,6 +183,7 @@ pub trait Backend: Send + Sync + fmt::Debug {
 /// `object_store` builder for the URL's scheme.
 pub type Options = Vec<(String, String)>;
 
+/// A [`Backend`] on any `object_store` location.
 pub struct ObjectStoreBackend {
     store: Arc<dyn ObjectStore>,
     prefix: StorePath,
@@ -131,7 +202,9 @@ impl fmt::Debug for ObjectStoreBackend {
 /// What a repository location string names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
+    /// A local directory.
     Local(PathBuf),
+    /// An object-store URL.
     Remote(url::Url),
 }
 
@@ -247,6 +320,55 @@ impl ObjectStoreBackend {
         p
     }
 
+    /// Every object under `folder` (the whole location when empty), recursively. An entry the
+    /// store cannot name is returned as unreadable rather than failing the whole listing; any
+    /// other failure fails it, since a partial listing must never pass for a complete one.
+    fn list_under(&self, folder: &str) -> Result<Vec<Listed>> {
+        let prefix = if folder.is_empty() {
+            self.prefix.clone()
+        } else {
+            self.prefix.clone().join(folder)
+        };
+        let items: Vec<object_store::Result<object_store::ObjectMeta>> = self
+            .runtime
+            .block_on(self.store.list(Some(&prefix)).collect());
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            match item {
+                Ok(meta) => {
+                    let Some(parts) = meta.location.prefix_match(&self.prefix) else {
+                        continue;
+                    };
+                    let path = parts
+                        .map(|p| p.as_ref().to_string())
+                        .collect::<Vec<_>>()
+                        .join("/");
+                    out.push(Listed::Object { path, meta });
+                }
+                Err(e) if is_unnameable(&e) => out.push(Listed::Unreadable {
+                    path: if folder.is_empty() {
+                        ".".into()
+                    } else {
+                        format!("{folder}/")
+                    },
+                    reason: format!("an entry that cannot be listed: {}", error_chain(&e)),
+                }),
+                Err(e) => {
+                    return Err(StorageError::Failed {
+                        location: self.location.clone(),
+                        path: if folder.is_empty() {
+                            "(root)".into()
+                        } else {
+                            format!("{folder}/")
+                        },
+                        message: error_chain(&e),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
     fn error(&self, kind: Kind, name: &str, e: object_store::Error) -> StorageError {
         let path = kind.path_of(name);
         match e {
@@ -260,6 +382,37 @@ impl ObjectStoreBackend {
                 message: error_chain(&other),
             },
         }
+    }
+}
+
+/// One entry of a raw listing.
+enum Listed {
+    /// An object, by its path relative to the repository root.
+    Object {
+        path: String,
+        meta: object_store::ObjectMeta,
+    },
+    /// An entry whose name the store could not turn into an object path (not UTF-8, say).
+    Unreadable { path: String, reason: String },
+}
+
+/// Why a path is not an object: said for people running `check`.
+fn stray_reason(path: &str) -> String {
+    let parts: Vec<&str> = path.split('/').collect();
+    match parts.as_slice() {
+        [_] => "a file in the repository root, where only `config` belongs".into(),
+        ["data", _] => "a file directly in data/, where only fan-out folders belong".into(),
+        ["data", fan, _] if fan.len() == 2 => {
+            format!("not in its fan-out folder (a pack's name starts with the folder's `{fan}`)")
+        }
+        [folder, ..]
+            if Kind::ALL
+                .iter()
+                .any(|k| *k != Kind::Config && k.folder() == *folder) =>
+        {
+            format!("in a sub-folder of {folder}/, which holds no folders")
+        }
+        _ => "in a folder that is not part of a repository".into(),
     }
 }
 
@@ -340,6 +493,22 @@ impl Backend for ObjectStoreBackend {
         })
     }
 
+    fn create(&self, kind: Kind, name: &str, bytes: Vec<u8>) -> Result<()> {
+        let path = self.path(kind, name);
+        let options = PutOptions::from(PutMode::Create);
+        match self
+            .runtime
+            .block_on(self.store.put_opts(&path, PutPayload::from(bytes), options))
+        {
+            Ok(_) => Ok(()),
+            Err(object_store::Error::AlreadyExists { .. }) => Err(StorageError::AlreadyExists {
+                location: self.location.clone(),
+                path: kind.path_of(name),
+            }),
+            Err(e) => Err(self.error(kind, name, e)),
+        }
+    }
+
     fn list(&self, kind: Kind) -> Result<Vec<ObjectInfo>> {
         if kind == Kind::Config {
             return match self.head(kind, "config") {
@@ -348,26 +517,46 @@ impl Backend for ObjectStoreBackend {
                 Err(e) => Err(e),
             };
         }
-        let prefix = self.prefix.clone().join(kind.folder());
-        let metas: Vec<object_store::ObjectMeta> = self
-            .runtime
-            .block_on(self.store.list(Some(&prefix)).try_collect())
-            .map_err(|e| self.error(kind, "", e))?;
-        Ok(metas
-            .into_iter()
-            .filter_map(|m| {
-                let name = m.location.filename()?.to_string();
-                // Skip the temporary files of an interrupted local write.
-                if name.starts_with('.') || name.contains('#') {
-                    return None;
+        let mut out = Vec::new();
+        for listed in self.list_under(kind.folder())? {
+            let Listed::Object { path, meta } = listed else {
+                continue;
+            };
+            if let Some((k, name)) = locate(&path)
+                && k == kind
+            {
+                out.push(ObjectInfo {
+                    name: name.to_string(),
+                    size: meta.size,
+                    modified: timestamp(meta.last_modified),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn strays(&self) -> Result<Vec<Stray>> {
+        let mut out = Vec::new();
+        for listed in self.list_under("")? {
+            match listed {
+                Listed::Object { path, meta } => {
+                    if locate(&path).is_none() {
+                        let reason = stray_reason(&path);
+                        out.push(Stray {
+                            path,
+                            size: Some(meta.size),
+                            reason,
+                        });
+                    }
                 }
-                Some(ObjectInfo {
-                    name,
-                    size: m.size,
-                    modified: timestamp(m.last_modified),
-                })
-            })
-            .collect())
+                Listed::Unreadable { path, reason } => out.push(Stray {
+                    path,
+                    size: None,
+                    reason,
+                }),
+            }
+        }
+        Ok(out)
     }
 
     fn delete(&self, kind: Kind, name: &str) -> Result<()> {
@@ -378,4 +567,10 @@ impl Backend for ObjectStoreBackend {
             Err(e) => Err(self.error(kind, name, e)),
         }
     }
+}
+
+/// Whether a listing error concerns one entry's name (which the store cannot represent as an
+/// object path) rather than the listing itself.
+fn is_unnameable(e: &object_store::Error) -> bool {
+    matches!(e, object_store::Error::InvalidPath { .. })
 }

@@ -236,7 +236,11 @@ pub fn prune(ctx: &Context, args: PruneArgs) -> Result<Exit> {
         dry_run: args.dry_run,
         ..PruneOptions::default()
     };
-    let report = lifeboat_repository::prune::prune(&repo, options, jiff::Timestamp::now())?;
+    let holder = lifeboat_repository::lease::Holder {
+        host: hostname(),
+        pid: std::process::id(),
+    };
+    let report = lifeboat_repository::prune::prune(&repo, options, jiff::Timestamp::now(), holder)?;
     if ctx.global.json {
         output::json(&report);
         return Ok(Exit::Success);
@@ -261,4 +265,13 @@ pub fn prune(ctx: &Context, args: PruneArgs) -> Result<Exit> {
         );
     }
     Ok(Exit::Success)
+}
+
+/// This host's name, for the prune lease (so a refused prune can say who holds it).
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown host".into())
 }

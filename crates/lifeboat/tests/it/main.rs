@@ -7,6 +7,7 @@ mod drill;
 mod failover;
 mod files;
 mod hostile;
+mod hostile_repo;
 mod interrupt;
 mod mariadb;
 mod peer;

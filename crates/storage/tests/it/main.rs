@@ -52,3 +52,64 @@ fn missing_directory_and_bad_scheme_are_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn objects_out_of_place_are_strays_not_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let b = ObjectStoreBackend::local(root, false).unwrap();
+    let name = "ab".repeat(32);
+    b.put(Kind::Data, &name, b"pack".to_vec()).unwrap();
+    b.put(Kind::Points, "p", b"point".to_vec()).unwrap();
+    for rel in [
+        "stray.txt",
+        "elsewhere/x",
+        "points/nested/p",
+        "data/loose",
+        &format!("data/cd/{name}"),
+    ] {
+        let path = root.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, b"?").unwrap();
+    }
+    let listed: Vec<String> = b
+        .list(Kind::Data)
+        .unwrap()
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
+    assert_eq!(listed, std::slice::from_ref(&name));
+    let listed: Vec<String> = b
+        .list(Kind::Points)
+        .unwrap()
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
+    assert_eq!(listed, ["p"]);
+    let mut strays: Vec<String> = b.strays().unwrap().into_iter().map(|s| s.path).collect();
+    strays.sort();
+    assert_eq!(
+        strays,
+        [
+            format!("data/cd/{name}"),
+            "data/loose".to_string(),
+            "elsewhere/x".to_string(),
+            "points/nested/p".to_string(),
+            "stray.txt".to_string(),
+        ]
+    );
+}
+
+#[test]
+fn create_if_absent_has_one_winner() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = ObjectStoreBackend::local(dir.path(), false).unwrap();
+    b.create(Kind::Leases, "prune-1", b"first".to_vec())
+        .unwrap();
+    let err = b
+        .create(Kind::Leases, "prune-1", b"second".to_vec())
+        .unwrap_err();
+    assert!(err.is_already_exists(), "{err}");
+    assert!(err.to_string().contains("leases/prune-1"), "{err}");
+    assert_eq!(b.get(Kind::Leases, "prune-1").unwrap(), b"first");
+}
