@@ -189,6 +189,8 @@ pub struct ObjectStoreBackend {
     prefix: StorePath,
     location: String,
     runtime: tokio::runtime::Runtime,
+    /// The folder of a local repository, whose key files and config are made owner-only.
+    local_root: Option<PathBuf>,
 }
 
 impl fmt::Debug for ObjectStoreBackend {
@@ -255,6 +257,7 @@ impl ObjectStoreBackend {
             location: location.to_string(),
             message,
         };
+        let mut local_root = None;
         let (store, prefix, shown): (Arc<dyn ObjectStore>, StorePath, String) =
             match Location::parse(location)? {
                 Location::Local(path) => {
@@ -282,6 +285,7 @@ impl ObjectStoreBackend {
                         .map_err(|e| open_err(e.to_string()))?
                         .with_fsync(true)
                         .with_automatic_cleanup(true);
+                    local_root = Some(path.clone());
                     (
                         Arc::new(store),
                         StorePath::default(),
@@ -304,6 +308,25 @@ impl ObjectStoreBackend {
             prefix,
             location: shown,
             runtime,
+            local_root,
+        })
+    }
+
+    /// A local repository's key files and config readable by the owner only, whatever the
+    /// umask (the folder is private too; this also holds should it be opened up).
+    fn make_private(&self, kind: Kind, name: &str) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let (Some(root), Kind::Keys | Kind::Config) = (&self.local_root, kind) else {
+            return Ok(());
+        };
+        std::fs::set_permissions(
+            root.join(kind.path_of(name)),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .map_err(|e| StorageError::Failed {
+            location: self.location.clone(),
+            path: kind.path_of(name),
+            message: format!("making it private: {e}"),
         })
     }
 
@@ -449,7 +472,8 @@ impl Backend for ObjectStoreBackend {
         self.runtime
             .block_on(self.store.put(&path, PutPayload::from(bytes)))
             .map(|_| ())
-            .map_err(|e| self.error(kind, name, e))
+            .map_err(|e| self.error(kind, name, e))?;
+        self.make_private(kind, name)
     }
 
     fn get(&self, kind: Kind, name: &str) -> Result<Vec<u8>> {
