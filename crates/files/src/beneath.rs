@@ -63,7 +63,14 @@ impl Dir {
             ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
         match rustix::fs::openat2(&self.0, rel, flags, Mode::empty(), resolve) {
             Ok(fd) => Ok(File::from(fd)),
-            Err(rustix::io::Errno::NOSYS) => {
+            // No openat2 here (an old kernel, or a seccomp filter that refuses it): the
+            // slower, equally safe walk.
+            Err(
+                rustix::io::Errno::NOSYS
+                | rustix::io::Errno::PERM
+                | rustix::io::Errno::INVAL
+                | rustix::io::Errno::TOOBIG,
+            ) => {
                 let (parent, name) = match (rel.parent(), rel.file_name()) {
                     (Some(parent), Some(name)) => (parent, name),
                     _ => return Err(io::Error::from(io::ErrorKind::InvalidInput)),
@@ -117,7 +124,14 @@ impl Dir {
             ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
         match rustix::fs::openat2(&self.0, rel, DIR_FLAGS, Mode::empty(), resolve) {
             Ok(fd) => Ok(Dir(fd)),
-            Err(rustix::io::Errno::NOSYS) => self.open_by_components(rel),
+            // No openat2 here (an old kernel, or a seccomp filter that refuses it): the
+            // slower, equally safe walk.
+            Err(
+                rustix::io::Errno::NOSYS
+                | rustix::io::Errno::PERM
+                | rustix::io::Errno::INVAL
+                | rustix::io::Errno::TOOBIG,
+            ) => self.open_by_components(rel),
             Err(e) => Err(e.into()),
         }
     }

@@ -381,14 +381,13 @@ impl Command {
             .shell_wrapping()
             .map(|wrapping| wrapping.shell_text)
             .unwrap_or_default();
-        let quoted = shell_words::quote(item);
         Command(
             self.0
                 .iter()
                 .enumerate()
                 .map(|(position, arg)| {
                     if shell_text.contains(&position) {
-                        arg.replace("{item}", &quoted)
+                        quote_into_shell_text(arg, item)
                     } else {
                         arg.replace("{item}", item)
                     }
@@ -401,6 +400,58 @@ impl Command {
     pub fn shell_wrapping(&self) -> Option<crate::shell::ShellWrapping> {
         crate::shell::shell_wrapping(&self.0)
     }
+}
+
+/// Replaces each `{item}` in shell text with the item quoted for where it stands: bare
+/// (single-quoted by `shell-words`), inside `'...'` (each `'` closed, escaped, reopened) or
+/// inside `"..."` (`$`, `` ` ``, `"` and `\` escaped), so it is one literal word in every case.
+fn quote_into_shell_text(text: &str, item: &str) -> String {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Quote {
+        Bare,
+        Single,
+        Double,
+    }
+    let mut state = Quote::Bare;
+    let mut out = String::with_capacity(text.len() + item.len());
+    let mut pieces = text.split("{item}").peekable();
+    while let Some(piece) = pieces.next() {
+        let mut escaped = false;
+        for c in piece.chars() {
+            out.push(c);
+            if escaped {
+                escaped = false;
+                continue;
+            }
+            state = match (state, c) {
+                (Quote::Bare | Quote::Double, '\\') => {
+                    escaped = true;
+                    state
+                }
+                (Quote::Bare, '\'') => Quote::Single,
+                (Quote::Bare, '"') => Quote::Double,
+                (Quote::Single, '\'') => Quote::Bare,
+                (Quote::Double, '"') => Quote::Bare,
+                (state, _) => state,
+            };
+        }
+        if pieces.peek().is_none() {
+            break;
+        }
+        match state {
+            Quote::Bare => out.push_str(&shell_words::quote(item)),
+            Quote::Single => out.push_str(&item.replace('\'', "'\\''")),
+            Quote::Double => {
+                for c in item.chars() {
+                    if matches!(c, '$' | '`' | '"' | '\\') {
+                        out.push('\\');
+                    }
+                    out.push(c);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// `[[sites.<name>.checks]]`: a health check that must pass for the site to serve.

@@ -234,7 +234,7 @@ fn check_shell_wrapped_items(
                     ),
                 )
                 .with_help(
-                    "write `{item}` bare (lifeboat adds the quotes), never inside a second shell such as `ssh host sh -c ...`; \
+                    "lifeboat quotes the item for the quotes it stands in (none, '...' or \"...\"), but not for a second shell such as `ssh host sh -c ...`; \
                      better, pass it as an argument of its own: [\"sh\", \"-c\", \"cat \\\"$1\\\"\", \"sh\", \"{item}\"]",
                 ),
             );

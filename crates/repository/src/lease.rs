@@ -68,13 +68,16 @@ pub fn object_name(generation: u64) -> String {
     format!("{PREFIX}{generation:020}")
 }
 
+/// Generations stop below this: no planted name can make the next one overflow.
+const MAX_GENERATION: u64 = 1 << 60;
+
 /// The generation an object name stands for, if it is a lease's name.
 pub fn generation_of(name: &str) -> Option<u64> {
     let digits = name.strip_prefix(PREFIX)?;
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok()
+    digits.parse().ok().filter(|g| *g < MAX_GENERATION)
 }
 
 /// Reads one lease object, checking it says the generation its name says.
@@ -422,5 +425,10 @@ mod tests {
         assert_eq!(lease.record().generation, 5);
         assert_eq!(generation_of(&object_name(5)), Some(5));
         assert_eq!(generation_of("prune-5"), None);
+        assert_eq!(
+            generation_of(&object_name(u64::MAX)),
+            None,
+            "no next generation overflows"
+        );
     }
 }

@@ -78,13 +78,18 @@ pub struct PruneReport {
     pub dry_run: bool,
     /// Packs kept although no readable index names them, because some index file is damaged.
     pub kept_unindexed: usize,
+    /// Manifests that could not be read: while there are any, prune deletes nothing.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub held_back_by: Vec<String>,
 }
 
 /// Every chunk (tree and content) some restore point reaches, counting manifests stored under
-/// another name too. Fails rather than guesses when a tree cannot be read: deleting on a
-/// partial view would lose data. An object in `points/` that does not open names nothing.
-pub fn needed_chunks(repo: &Repository) -> Result<HashSet<Id>> {
+/// another name too, and the objects in `points/` that could not be opened (what they need is
+/// unknown). Fails rather than guesses when a tree cannot be read: deleting on a partial view
+/// would lose data.
+pub fn needed_chunks(repo: &Repository) -> Result<(HashSet<Id>, Vec<String>)> {
     let mut needed = HashSet::new();
+    let mut unreadable = Vec::new();
     let mut reader = repo.reader();
     for read in repo.scan_points()? {
         let point = match read {
@@ -103,6 +108,7 @@ pub fn needed_chunks(repo: &Repository) -> Result<HashSet<Id>> {
                     "restore point manifest",
                     &problem,
                 );
+                unreadable.push(Kind::Points.path_of(&name));
                 continue;
             }
         };
@@ -125,7 +131,7 @@ pub fn needed_chunks(repo: &Repository) -> Result<HashSet<Id>> {
             }
         }
     }
-    Ok(needed)
+    Ok((needed, unreadable))
 }
 
 /// What both phases of one prune run share.
@@ -174,7 +180,8 @@ fn inventory(repo: &Repository) -> Result<Inventory> {
                 damage::skip(&path, "index file", &source.to_string());
                 unreadable_index_files.push(path);
             }
-            Err(RepoError::Storage(e)) if e.is_not_found() => {}
+            // Gone since the listing: what it named is unknown, so it counts as unreadable.
+            Err(RepoError::Storage(e)) if e.is_not_found() => unreadable_index_files.push(path),
             Err(e) => return Err(e),
         }
     }
@@ -239,8 +246,19 @@ fn prune_holding<'a>(
         dry_run: options.dry_run,
         ..PruneReport::default()
     };
-    let needed = needed_chunks(repo)?;
+    let (needed, unreadable_points) = needed_chunks(repo)?;
     report.chunks_needed = needed.len();
+    if !unreadable_points.is_empty() {
+        // A manifest that does not open (damaged, or written by a newer lifeboat) may need
+        // any pack: deleting on this view could lose a restore point.
+        tracing::warn!(
+            "prune: deleting nothing, since {} cannot be read and may need any pack; remove what `lifeboat check` names as damaged, then prune again",
+            unreadable_points.join(", ")
+        );
+        report.packs = repo.backend().list(Kind::Data)?.len();
+        report.held_back_by = unreadable_points;
+        return Ok(report);
+    }
     tracing::info!(
         "prune: {} chunks are needed by restore points",
         needed.len()

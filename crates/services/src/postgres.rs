@@ -474,7 +474,15 @@ impl PgServer {
         let restored = self.fill(&mut admin, repo, root, facts, &staging, how.jobs);
         let swapped = restored.and_then(|bytes| {
             if exists {
-                debug_assert!(replace);
+                // An empty `postgres` may have been written to while the restore ran.
+                if !how.replace && !self.is_empty(target)? {
+                    return Err(ServiceError::Exists {
+                        path: format!(
+                            "database `{target}` on {} (written to during the restore)",
+                            self.display
+                        ),
+                    });
+                }
                 admin
                     .batch_execute(&format!(
                         "DROP DATABASE {} WITH (FORCE)",
@@ -501,7 +509,7 @@ impl PgServer {
     }
 
     /// Whether database `name` holds nothing a user made: no table, view, sequence, function,
-    /// type, schema beyond `public`, or extension beyond `plpgsql`.
+    /// type, large object, publication, schema beyond `public`, or extension beyond `plpgsql`.
     fn is_empty(&self, name: &str) -> Result<bool> {
         const USER_OBJECTS: &str = "SELECT
               (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -515,7 +523,9 @@ impl PgServer {
             + (SELECT count(*) FROM pg_namespace
                 WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'public')
                   AND nspname NOT LIKE 'pg\\_toast%' AND nspname NOT LIKE 'pg\\_temp%')
-            + (SELECT count(*) FROM pg_extension WHERE extname <> 'plpgsql')";
+            + (SELECT count(*) FROM pg_extension WHERE extname <> 'plpgsql')
+            + (SELECT count(*) FROM pg_largeobject_metadata)
+            + (SELECT count(*) FROM pg_publication)";
         let mut client = self.connect(name)?;
         let row = client
             .query_one(USER_OBJECTS, &[])

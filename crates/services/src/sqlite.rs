@@ -2,6 +2,7 @@
 //! read transaction, so writers carry on), stored as a document; restored next to the target,
 //! checked with `PRAGMA integrity_check`, then renamed into place.
 
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -64,10 +65,24 @@ pub fn restore_sqlite(
     // Exclusive and unguessable: nothing planted beside the target is written through.
     let (mut file, staging) =
         lifeboat_files::staging_file_beside(path).map_err(|e| sqlite_err(path, e))?;
+    // The new file takes the mode and owner of the one it replaces, so the application can
+    // still open it (the staging file is private until then).
+    let (mode, owner) = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_file() => (m.mode() & 0o7777, Some((m.uid(), m.gid()))),
+        _ => (0o644, None),
+    };
     let written = lifeboat_files::read_stream(&mut repo.reader(), &chunks, &mut file)
         .map_err(ServiceError::from)
         .and_then(|n| {
-            file.sync_all().map_err(|e| sqlite_err(&staging, e))?;
+            if let Some((uid, gid)) = owner
+                && rustix::process::geteuid().is_root()
+            {
+                std::os::unix::fs::fchown(&file, Some(uid), Some(gid))
+                    .map_err(|e| sqlite_err(&staging, e))?;
+            }
+            file.set_permissions(std::fs::Permissions::from_mode(mode))
+                .and_then(|()| file.sync_all())
+                .map_err(|e| sqlite_err(&staging, e))?;
             Ok(n)
         });
     drop(file);

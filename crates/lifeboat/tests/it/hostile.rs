@@ -308,6 +308,7 @@ at.dr = { path = "dr/app.db" }
     w.run(&["backup"], 0);
     // Every name the old code staged at, and a few more, point at a file outside.
     write(&w.path("dr/app.db"), b"the old DR database");
+    std::fs::set_permissions(w.path("dr/app.db"), std::fs::Permissions::from_mode(0o640)).unwrap();
     let outside = w.path("outside.txt");
     write(&outside, b"keep me");
     for staging in [
@@ -322,6 +323,8 @@ at.dr = { path = "dr/app.db" }
     assert_eq!(std::fs::read(&outside).unwrap(), b"keep me");
     let restored = std::fs::read(w.path("dr/app.db")).unwrap();
     assert!(restored.starts_with(b"SQLite format 3"));
+    let mode = std::fs::metadata(w.path("dr/app.db")).unwrap().mode() & 0o777;
+    assert_eq!(mode, 0o640, "the replaced file's mode is kept");
     assert_no_staging(&w.path("dr"));
 }
 

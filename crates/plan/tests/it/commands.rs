@@ -131,3 +131,28 @@ fn smtp_credentials_without_starttls_are_a_warning() {
     );
     assert!(warnings_of(&notify(", starttls = false")).is_empty());
 }
+
+#[test]
+fn an_item_inside_quotes_the_plan_wrote_stays_one_literal_word() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (script, expected) in [
+        ("printf '%s|' \"/data/{item}\"", format!("/data/{HOSTILE}|")),
+        ("printf '%s|' '/data/{item}'", format!("/data/{HOSTILE}|")),
+        (
+            "printf '%s|' \"{item}\" '{item}' {item}",
+            format!("{HOSTILE}|{HOSTILE}|{HOSTILE}|"),
+        ),
+        (
+            "printf '%s|' \"it's \\\"{item}\\\"\"",
+            format!("it's \"{HOSTILE}\"|"),
+        ),
+    ] {
+        let command = argv(&["sh", "-c", script]).with_item(HOSTILE);
+        let printed = run(&command, dir.path());
+        assert_eq!(printed, expected, "{script:?} became {:?}", command.argv());
+    }
+    assert!(
+        !dir.path().join("pwned").exists() && !dir.path().join("pwned2").exists(),
+        "the item ran as shell text"
+    );
+}
