@@ -13,7 +13,10 @@ use clap::{Args, Parser, Subcommand};
     after_help = "Exit codes: 0 success; 1 failure; 2 invalid usage or plan; \
                   3 verification found problems (check, restore --verify, verify, audit, \
                   drill: a verification failed or an objective was missed); \
-                  4 backup incomplete (a restore point was written, some resources failed)."
+                  4 backup incomplete (a restore point was written, some resources failed); \
+                  130 a drill stopped by a signal (after tearing down); \
+                  141 standard output was closed before everything was written (the work \
+                  itself went on to its end)."
 )]
 pub struct Cli {
     #[command(flatten)]

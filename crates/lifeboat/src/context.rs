@@ -52,6 +52,17 @@ impl Context {
             .ok_or_else(|| anyhow!("no plan: give --plan FILE, or run where ./lifeboat.toml is"))
     }
 
+    /// The plan's site `name`; an unknown name is a usage error that lists the sites.
+    pub fn require_site(&self, name: &str) -> Result<&lifeboat_plan::Site> {
+        let plan = self.require_plan()?;
+        plan.site(name).ok_or_else(|| {
+            crate::output::usage(format!(
+                "the plan has no site `{name}`; it has: {}",
+                plan.sites.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })
+    }
+
     fn location(&self) -> Result<(String, Options)> {
         if let Some(url) = &self.global.repository {
             return Ok((url.clone(), Vec::new()));

@@ -20,6 +20,100 @@ pub enum Exit {
     Invalid = 2,
     Problems = 3,
     Incomplete = 4,
+    /// Standard output was closed before everything was written (128 + SIGPIPE, as a
+    /// program killed by the signal would end); the work itself went on to its end.
+    OutputClosed = 141,
+}
+
+/// A mistake in how lifeboat was called (an unknown site or resource, flags that do not go
+/// together): exit 2, like a command line clap refuses.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// A usage error as an `anyhow` error, for `return Err(usage(...))`.
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(UsageError(message.into()))
+}
+
+/// Set once writing to stdout failed because its reader went away: later output is dropped
+/// rather than panicking, and the run still ends its work (a failover piped into `head`
+/// must not stop half-way).
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+/// Set when writing to stdout failed for another reason (a full disk behind a redirect).
+static STDOUT_FAILED: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Writes to stdout; a closed pipe or a failed write is remembered, never a panic.
+pub fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            STDOUT_CLOSED.store(true, Ordering::Relaxed);
+        } else if let Ok(mut failed) = STDOUT_FAILED.lock() {
+            failed.get_or_insert_with(|| e.to_string());
+        }
+    }
+}
+
+/// Writes to stderr, ignoring failure: there is nowhere left to say it.
+pub fn write_stderr(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_fmt(args);
+}
+
+/// The exit status once the command is done: a closed stdout turns success into
+/// [`Exit::OutputClosed`]; a failed write of the results turns it into a failure, said.
+pub fn finish(code: Exit) -> Exit {
+    if code != Exit::Success {
+        return code;
+    }
+    if let Some(error) = STDOUT_FAILED.lock().ok().and_then(|mut f| f.take()) {
+        write_stderr(format_args!(
+            "error: the results could not be written to standard output: {error}\n"
+        ));
+        return Exit::Failure;
+    }
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return Exit::OutputClosed;
+    }
+    code
+}
+
+// These shadow the standard macros in the whole crate (`#[macro_use] mod output` comes
+// first in main.rs): the std ones panic when the reader of a pipe goes away
+// (`lifeboat points | head -1`), these remember it and go on.
+
+/// `print!` that never panics on a closed pipe.
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::output::write_stdout(format_args!($($arg)*)) };
+}
+
+/// `println!` that never panics on a closed pipe.
+macro_rules! println {
+    () => { $crate::output::write_stdout(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::output::write_stdout(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// `eprint!` that never panics when stderr is gone.
+macro_rules! eprint {
+    ($($arg:tt)*) => { $crate::output::write_stderr(format_args!($($arg)*)) };
+}
+
+/// `eprintln!` that never panics when stderr is gone.
+macro_rules! eprintln {
+    () => { $crate::output::write_stderr(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::output::write_stderr(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
 impl From<Exit> for std::process::ExitCode {
@@ -54,6 +148,11 @@ pub fn report_error(error: &anyhow::Error, json: bool) -> Exit {
         print_plan_errors(errors, json);
         return Exit::Invalid;
     }
+    let exit = if error.downcast_ref::<UsageError>().is_some() {
+        Exit::Invalid
+    } else {
+        Exit::Failure
+    };
     let headline = error.to_string();
     let causes: Vec<String> = error
         .chain()
@@ -68,11 +167,9 @@ pub fn report_error(error: &anyhow::Error, json: bool) -> Exit {
         eprintln!("  caused by: {}", shown(cause));
     }
     if json {
-        self::json(
-            &serde_json::json!({ "error": headline, "causes": causes, "exit": Exit::Failure as u8 }),
-        );
+        self::json(&serde_json::json!({ "error": headline, "causes": causes, "exit": exit as u8 }));
     }
-    Exit::Failure
+    exit
 }
 
 /// An error with its causes on one line, each said once: a message that already quotes its
@@ -103,10 +200,10 @@ pub fn print_plan_errors(errors: &lifeboat_plan::PlanErrors, json: bool) {
 }
 
 pub fn json<T: serde::Serialize>(value: &T) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).expect("output serialises")
-    );
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => println!("{text}"),
+        Err(e) => eprintln!("error: the results could not be put in JSON: {e}"),
+    }
 }
 
 pub fn bytes(n: u64) -> String {

@@ -285,52 +285,10 @@ fn password_in_url(url: &str) -> Option<PasswordInUrl> {
     query
         .split(['&', ';'])
         .filter_map(|pair| pair.split_once('='))
-        .find(|(key, value)| !value.is_empty() && names_a_credential(&percent_decoded(key)))
+        .find(|(key, value)| {
+            !value.is_empty() && crate::mask::names_a_credential(&crate::mask::percent_decoded(key))
+        })
         .map(|(key, _)| PasswordInUrl::Query(key.to_string()))
-}
-
-/// A query parameter's name that says its value is a credential.
-fn names_a_credential(key: &str) -> bool {
-    let key: String = key
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .map(|c| c.to_ascii_lowercase())
-        .collect();
-    matches!(key.as_str(), "pass" | "pwd" | "auth")
-        || [
-            "password",
-            "passwd",
-            "secret",
-            "token",
-            "apikey",
-            "credential",
-        ]
-        .iter()
-        .any(|word| key.contains(word))
-}
-
-/// `%XX` escapes decoded (others kept as written), so `pass%77ord` is seen as `password`.
-fn percent_decoded(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut position = 0;
-    while position < bytes.len() {
-        let hex = bytes
-            .get(position + 1..position + 3)
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match (bytes[position], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                position += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                position += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Refuses a URL holding a password (in its userinfo or its query); `instead` says where
@@ -1079,8 +1037,15 @@ fn decode_database_binding(
         DATABASE_PASSWORD,
         cx,
     );
-    (scheme_ok && !has_password).then(|| DatabaseBinding {
-        url: url.into_inner().0,
+    // Kept with the password masked, so the checks of everything else still run (and
+    // report their errors together with this one) without the password in any message.
+    let url = url.into_inner().0;
+    scheme_ok.then(|| DatabaseBinding {
+        url: if has_password {
+            crate::mask::masked(&url)
+        } else {
+            url
+        },
         password,
     })
 }
@@ -1163,8 +1128,13 @@ fn decode_http_binding(
     );
     let has_password =
         reject_password_in_url(&url.get_ref().0, &url_path, url.span(), HTTP_CREDENTIAL, cx);
-    (scheme_ok && !has_password).then(|| HttpBinding {
-        url: url.into_inner().0,
+    let url = url.into_inner().0;
+    scheme_ok.then(|| HttpBinding {
+        url: if has_password {
+            crate::mask::masked(&url)
+        } else {
+            url
+        },
         method,
         headers: headers
             .into_iter()

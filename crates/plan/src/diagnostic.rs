@@ -14,6 +14,8 @@ use miette::{LabeledSpan, NamedSource, SourceCode};
 pub enum Severity {
     Error,
     Warning,
+    /// Nothing wrong, but worth knowing (a setting no command performs yet).
+    Note,
 }
 
 impl fmt::Display for Severity {
@@ -21,6 +23,7 @@ impl fmt::Display for Severity {
         f.write_str(match self {
             Severity::Error => "error",
             Severity::Warning => "warning",
+            Severity::Note => "note",
         })
     }
 }
@@ -59,6 +62,14 @@ impl Diagnostic {
         }
     }
 
+    /// Something worth knowing that is not a problem.
+    pub fn note(path: impl Into<String>, span: Range<usize>, message: impl Into<String>) -> Self {
+        Diagnostic {
+            severity: Severity::Note,
+            ..Diagnostic::error(path, span, message)
+        }
+    }
+
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
         self
@@ -82,6 +93,7 @@ impl miette::Diagnostic for Diagnostic {
         Some(match self.severity {
             Severity::Error => miette::Severity::Error,
             Severity::Warning => miette::Severity::Warning,
+            Severity::Note => miette::Severity::Advice,
         })
     }
 
@@ -138,7 +150,19 @@ pub struct JsonDiagnostic {
 impl PlanErrors {
     /// Gathers diagnostics for `source`, the text of `file`. Diagnostics are kept in source
     /// order (errors before warnings at the same place) so output is stable.
+    /// Credentials in the source's URLs are shown as `****` (spans follow), so no snippet
+    /// prints a password.
     pub fn new(file: &Path, source: Arc<str>, mut diagnostics: Vec<Diagnostic>) -> Self {
+        let credentials = crate::mask::credentials_in(&source);
+        let source: Arc<str> = if credentials.is_empty() {
+            source
+        } else {
+            for diagnostic in &mut diagnostics {
+                let moved = |offset| crate::mask::offset_after_masking(offset, &credentials);
+                diagnostic.span = moved(diagnostic.span.start)..moved(diagnostic.span.end);
+            }
+            crate::mask::masked(&source).into()
+        };
         diagnostics.sort_by(|a, b| {
             (a.span.start, a.severity, &a.path).cmp(&(b.span.start, b.severity, &b.path))
         });
@@ -167,7 +191,18 @@ impl PlanErrors {
     }
 
     pub fn warnings(&self) -> impl Iterator<Item = &Diagnostic> {
-        self.inner.diagnostics.iter().filter(|d| !d.is_error())
+        self.inner
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
+    }
+
+    /// Diagnostics that are neither errors nor warnings.
+    pub fn notes(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.inner
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Note)
     }
 
     pub fn has_errors(&self) -> bool {
@@ -244,12 +279,18 @@ impl PlanErrors {
     pub fn summary(&self) -> String {
         let errors = self.errors().count();
         let warnings = self.warnings().count();
+        let notes = self.notes().count();
         let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
         format!(
-            "{}: {}, {}",
+            "{}: {}, {}{}",
             self.inner.file.display(),
             plural(errors, "error"),
-            plural(warnings, "warning")
+            plural(warnings, "warning"),
+            if notes > 0 {
+                format!(", {}", plural(notes, "note"))
+            } else {
+                String::new()
+            }
         )
     }
 

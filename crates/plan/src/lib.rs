@@ -32,6 +32,7 @@ mod cron;
 mod decode;
 mod diagnostic;
 mod duration;
+mod mask;
 mod read;
 mod schema;
 mod secret;
@@ -44,6 +45,7 @@ use std::sync::Arc;
 pub use cron::validate_cron;
 pub use diagnostic::{Diagnostic, JsonDiagnostic, PlanErrors, Severity};
 pub use duration::{DurationError, HumanDuration, format_duration, parse_duration};
+pub use mask::{MASK, credentials_in, masked};
 pub use schema::*;
 pub use secret::{Secret, SecretError, SecretUse, SecretValue, StringOrSecret};
 pub use shell::{ShellWrapping, shell_wrapping};
@@ -105,7 +107,13 @@ pub fn parse(source: &str, path: &Path) -> Result<Plan, PlanErrors> {
         warnings: cx
             .diagnostics
             .iter()
-            .filter(|d| !d.is_error())
+            .filter(|d| d.severity == Severity::Warning)
+            .cloned()
+            .collect(),
+        notes: cx
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Note)
             .cloned()
             .collect(),
     };

@@ -40,6 +40,7 @@ pub(crate) struct Origin {
     pub spans: SpanIndex,
     pub secrets: Vec<SecretUse>,
     pub warnings: Vec<Diagnostic>,
+    pub notes: Vec<Diagnostic>,
 }
 
 impl Plan {
@@ -184,6 +185,11 @@ impl Plan {
     /// Warnings found while loading (the plan loaded, but something looks wrong).
     pub fn warnings(&self) -> &[Diagnostic] {
         &self.origin.warnings
+    }
+
+    /// Notes found while loading: settings worth knowing about, nothing wrong.
+    pub fn notes(&self) -> &[Diagnostic] {
+        &self.origin.notes
     }
 
     /// The plan's source text.

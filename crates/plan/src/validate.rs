@@ -27,7 +27,53 @@ pub(crate) fn validate(draft: &Draft, spans: &SpanIndex) -> Vec<Diagnostic> {
     check_traffic(draft, spans, &mut out);
     check_watch(draft, spans, &mut out);
     check_drill_bindings(draft, spans, &mut out);
+    note_unperformed(draft, spans, &mut out);
     out
+}
+
+/// Settings the plan accepts but no command performs yet get a note saying what will, so
+/// nobody believes a schedule or a sync protects them today.
+fn note_unperformed(draft: &Draft, spans: &SpanIndex, out: &mut Vec<Diagnostic>) {
+    for (job, command) in [
+        ("backup", "lifeboat backup"),
+        ("drill", "lifeboat drill"),
+        ("audit", "lifeboat audit"),
+        ("check", "lifeboat check"),
+    ] {
+        let field = format!("schedule.{job}");
+        if let Some(span) = spans.key(&field) {
+            out.push(
+                Diagnostic::note(
+                    field.as_str(),
+                    span,
+                    format!(
+                        "no command runs `schedule.{job}` yet: the daemon (`lifeboat serve`) will"
+                    ),
+                )
+                .with_help(format!(
+                    "until then, run `{command}` from cron or a systemd timer at this schedule"
+                )),
+            );
+        }
+    }
+    for (name, resource) in &draft.resources {
+        if let ResourceKind::Files(files) = &resource.kind
+            && files.sync != SyncMode::None
+        {
+            let field = format!("resources.{name}.sync");
+            out.push(
+                Diagnostic::note(
+                    field.as_str(),
+                    spans.key_or_parent(&field),
+                    format!(
+                        "no command performs `sync = \"{}\"` yet: the files reach the other site only through restore points",
+                        files.sync
+                    ),
+                )
+                .with_help("restore, failover and failback carry them; export sync between sites is planned"),
+            );
+        }
+    }
 }
 
 fn path(keys: &[&str]) -> FieldPath {

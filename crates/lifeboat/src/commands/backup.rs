@@ -68,14 +68,14 @@ fn targets(
     let wanted: Vec<String> = args.resources.iter().map(|n| base(n)).collect();
     for name in &wanted {
         if plan.resource(name).is_none() {
-            bail!(
+            return Err(output::usage(format!(
                 "the plan has no resource `{name}`; it has: {}",
                 plan.resources
                     .keys()
                     .cloned()
                     .collect::<Vec<_>>()
                     .join(", ")
-            );
+            )));
         }
     }
     let active;
@@ -342,6 +342,8 @@ fn capture(
     let mut skipped_files = Vec::new();
     for target in targets {
         tracing::info!("capturing {} ({})", target.name, target.kind);
+        // The whole capture (snapshot, waits, transfer), not only the part that stores bytes.
+        let capture_started = std::time::Instant::now();
         let mut database = None;
         // Entries a file-tree capture had to leave out.
         let mut left_out: Vec<String> = Vec::new();
@@ -416,7 +418,8 @@ fn capture(
                 Capture::Fails(reason) => (String::new(), Err(reason.clone()), None),
             };
         let (status, root, stats) = match outcome {
-            Ok((root, stats)) => {
+            Ok((root, mut stats)) => {
+                stats.duration_ms = capture_started.elapsed().as_millis() as u64;
                 tracing::info!(
                     "captured {}: {} bytes, {} new chunks, {} bytes stored in {} ms",
                     target.name,
@@ -438,7 +441,10 @@ fn capture(
                 (
                     ResourceStatus::Failed { error },
                     None,
-                    CaptureStats::default(),
+                    CaptureStats {
+                        duration_ms: capture_started.elapsed().as_millis() as u64,
+                        ..CaptureStats::default()
+                    },
                 )
             }
         };

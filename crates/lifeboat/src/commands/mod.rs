@@ -63,6 +63,7 @@ fn plan_check(global: crate::cli::Global, resolve: bool) -> Result<Exit> {
     };
     let plan = ctx.require_plan()?;
     let mut diagnostics: Vec<_> = plan.warnings().to_vec();
+    diagnostics.extend(plan.notes().iter().cloned());
     if resolve {
         diagnostics.extend(lifeboat_plan::check_secrets(plan));
     }

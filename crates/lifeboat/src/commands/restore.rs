@@ -52,7 +52,7 @@ pub fn run(ctx: &Context, args: RestoreArgs) -> Result<Exit> {
     let (id, point) = find(&repo, &args.point, single)?;
     for name in &args.resource {
         if !point.resources.iter().any(|r| selects(name, &r.name)) {
-            bail!(
+            return Err(output::usage(format!(
                 "restore point {} has no resource `{name}`; it has: {}",
                 id.short(),
                 point
@@ -61,7 +61,7 @@ pub fn run(ctx: &Context, args: RestoreArgs) -> Result<Exit> {
                     .map(|r| r.name.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
-            );
+            )));
         }
     }
     let chosen: Vec<&ResourcePoint> = point
@@ -256,12 +256,7 @@ fn to_site(
     chosen: &[&ResourcePoint],
 ) -> Result<Exit> {
     let plan = ctx.require_plan()?;
-    if plan.site(site).is_none() {
-        bail!(
-            "the plan has no site `{site}`; it has: {}",
-            plan.sites.keys().cloned().collect::<Vec<_>>().join(", ")
-        );
-    }
+    ctx.require_site(site)?;
     let mut report = Vec::new();
     let mut failed = 0;
     for r in chosen {
@@ -438,13 +433,7 @@ fn failure(r: &ResourcePoint) -> String {
 /// `lifeboat verify`: compares the databases at a site with what a restore point captured.
 pub fn verify(ctx: &Context, args: VerifyArgs) -> Result<Exit> {
     let plan = ctx.require_plan()?;
-    if plan.site(&args.site).is_none() {
-        bail!(
-            "the plan has no site `{}`; it has: {}",
-            args.site,
-            plan.sites.keys().cloned().collect::<Vec<_>>().join(", ")
-        );
-    }
+    ctx.require_site(&args.site)?;
     let repo = ctx.open_repository()?;
     let single = match args.resource.as_slice() {
         [one] => Some(one.as_str()),

@@ -75,12 +75,7 @@ fn begin(
     args: &RunArgs,
 ) -> Result<Exit> {
     let plan = ctx.require_plan()?;
-    if plan.site(to).is_none() {
-        bail!(
-            "the plan has no site `{to}`; it has: {}",
-            plan.sites.keys().cloned().collect::<Vec<_>>().join(", ")
-        );
-    }
+    ctx.require_site(to)?;
     let store = StateStore::of(plan);
     let state = store.load(plan)?;
     let id = format!(
@@ -173,8 +168,9 @@ pub(crate) fn chosen_resources(plan: &Plan, only: &[String]) -> Result<Vec<(Stri
     if only.is_empty() {
         return Ok(all);
     }
-    let chosen = order::with_dependencies(&all, only)
-        .map_err(|unknown| anyhow!("--only {unknown}: the plan has no such resource"))?;
+    let chosen = order::with_dependencies(&all, only).map_err(|unknown| {
+        crate::output::usage(format!("--only {unknown}: the plan has no such resource"))
+    })?;
     Ok(all
         .into_iter()
         .filter(|(name, _)| chosen.contains(name))

@@ -233,10 +233,10 @@ fn drill_site(plan: &Plan, requested: Option<&str>) -> Result<(String, bool)> {
                  \"drill\", or into a sandbox it derives itself (leave out --site)",
                 site.role.as_str()
             ),
-            None => bail!(
+            None => Err(crate::output::usage(format!(
                 "the plan has no site `{name}`; it has: {}",
                 plan.sites.keys().cloned().collect::<Vec<_>>().join(", ")
-            ),
+            ))),
         };
     }
     if let Some((name, _)) = plan.sites_with_role(Role::Drill).next() {
