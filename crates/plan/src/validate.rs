@@ -459,7 +459,14 @@ fn check_dependency_cycles(draft: &Draft, spans: &SpanIndex, out: &mut Vec<Diagn
 fn check_check_timing(draft: &Draft, spans: &SpanIndex, out: &mut Vec<Diagnostic>) {
     for (site_name, checks) in &draft.site_checks {
         for (position, check) in checks.iter().enumerate() {
-            let worst = check.timeout * (check.retries + 1) + check.retry_interval * check.retries;
+            // Checked: `retries = 4294967295` must be a warning, not an overflow.
+            let worst = check
+                .retries
+                .checked_add(1)
+                .and_then(|attempts| check.timeout.checked_mul(attempts))
+                .zip(check.retry_interval.checked_mul(check.retries))
+                .and_then(|(trying, waiting)| trying.checked_add(waiting))
+                .unwrap_or(std::time::Duration::MAX);
             if worst > draft.objectives.rto {
                 let check_path = FieldPath::root()
                     .key("sites")

@@ -259,3 +259,19 @@ fn timings_that_cannot_work_together_are_warned_about() {
         "{warnings:?}"
     );
 }
+
+#[test]
+fn a_huge_retry_count_is_a_warning_not_an_overflow() {
+    let source = format!(
+        "{MINIMAL}\n[[sites.dr.checks]]\nname = \"forever\"\ntcp = \"x:1\"\n\
+         timeout = \"9999999999s\"\nretries = 4294967295\nretry_interval = \"9999999999s\"\n"
+    );
+    let plan = parse_ok(&source);
+    assert!(
+        plan.warnings()
+            .iter()
+            .any(|w| w.message.starts_with("check `forever` may take")),
+        "{:?}",
+        plan.warnings()
+    );
+}
