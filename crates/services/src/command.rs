@@ -5,6 +5,7 @@ use std::io::Read;
 use std::path::Path;
 use std::process::Stdio;
 
+use lifeboat_files::Progress;
 use lifeboat_repository::{RepoWriter, Repository};
 
 use crate::document::{Document, document_chunks, store};
@@ -30,7 +31,7 @@ pub fn apply_command(
 ) -> Result<u64> {
     let chunks = document_chunks(repo, root)?;
     let child = start_argv(argv, cwd, Stdio::piped())?;
-    feed(repo, &chunks, child)
+    feed(repo, &chunks, child, None)
 }
 
 /// Writes the document's chunks to a child's stdin (its stdout is drained and discarded),
@@ -39,10 +40,11 @@ pub(crate) fn feed(
     repo: &Repository,
     chunks: &[lifeboat_format::Id],
     mut child: Running,
+    progress: Option<&Progress>,
 ) -> Result<u64> {
     let mut stdout = child.stdout();
     let drain = std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-    let mut stdin = child.stdin();
+    let mut stdin = Counted::new(child.stdin(), progress);
     let written = lifeboat_files::read_stream(&mut repo.reader(), chunks, &mut stdin);
     drop(stdin);
     let _ = drain.join();
@@ -222,5 +224,33 @@ mod item_tests {
                 "{item:?}"
             );
         }
+    }
+}
+
+/// A writer that adds what passes through to a [`Progress`] (a database restore's bar).
+pub(crate) struct Counted<'a, W> {
+    inner: W,
+    progress: Option<&'a Progress>,
+}
+
+impl<'a, W> Counted<'a, W> {
+    pub(crate) fn new(inner: W, progress: Option<&'a Progress>) -> Self {
+        Counted { inner, progress }
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for Counted<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if let Some(progress) = self.progress {
+            progress
+                .bytes_done
+                .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }

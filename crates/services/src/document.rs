@@ -86,6 +86,11 @@ fn captured_at() -> lifeboat_format::tree::Time {
 
 /// The chunks of a document's single entry.
 pub fn document_chunks(repo: &Repository, root: &Id) -> Result<Vec<Id>> {
+    document_content(repo, root).map(|(chunks, _)| chunks)
+}
+
+/// The chunks of a document's single entry and its length in bytes.
+pub fn document_content(repo: &Repository, root: &Id) -> Result<(Vec<Id>, u64)> {
     let bytes = repo.reader().read(root)?;
     let tree = Tree::decode(&bytes).map_err(|e| {
         ServiceError::Repo(RepoError::Corrupt {
@@ -96,10 +101,10 @@ pub fn document_chunks(repo: &Repository, root: &Id) -> Result<Vec<Id>> {
     match tree.entries.as_slice() {
         [
             Entry {
-                kind: EntryKind::File { chunks, .. },
+                kind: EntryKind::File { chunks, size },
                 ..
             },
-        ] => Ok(chunks.clone()),
+        ] => Ok((chunks.clone(), *size)),
         _ => Err(ServiceError::Io(format!(
             "tree {} is not a document",
             root.short()

@@ -21,7 +21,7 @@ use lifeboat_format::Id;
 use lifeboat_format::manifest::DatabaseFacts;
 use lifeboat_repository::{RepoWriter, Repository};
 
-use crate::document::{Document, document_chunks, read_document, store, store_counted};
+use crate::document::{Document, document_content, read_document, store, store_counted};
 use crate::pgtls::SslMode;
 use crate::process::{self, Running};
 use crate::{Result, ServiceError};
@@ -45,6 +45,8 @@ pub struct MyServer {
     /// The URL's `sslrootcert`: the CA certificates the server's must be signed by.
     ssl_ca: Option<std::path::PathBuf>,
     display: String,
+    /// Where a database restore counts the bytes it loads (a terminal's progress bar).
+    progress: Option<std::sync::Arc<lifeboat_files::Progress>>,
 }
 
 impl std::fmt::Debug for MyServer {
@@ -134,7 +136,14 @@ impl MyServer {
             ssl_mode,
             ssl_ca,
             display,
+            progress: None,
         })
+    }
+
+    /// The same server, counting what a database restore loads into `progress`.
+    pub fn with_progress(mut self, progress: std::sync::Arc<lifeboat_files::Progress>) -> Self {
+        self.progress = Some(progress);
+        self
     }
 
     pub fn describe(&self) -> &str {
@@ -457,12 +466,18 @@ impl MyServer {
             create.push_str(&format!(" COMMENT {}", quote_literal(mark)));
         }
         self.load(None, create.as_bytes())?;
-        let chunks = document_chunks(repo, root)?;
+        let (chunks, size) = document_content(repo, root)?;
+        let progress = self.progress.as_deref();
+        if let Some(progress) = progress {
+            progress
+                .bytes_total
+                .store(size, std::sync::atomic::Ordering::Relaxed);
+        }
         let mut command = self.tool(&["mariadb", "mysql"]);
         command.args(["--batch", &format!("--database={target}")]);
         let loaded = self
             .start(command, Stdio::piped())
-            .and_then(|child| crate::command::feed(repo, &chunks, child))
+            .and_then(|child| crate::command::feed(repo, &chunks, child, progress))
             .map_err(|e| self.client_error(e));
         if loaded.is_err() {
             // Never leave a half-loaded database under the name.

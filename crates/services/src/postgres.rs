@@ -26,7 +26,7 @@ use postgres::error::SqlState;
 use postgres::{Client, Config, NoTls, SimpleQueryMessage};
 
 use crate::document::{
-    Document, document_chunks, read_document, staging_suffix, store, store_counted,
+    Document, document_content, read_document, staging_suffix, store, store_counted,
 };
 use crate::pgtls::{PgTls, RustlsConnect, SslMode, split_tls};
 use crate::process::{self, Running};
@@ -44,6 +44,8 @@ pub struct PgServer {
     tls: std::sync::Arc<(PgTls, Option<RustlsConnect>)>,
     /// `postgres://user@host:port`, for messages: never the password.
     display: String,
+    /// Where a database restore counts the bytes it loads (a terminal's progress bar).
+    progress: Option<std::sync::Arc<lifeboat_files::Progress>>,
 }
 
 impl std::fmt::Debug for PgServer {
@@ -114,7 +116,14 @@ impl PgServer {
             config,
             tls: std::sync::Arc::new((tls, connector)),
             display,
+            progress: None,
         })
+    }
+
+    /// The same server, counting what a database restore loads into `progress`.
+    pub fn with_progress(mut self, progress: std::sync::Arc<lifeboat_files::Progress>) -> Self {
+        self.progress = Some(progress);
+        self
     }
 
     /// The server without credentials, for messages and manifests.
@@ -559,7 +568,13 @@ impl PgServer {
                     .map_err(|e| self.query_error("setting the owner", e))?;
             }
         }
-        let chunks = document_chunks(repo, root)?;
+        let (chunks, size) = document_content(repo, root)?;
+        let progress = self.progress.as_deref();
+        if let Some(progress) = progress {
+            progress
+                .bytes_total
+                .store(size, std::sync::atomic::Ordering::Relaxed);
+        }
         let mut command = self.tool("pg_restore", staging);
         command.args([
             "--no-password",
@@ -568,14 +583,17 @@ impl PgServer {
         ]);
         if jobs <= 1 {
             let child = self.start(command, Stdio::piped())?;
-            return crate::command::feed(repo, &chunks, child);
+            return crate::command::feed(repo, &chunks, child, progress);
         }
         // Parallel restore seeks in the archive: give it a file.
         let mut file = tempfile::NamedTempFile::new()
             .map_err(|e| ServiceError::Io(format!("temporary file for pg_restore: {e}")))?;
         let path = file.path().to_path_buf();
         let bytes = {
-            let mut out = std::io::BufWriter::with_capacity(1 << 20, file.as_file_mut());
+            let mut out = crate::command::Counted::new(
+                std::io::BufWriter::with_capacity(1 << 20, file.as_file_mut()),
+                progress,
+            );
             let n = lifeboat_files::read_stream(&mut repo.reader(), &chunks, &mut out)?;
             out.flush()
                 .map_err(|e| ServiceError::Io(format!("writing {}: {e}", path.display())))?;
