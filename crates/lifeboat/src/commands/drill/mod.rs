@@ -344,6 +344,7 @@ impl Drill<'_> {
             at: jiff::Timestamp::now().to_string(),
             elapsed_ms: self.elapsed_ms(),
             detail,
+            confirmed: None,
         };
         let drill_id = self.record().id.clone();
         // The journal times the report; the work (a teardown above all) goes on without it.
@@ -605,6 +606,8 @@ impl Drill<'_> {
                     start: vec![],
                     env: Default::default(),
                     checks: vec![],
+                    quiesce: vec![],
+                    quiesce_checks: vec![],
                 },
             );
         }
