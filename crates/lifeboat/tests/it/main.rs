@@ -17,5 +17,6 @@ mod prune;
 mod servers;
 mod services;
 mod support;
+mod switchover;
 mod watch;
 mod wire;
