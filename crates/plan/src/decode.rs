@@ -551,8 +551,7 @@ fn decode_sites(
     for (name, site) in table.iter() {
         let site_path = path.key(name.get_ref());
         check_name(name.get_ref(), &site_path, name.span(), "site", cx);
-        let (role, checks, quiesce_checks, decoded) =
-            decode_site(site, &site_path, declared, cx);
+        let (role, checks, quiesce_checks, decoded) = decode_site(site, &site_path, declared, cx);
         draft.site_roles.insert(name.get_ref().to_string(), role);
         draft.site_checks.insert(name.get_ref().to_string(), checks);
         draft

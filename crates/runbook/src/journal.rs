@@ -188,8 +188,10 @@ mod tests {
         captured.push(record("backup:primary", Event::Finished));
         assert_eq!(remaining(&captured), ["notify"]);
         // Old journals without `confirmed` still read.
-        let old = parse("{\"step\":\"fence:primary\",\"event\":\"finished\",\"at\":\"x\",\"elapsed_ms\":1}\n")
-            .unwrap();
+        let old = parse(
+            "{\"step\":\"fence:primary\",\"event\":\"finished\",\"at\":\"x\",\"elapsed_ms\":1}\n",
+        )
+        .unwrap();
         assert_eq!(old[0].confirmed, None);
     }
 

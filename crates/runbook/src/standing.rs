@@ -164,7 +164,11 @@ mod tests {
         assert_eq!(s.serving, None);
         assert_eq!(s.stopped.len(), 1);
         assert_eq!(
-            (s.stopped[0].site.as_str(), s.stopped[0].how, s.stopped[0].confirmed),
+            (
+                s.stopped[0].site.as_str(),
+                s.stopped[0].how,
+                s.stopped[0].confirmed
+            ),
             ("primary", StopKind::Fenced, true)
         );
 
@@ -211,9 +215,14 @@ mod tests {
         let s = standing(&done, Some(last));
         assert_eq!(s.serving.as_deref(), Some("dr"));
         assert_eq!(s.stopped[0].site, "primary");
-        assert!(!s.stopped[0].confirmed, "a fence that was not confirmed says so");
+        assert!(
+            !s.stopped[0].confirmed,
+            "a fence that was not confirmed says so"
+        );
         assert_eq!(
-            standing(&SiteState::initial("primary"), None).serving.as_deref(),
+            standing(&SiteState::initial("primary"), None)
+                .serving
+                .as_deref(),
             Some("primary")
         );
     }

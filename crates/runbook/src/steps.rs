@@ -229,7 +229,12 @@ mod tests {
         let ids = ids(&plan_run(RunKind::Switchover, &input()));
         assert_eq!(
             ids[..4],
-            ["provision:dr", "quiesce:primary", "backup:primary", "restore:db"]
+            [
+                "provision:dr",
+                "quiesce:primary",
+                "backup:primary",
+                "restore:db"
+            ]
         );
         assert!(!ids.contains(&"fence:primary".to_string()));
     }

@@ -65,7 +65,14 @@ pub fn failover(ctx: &Context, args: FailoverArgs) -> Result<Exit> {
 pub fn failback(ctx: &Context, args: PlannedArgs) -> Result<Exit> {
     let plan = ctx.require_plan()?;
     let primary = plan.primary_site().0.to_string();
-    begin(ctx, RunKind::Failback, &primary, None, &args.run, args.force)
+    begin(
+        ctx,
+        RunKind::Failback,
+        &primary,
+        None,
+        &args.run,
+        args.force,
+    )
 }
 
 pub fn switchover(ctx: &Context, args: SwitchoverArgs) -> Result<Exit> {
@@ -555,7 +562,11 @@ fn execute(ctx: &Context, plan: &Plan, store: &StateStore, mut run: RunFile) -> 
                     store.write_run_file(&run.id, "run.json", &serde_json::to_vec_pretty(&run)?)?;
                     Ok(format!("restore point {}", id.short()))
                 });
-                taken.err().map(|e| ((*step).clone(), e)).into_iter().collect()
+                taken
+                    .err()
+                    .map(|e| ((*step).clone(), e))
+                    .into_iter()
+                    .collect()
             }
             [step @ (Step::Fence { .. } | Step::Quiesce { .. })] => {
                 stop_site(ctx, plan, store, &run, &journal, step)
@@ -1532,7 +1543,8 @@ fn build_report(ctx: &Context, plan: &Plan, store: &StateStore, run: &RunFile) -
         ),
         (Some(q), Some(t)) => {
             let stopped = q.at.filter(|_| q.confirmed);
-            let rpo = planned_move_rpo_ms(stopped.map(|at| at.as_millisecond()), t.as_millisecond());
+            let rpo =
+                planned_move_rpo_ms(stopped.map(|at| at.as_millisecond()), t.as_millisecond());
             let basis = match (stopped, rpo) {
                 (Some(at), Some(0)) => format!(
                     "writes at `{}` stopped (quiesce confirmed at {at}) before the final capture \
@@ -1843,8 +1855,11 @@ pub fn status(ctx: &Context) -> Result<Exit> {
         }
         if let Some(report) = report {
             println!(
-                "  achieved RTO {} ms, RPO {} ms",
-                report["achieved_rto_ms"], report["achieved_rpo_ms"]
+                "  achieved RTO {} ms, RPO {}",
+                report["achieved_rto_ms"],
+                report["achieved_rpo_ms"]
+                    .as_u64()
+                    .map_or_else(|| "unknown".to_string(), |ms| format!("{ms} ms"))
             );
         }
     }

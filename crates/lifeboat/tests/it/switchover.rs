@@ -134,7 +134,8 @@ impl Writer {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
         let thread = {
-            let (stop, acknowledged, refused) = (stop.clone(), acknowledged.clone(), refused.clone());
+            let (stop, acknowledged, refused) =
+                (stop.clone(), acknowledged.clone(), refused.clone());
             let program = psql.get_program().to_owned();
             let args: Vec<_> = psql.get_args().map(|a| a.to_owned()).collect();
             let envs: Vec<_> = psql
@@ -318,9 +319,15 @@ fn a_quiesce_that_fails_stops_the_run_before_the_capture_and_force_reports_the_r
         "{stderr}"
     );
     // Nothing captured, nothing restored, traffic where it was.
-    assert_eq!(json_of(&w, &["points"], 0).as_array().map(Vec::len), Some(0));
     assert_eq!(
-        dr.sql("postgres", "SELECT count(*) FROM pg_database WHERE datname = 'shop'"),
+        json_of(&w, &["points"], 0).as_array().map(Vec::len),
+        Some(0)
+    );
+    assert_eq!(
+        dr.sql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname = 'shop'"
+        ),
         "0"
     );
     assert!(!w.path("traffic").exists());
@@ -447,12 +454,18 @@ webhook = "{hook}"
     w.init();
     w.run(&["backup"], 0);
 
-    let out = w.process().args(["failover", "--to", "dr", "--yes"]).output().unwrap();
+    let out = w
+        .process()
+        .args(["failover", "--to", "dr", "--yes"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("restore:docs"), "{stderr}");
     assert_eq!(
-        std::fs::read_to_string(w.path("fence-mark")).unwrap().trim(),
+        std::fs::read_to_string(w.path("fence-mark"))
+            .unwrap()
+            .trim(),
         "fenced"
     );
 
