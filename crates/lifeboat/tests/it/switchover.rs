@@ -530,3 +530,110 @@ webhook = "{hook}"
     assert_eq!(status["serving"], "dr", "{status:#}");
     assert_eq!(status["stopped"][0]["site"], "primary");
 }
+
+#[test]
+fn a_failover_the_witness_started_that_stops_on_a_step_is_alerted_once() {
+    let hook = Peer::start(|_| (200, vec![], b"ok".to_vec()));
+    let app = Peer::start(|_| (200, vec![], b"up".to_vec()));
+    let w = Workplace::new();
+    write(
+        &w.path("lifeboat.toml"),
+        format!(
+            r#"[repository]
+url = "./repo"
+password = {{ env = "LIFEBOAT_PASSWORD" }}
+
+[state]
+dir = "state"
+
+[sites.primary]
+role = "primary"
+
+[sites.dr]
+role = "standby"
+
+[resources.docs]
+kind = "files"
+at.primary = {{ path = "primary/docs" }}
+at.dr = {{ path = "dr/blocked/docs" }}
+
+[fence]
+run = [["true"]]
+
+[watch]
+decision = "automatic"
+interval = "200ms"
+timeout = "150ms"
+failure_threshold = "1s"
+probes = [{{ http = "{app}" }}]
+control = [{{ tcp = "127.0.0.1:{control}" }}]
+
+[[notify]]
+webhook = "{hook}"
+"#,
+            app = app.url("/"),
+            control = hook.port,
+            hook = hook.url("/alerts"),
+        )
+        .as_bytes(),
+    );
+    write(&w.path("primary/docs/a.txt"), b"a");
+    write(&w.path("dr/blocked"), b"not a folder");
+    w.init();
+    w.run(&["backup"], 0);
+
+    let mut witness = w
+        .process()
+        .args(["--json", "watch"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("lifeboat watch starts");
+    let log = Arc::new(Mutex::new(String::new()));
+    {
+        let (stderr, log) = (witness.stderr.take().unwrap(), log.clone());
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                log.lock().unwrap().push_str(&line);
+                log.lock().unwrap().push('\n');
+            }
+        });
+    }
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; the witness said:\n{}",
+                log.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for("the first round", &|| w.path("state/watch.json").exists());
+    drop(app);
+    wait_for("the run's alert", &|| !stop_alerts(&hook).is_empty());
+    // The witness's own word on how the failover ended.
+    let finished = || -> Vec<String> {
+        hook.seen()
+            .iter()
+            .filter_map(|seen| serde_json::from_slice::<serde_json::Value>(&seen.body).ok())
+            .filter_map(|alert| alert["text"].as_str().map(str::to_string))
+            .filter(|text| text.contains("the failover"))
+            .collect()
+    };
+    wait_for("the witness to see the run end", &|| {
+        log.lock().unwrap().contains("alerted by the run") || !finished().is_empty()
+    });
+    let _ = witness.kill();
+    let _ = witness.wait();
+
+    let alerts = stop_alerts(&hook);
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert_eq!(alerts[0]["step"], "restore:docs");
+    assert!(finished().is_empty(), "a second alert: {:?}", finished());
+}
