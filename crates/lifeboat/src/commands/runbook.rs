@@ -538,7 +538,7 @@ fn execute(ctx: &Context, plan: &Plan, store: &StateStore, mut run: RunFile) -> 
             [step @ Step::Backup { site }] => {
                 // The point it takes is what the rest of the run restores.
                 let before = run.clone();
-                let taken = step_done(ctx, plan, store, &before, &journal, step, || {
+                let taken = step_done(ctx, store, &before, &journal, step, || {
                     let (id, point) = super::backup::capture_at(
                         ctx,
                         site,
@@ -582,7 +582,7 @@ fn execute(ctx: &Context, plan: &Plan, store: &StateStore, mut run: RunFile) -> 
                         let run = &run;
                         let journal = &journal;
                         let handle = s.spawn(move || {
-                            step_done(ctx, plan, store, run, journal, step, || {
+                            step_done(ctx, store, run, journal, step, || {
                                 perform(ctx, plan, run, step)
                             })
                         });
@@ -685,7 +685,7 @@ fn stop_site(
     journal: &Mutex<()>,
     step: &Step,
 ) -> Result<String> {
-    step_journaled(ctx, plan, store, run, journal, step, || match step {
+    step_journaled(ctx, store, run, journal, step, || match step {
         Step::Fence { site } => {
             let fence = plan
                 .fence
@@ -718,36 +718,6 @@ fn stop_site(
     })
 }
 
-/// `lifeboat --plan <file> resume`, as the operator types it.
-fn resume_command(ctx: &Context, plan: &Plan) -> String {
-    let file = std::fs::canonicalize(plan.file()).unwrap_or_else(|_| plan.file().to_path_buf());
-    let mut argv = vec![
-        "lifeboat".to_string(),
-        "--plan".to_string(),
-        file.display().to_string(),
-    ];
-    if let Some(repo) = &ctx.global.repository {
-        argv.extend(["--repo".to_string(), repo.clone()]);
-    }
-    argv.push("resume".to_string());
-    argv.iter()
-        .map(|a| shell_quote(a))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// `a` as one POSIX shell word.
-fn shell_quote(a: &str) -> String {
-    let plain = !a.is_empty()
-        && a.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-+:=@,%".contains(c));
-    if plain {
-        a.to_string()
-    } else {
-        format!("'{}'", a.replace('\'', "'\\''"))
-    }
-}
-
 /// One alert for a run that stopped: which step failed at which site, why, and the command
 /// that resumes it. Delivery is reported, never fatal.
 fn alert_stopped(ctx: &Context, plan: &Plan, run: &RunFile, failed: &[(Step, anyhow::Error)]) {
@@ -758,7 +728,7 @@ fn alert_stopped(ctx: &Context, plan: &Plan, run: &RunFile, failed: &[(Step, any
         return;
     };
     let site = step.site().unwrap_or(&run.to);
-    let resume = resume_command(ctx, plan);
+    let resume = ctx.command_line(&["resume"]);
     let quiesce = matches!(step, Step::Quiesce { .. });
     let text = format!(
         "lifeboat: {} from `{}` to `{}` STOPPED: step `{}` failed at site `{site}` (run {}){}; \
@@ -849,14 +819,13 @@ impl std::error::Error for StepFailed {}
 /// its error (the run stays resumable).
 fn step_done(
     ctx: &Context,
-    plan: &Plan,
     store: &StateStore,
     run: &RunFile,
     journal: &Mutex<()>,
     step: &Step,
     work: impl FnOnce() -> Result<String>,
 ) -> Result<String> {
-    step_journaled(ctx, plan, store, run, journal, step, || {
+    step_journaled(ctx, store, run, journal, step, || {
         work().map(|detail| (detail, None))
     })
 }
@@ -864,7 +833,6 @@ fn step_done(
 /// [`step_done`] for a step whose work also says whether it confirmed a site stopped.
 fn step_journaled(
     ctx: &Context,
-    plan: &Plan,
     store: &StateStore,
     run: &RunFile,
     journal: &Mutex<()>,
@@ -914,7 +882,7 @@ fn step_journaled(
                 step: id,
                 run: run.id.clone(),
                 error,
-                resume: resume_command(ctx, plan),
+                resume: ctx.command_line(&["resume"]),
             }
             .into())
         }

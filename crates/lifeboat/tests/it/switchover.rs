@@ -637,3 +637,66 @@ webhook = "{hook}"
     assert_eq!(alerts[0]["step"], "restore:docs");
     assert!(finished().is_empty(), "a second alert: {:?}", finished());
 }
+
+#[test]
+fn a_failed_drill_alerts_once_with_the_step_the_site_and_the_command_to_run_it_again() {
+    let hook = Peer::start(|_| (200, vec![], b"ok".to_vec()));
+    let w = Workplace::new();
+    write(
+        &w.path("lifeboat.toml"),
+        format!(
+            r#"[repository]
+url = "./repo"
+password = {{ env = "LIFEBOAT_PASSWORD" }}
+
+[state]
+dir = "state"
+
+[sites.primary]
+role = "primary"
+
+[sites.dr]
+role = "standby"
+
+[resources.conf]
+kind = "command"
+at.primary = {{ capture = ["cat", "primary/conf.json"] }}
+verify = [{{ command = ["sh", "-c", "grep -q replicas \"$LIFEBOAT_AT_CONF\"/document"] }}]
+
+[[notify]]
+webhook = "{hook}"
+"#,
+            hook = hook.url("/alerts")
+        )
+        .as_bytes(),
+    );
+    write(&w.path("primary/conf.json"), br#"{"queues": 2}"#);
+    std::fs::create_dir_all(w.path("sandboxes")).unwrap();
+    w.init();
+    w.run(&["backup"], 0);
+    let report = w.json(&["drill", "--sandbox", "sandboxes"], 3);
+    assert_eq!(report["passed"], false);
+
+    let alerts: Vec<serde_json::Value> = hook
+        .seen()
+        .iter()
+        .filter_map(|seen| serde_json::from_slice::<serde_json::Value>(&seen.body).ok())
+        .collect();
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    let alert = &alerts[0];
+    assert_eq!(alert["event"], "drill_failed");
+    assert_eq!(alert["step"], "verify:conf", "{alert:#}");
+    assert_eq!(alert["site"], report["site"]);
+    let again = alert["again"].as_str().unwrap();
+    let plan_file = std::fs::canonicalize(w.path("lifeboat.toml")).unwrap();
+    assert!(
+        again.starts_with(&format!("lifeboat --plan {} ", plan_file.display()))
+            && again.ends_with(" drill"),
+        "{again}"
+    );
+    let text = alert["text"].as_str().unwrap();
+    assert!(
+        text.contains("verify:conf") && text.contains(again),
+        "{text}"
+    );
+}
