@@ -709,9 +709,9 @@ fn stop_site(
             )),
             Err(why) => bail!(
                 "`{site}` could not be confirmed quiesced: {why}. Nothing was captured or \
-                 restored and traffic did not move; fix the cause and resume, or resume with \
-                 --force to move without (what is written at `{site}` after the capture is \
-                 lost)"
+                 restored and traffic did not move (what the quiesce did at `{site}` is not \
+                 undone); fix the cause and resume, or resume with --force to move without \
+                 (what is written at `{site}` after the capture is lost)"
             ),
         },
         other => bail!("`{}` is not a fence or quiesce", other.id()),
