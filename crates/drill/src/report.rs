@@ -432,6 +432,7 @@ mod tests {
             at: "2026-12-01T00:10:00Z".into(),
             elapsed_ms: ms,
             detail: Some(format!("{step} detail")),
+            confirmed: None,
         }
     }
 

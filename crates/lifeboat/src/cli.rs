@@ -77,13 +77,16 @@ pub enum Command {
     /// The primary is lost: bring the stack up at a standby site from a restore point and
     /// move traffic there
     Failover(FailoverArgs),
-    /// The primary is back: capture the DR site, restore that at the primary, switch back
-    Failback(RunArgs),
-    /// A planned move of the stack and its traffic to SITE, both sites healthy
+    /// The primary is back: quiesce and capture the DR site, restore that at the primary,
+    /// switch back
+    Failback(PlannedArgs),
+    /// A planned move of the stack and its traffic to SITE, both sites healthy: the site left
+    /// is quiesced (its writes stopped, confirmed) before its final capture
     Switchover(SwitchoverArgs),
     /// Finish an interrupted failover, failback or switchover from where it stopped
-    Resume,
-    /// Which site is active under which epoch, and the last run with its step timings
+    Resume(ResumeArgs),
+    /// Which site serves and which is fenced or quiesced, under which epoch, and the last run
+    /// with its step timings
     Status,
     /// The witness: probe the primary from here, alert, and fail over as `[watch]` decides
     Watch,
@@ -269,7 +272,26 @@ pub struct SwitchoverArgs {
     #[arg(long, value_name = "SITE")]
     pub to: String,
     #[command(flatten)]
+    pub planned: PlannedArgs,
+}
+
+/// A planned move (switchover, failback): the site left is quiesced before its capture.
+#[derive(Args, Debug)]
+pub struct PlannedArgs {
+    #[command(flatten)]
     pub run: RunArgs,
+    /// Go on when the site being left cannot be confirmed quiesced (its `quiesce`, or the
+    /// fence when it is the primary): writes after the capture are lost, the achieved RPO is
+    /// reported unknown
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ResumeArgs {
+    /// Go on past a quiesce that could not be confirmed (the achieved RPO is then unknown)
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug)]

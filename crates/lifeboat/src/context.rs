@@ -63,6 +63,26 @@ impl Context {
         })
     }
 
+    /// `lifeboat --plan <file> [--repo <url>] <args>` as an operator types it anywhere
+    /// (the plan file absolute; each word quoted for a POSIX shell where needed): what an
+    /// alert tells them to run.
+    pub fn command_line(&self, args: &[&str]) -> String {
+        let mut argv = vec!["lifeboat".to_string()];
+        if let Some(plan) = &self.plan {
+            let file =
+                std::fs::canonicalize(plan.file()).unwrap_or_else(|_| plan.file().to_path_buf());
+            argv.extend(["--plan".to_string(), file.display().to_string()]);
+        }
+        if let Some(repo) = &self.global.repository {
+            argv.extend(["--repo".to_string(), repo.clone()]);
+        }
+        argv.extend(args.iter().map(|a| a.to_string()));
+        argv.iter()
+            .map(|a| shell_word(a))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     fn location(&self) -> Result<(String, Options)> {
         if let Some(url) = &self.global.repository {
             return Ok((url.clone(), Vec::new()));
@@ -207,4 +227,16 @@ fn store_options(plan: &Plan) -> Result<Options> {
         put("allow_http", "true".into());
     }
     Ok(out)
+}
+
+/// `a` as one POSIX shell word.
+fn shell_word(a: &str) -> String {
+    let plain = !a.is_empty()
+        && a.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:=@,%".contains(c));
+    if plain {
+        a.to_string()
+    } else {
+        format!("'{}'", a.replace('\'', "'\\''"))
+    }
 }

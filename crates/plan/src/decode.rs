@@ -39,6 +39,8 @@ pub(crate) struct Draft {
     /// Every site's checks that decoded, even when the site failed to (no `role`), so the
     /// rules about what a check points at still run.
     pub site_checks: IndexMap<String, Vec<Check>>,
+    /// Every site's `quiesce_checks` that decoded, likewise.
+    pub site_quiesce_checks: IndexMap<String, Vec<Check>>,
     pub traffic: Option<Traffic>,
     pub fence: Option<Fence>,
     pub watch: Option<Watch>,
@@ -88,6 +90,7 @@ pub(crate) fn decode_plan(root: &Node<'_>, cx: &mut Cx) -> Draft {
         resources: IndexMap::new(),
         dependencies: IndexMap::new(),
         site_checks: IndexMap::new(),
+        site_quiesce_checks: IndexMap::new(),
         traffic: None,
         fence: None,
         watch: None,
@@ -506,9 +509,12 @@ fn decode_sites(
     for (name, site) in table.iter() {
         let site_path = path.key(name.get_ref());
         check_name(name.get_ref(), &site_path, name.span(), "site", cx);
-        let (role, checks, decoded) = decode_site(site, &site_path, declared, cx);
+        let (role, checks, quiesce_checks, decoded) = decode_site(site, &site_path, declared, cx);
         draft.site_roles.insert(name.get_ref().to_string(), role);
         draft.site_checks.insert(name.get_ref().to_string(), checks);
+        draft
+            .site_quiesce_checks
+            .insert(name.get_ref().to_string(), quiesce_checks);
         if let Some(decoded) = decoded {
             draft.sites.insert(name.get_ref().to_string(), decoded);
         }
@@ -520,9 +526,9 @@ fn decode_site(
     path: &FieldPath,
     declared: &Declared,
     cx: &mut Cx,
-) -> (Option<Role>, Vec<Check>, Option<Site>) {
+) -> (Option<Role>, Vec<Check>, Vec<Check>, Option<Site>) {
     let Some(mut fields) = Fields::open(node, path, cx) else {
-        return (None, Vec::new(), None);
+        return (None, Vec::new(), Vec::new(), None);
     };
     let role = fields.required::<Role>("role", cx);
     let on_demand = fields.optional::<bool>("on_demand", cx).unwrap_or(false);
@@ -535,10 +541,15 @@ fn decode_site(
     let provision = commands("provision", cx);
     let decommission = commands("decommission", cx);
     let start = commands("start", cx);
+    let quiesce = commands("quiesce", cx);
     let env = fields
         .optional::<IndexMap<String, String>>("env", cx)
         .unwrap_or_default();
     let checks = match fields.node("checks") {
+        Some((node, path)) => decode_checks(node, &path, declared, cx),
+        None => Vec::new(),
+    };
+    let quiesce_checks = match fields.node("quiesce_checks") {
         Some((node, path)) => decode_checks(node, &path, declared, cx),
         None => Vec::new(),
     };
@@ -551,8 +562,10 @@ fn decode_site(
         start,
         env,
         checks: checks.clone(),
+        quiesce,
+        quiesce_checks: quiesce_checks.clone(),
     });
-    (role, checks, site)
+    (role, checks, quiesce_checks, site)
 }
 
 fn decode_checks(

@@ -348,6 +348,11 @@ pub struct Site {
     /// Extra environment for the site's commands.
     pub env: IndexMap<String, String>,
     pub checks: Vec<Check>,
+    /// Stops the application and revokes writes before a planned move (switchover,
+    /// failback) leaves this site; empty: the plan's `[fence]` when this is the primary.
+    pub quiesce: Vec<Command>,
+    /// Checks that must pass after the quiesce for it to count as confirmed.
+    pub quiesce_checks: Vec<Check>,
 }
 
 /// A command: argv, run without a shell. Never empty.

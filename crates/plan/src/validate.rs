@@ -491,7 +491,14 @@ fn check_check_timing(draft: &Draft, spans: &SpanIndex, out: &mut Vec<Diagnostic
 }
 
 fn check_sql_checks(draft: &Draft, spans: &SpanIndex, out: &mut Vec<Diagnostic>) {
-    for (site_name, checks) in &draft.site_checks {
+    let lists = [
+        ("checks", &draft.site_checks),
+        ("quiesce_checks", &draft.site_quiesce_checks),
+    ];
+    for (site_name, checks, key) in lists
+        .iter()
+        .flat_map(|(key, map)| map.iter().map(move |(site, checks)| (site, checks, *key)))
+    {
         for (position, check) in checks.iter().enumerate() {
             let CheckProbe::Sql { resource, .. } = &check.probe else {
                 continue;
@@ -502,7 +509,7 @@ fn check_sql_checks(draft: &Draft, spans: &SpanIndex, out: &mut Vec<Diagnostic>)
             let resource_path = FieldPath::root()
                 .key("sites")
                 .key(site_name)
-                .key("checks")
+                .key(key)
                 .index(position)
                 .key("resource");
             let span = spans

@@ -28,6 +28,9 @@ pub struct Record {
     /// What happened: a summary when finished, the error when failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// A fence or quiesce that finished: whether the site was confirmed stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmed: Option<bool>,
 }
 
 impl Record {
@@ -87,9 +90,28 @@ impl Replay {
     }
 
     /// The steps still to run, in order: everything not finished (a step that started and
-    /// never ended was interrupted and runs again; steps are idempotent).
+    /// never ended was interrupted and runs again; steps are idempotent). A quiesce runs
+    /// again while the capture after it has not finished: the site may have taken writes
+    /// since (someone restarted it while the run was stopped).
     pub fn remaining<'a>(&self, steps: &'a [Step]) -> Vec<&'a Step> {
-        steps.iter().filter(|s| !self.finished(s)).collect()
+        let captured = |site: &str| {
+            steps
+                .iter()
+                .any(|s| matches!(s, Step::Backup { site: b } if b == site) && self.finished(s))
+        };
+        steps
+            .iter()
+            .filter(|s| match s {
+                Step::Quiesce { site } => !self.finished(s) || !captured(site),
+                _ => !self.finished(s),
+            })
+            .collect()
+    }
+
+    /// The last record of `step`, if any.
+    pub fn last_record<'r>(records: &'r [Record], step: &Step) -> Option<&'r Record> {
+        let id = step.id();
+        records.iter().rfind(|r| r.step == id)
     }
 }
 
@@ -104,6 +126,7 @@ mod tests {
             at: "2026-11-22T00:00:00Z".into(),
             elapsed_ms: 0,
             detail: None,
+            confirmed: None,
         }
     }
 
@@ -131,6 +154,45 @@ mod tests {
         let replay = Replay::of(&records);
         let ids: Vec<String> = replay.remaining(&steps).iter().map(|s| s.id()).collect();
         assert_eq!(ids, ["restore:db", "notify"]);
+    }
+
+    #[test]
+    fn a_quiesce_runs_again_until_the_capture_after_it_finished() {
+        let steps = vec![
+            Step::Quiesce {
+                site: "primary".into(),
+            },
+            Step::Backup {
+                site: "primary".into(),
+            },
+            Step::Notify,
+        ];
+        let remaining = |records: &[Record]| -> Vec<String> {
+            Replay::of(records)
+                .remaining(&steps)
+                .iter()
+                .map(|s| s.id())
+                .collect()
+        };
+        let quiesced = [
+            record("quiesce:primary", Event::Started),
+            record("quiesce:primary", Event::Finished),
+            record("backup:primary", Event::Started),
+            record("backup:primary", Event::Failed),
+        ];
+        assert_eq!(
+            remaining(&quiesced),
+            ["quiesce:primary", "backup:primary", "notify"]
+        );
+        let mut captured = quiesced.to_vec();
+        captured.push(record("backup:primary", Event::Finished));
+        assert_eq!(remaining(&captured), ["notify"]);
+        // Old journals without `confirmed` still read.
+        let old = parse(
+            "{\"step\":\"fence:primary\",\"event\":\"finished\",\"at\":\"x\",\"elapsed_ms\":1}\n",
+        )
+        .unwrap();
+        assert_eq!(old[0].confirmed, None);
     }
 
     #[test]

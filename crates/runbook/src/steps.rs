@@ -12,6 +12,9 @@ pub enum Step {
     Fence { site: String },
     /// Bring the target site's infrastructure up (its `provision` commands).
     Provision { site: String },
+    /// Stop writes at the site being left (its `quiesce`, or the fence) and confirm it,
+    /// before its final capture (failback, switchover).
+    Quiesce { site: String },
     /// A fresh restore point at the site being left (failback, switchover).
     Backup { site: String },
     /// One resource into its binding at the target site. Resources of the same wave do not
@@ -36,10 +39,12 @@ pub enum Step {
 }
 
 impl Step {
+    /// The stable id the journal records (`restore:orders-db`).
     pub fn id(&self) -> String {
         match self {
             Step::Fence { site } => format!("fence:{site}"),
             Step::Provision { site } => format!("provision:{site}"),
+            Step::Quiesce { site } => format!("quiesce:{site}"),
             Step::Backup { site } => format!("backup:{site}"),
             Step::Restore { resource, .. } => format!("restore:{resource}"),
             Step::Start { site } => format!("start:{site}"),
@@ -48,6 +53,22 @@ impl Step {
             Step::ConfirmTraffic { to } => format!("confirm-traffic:{to}"),
             Step::Decommission { site } => format!("decommission:{site}"),
             Step::Notify => "notify".to_string(),
+        }
+    }
+
+    /// The site the step acts at (`None` for notifying).
+    pub fn site(&self) -> Option<&str> {
+        match self {
+            Step::Fence { site }
+            | Step::Provision { site }
+            | Step::Quiesce { site }
+            | Step::Backup { site }
+            | Step::Restore { site, .. }
+            | Step::Start { site }
+            | Step::Checks { site }
+            | Step::Decommission { site } => Some(site),
+            Step::SwitchTraffic { to } | Step::ConfirmTraffic { to } => Some(to),
+            Step::Notify => None,
         }
     }
 }
@@ -76,22 +97,26 @@ pub struct RunInput {
 /// The steps of a run of `kind`, in order.
 pub fn plan_run(kind: RunKind, input: &RunInput) -> Vec<Step> {
     let mut steps = Vec::new();
-    match kind {
-        RunKind::Failover => {
-            if input.fence {
-                steps.push(Step::Fence {
-                    site: input.from.clone(),
-                });
-            }
-        }
-        // The site being left still runs: its latest state is what moves.
-        RunKind::Failback | RunKind::Switchover => steps.push(Step::Backup {
+    if kind == RunKind::Failover && input.fence {
+        steps.push(Step::Fence {
             site: input.from.clone(),
-        }),
+        });
     }
+    // A planned move provisions first, while the site being left still serves, so that
+    // writes stop only for the capture, the restores and the switch.
     if input.provision {
         steps.push(Step::Provision {
             site: input.to.clone(),
+        });
+    }
+    if matches!(kind, RunKind::Failback | RunKind::Switchover) {
+        // The site being left still runs: its writes stop, then its latest state is what
+        // moves, so nothing written there is lost.
+        steps.push(Step::Quiesce {
+            site: input.from.clone(),
+        });
+        steps.push(Step::Backup {
+            site: input.from.clone(),
         });
     }
     for (wave, resources) in input.waves.iter().enumerate() {
@@ -184,6 +209,7 @@ mod tests {
         assert_eq!(
             ids(&plan_run(RunKind::Failback, &back)),
             [
+                "quiesce:dr",
                 "backup:dr",
                 "restore:db",
                 "restore:config",
@@ -196,6 +222,21 @@ mod tests {
                 "notify"
             ]
         );
+    }
+
+    #[test]
+    fn a_switchover_provisions_then_quiesces_the_site_it_leaves_before_capturing_it() {
+        let ids = ids(&plan_run(RunKind::Switchover, &input()));
+        assert_eq!(
+            ids[..4],
+            [
+                "provision:dr",
+                "quiesce:primary",
+                "backup:primary",
+                "restore:db"
+            ]
+        );
+        assert!(!ids.contains(&"fence:primary".to_string()));
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub fn run(cli: Cli) -> Result<Exit> {
                 Command::Failover(args) => runbook::failover(&ctx, args),
                 Command::Failback(args) => runbook::failback(&ctx, args),
                 Command::Switchover(args) => runbook::switchover(&ctx, args),
-                Command::Resume => runbook::resume(&ctx),
+                Command::Resume(args) => runbook::resume(&ctx, args),
                 Command::Status => runbook::status(&ctx),
                 Command::Watch => watch::watch(&ctx),
                 Command::Approve => watch::approve(&ctx),

@@ -15,6 +15,7 @@ use lifeboat_format::manifest::{ResourcePoint, RestorePoint};
 use lifeboat_plan::{CheckProbe, Plan, ResourceKind, Traffic, Verify};
 use lifeboat_runbook::journal::{Event, Record, Replay};
 use lifeboat_runbook::order;
+use lifeboat_runbook::standing::{LastRun, StopKind, planned_move_rpo_ms, standing};
 use lifeboat_runbook::state::{RunKind, SiteState};
 use lifeboat_runbook::steps::{RunInput, Step, plan_run};
 use lifeboat_services::checks::{CheckSpec, Probe, SqlTarget, run_check};
@@ -22,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::backup::{Server, selects};
 use super::restore::{AtSite, restore_at_site, with_globals};
-use crate::cli::{FailoverArgs, RunArgs, SwitchoverArgs};
+use crate::cli::{FailoverArgs, PlannedArgs, ResumeArgs, RunArgs, SwitchoverArgs};
 use crate::context::Context;
 use crate::output::{self, Exit};
 use crate::sitestate::StateStore;
@@ -45,6 +46,9 @@ struct RunFile {
     steps: Vec<Step>,
     /// When the decision was taken: the start of the achieved RTO.
     started: jiff::Timestamp,
+    /// `--force`: a planned move goes on when the site left cannot be confirmed quiesced.
+    #[serde(default)]
+    force: bool,
 }
 
 pub fn failover(ctx: &Context, args: FailoverArgs) -> Result<Exit> {
@@ -54,17 +58,33 @@ pub fn failover(ctx: &Context, args: FailoverArgs) -> Result<Exit> {
         &args.to,
         args.point.as_deref(),
         &args.run,
+        false,
     )
 }
 
-pub fn failback(ctx: &Context, args: RunArgs) -> Result<Exit> {
+pub fn failback(ctx: &Context, args: PlannedArgs) -> Result<Exit> {
     let plan = ctx.require_plan()?;
     let primary = plan.primary_site().0.to_string();
-    begin(ctx, RunKind::Failback, &primary, None, &args)
+    begin(
+        ctx,
+        RunKind::Failback,
+        &primary,
+        None,
+        &args.run,
+        args.force,
+    )
 }
 
 pub fn switchover(ctx: &Context, args: SwitchoverArgs) -> Result<Exit> {
-    begin(ctx, RunKind::Switchover, &args.to, None, &args.run)
+    let planned = &args.planned;
+    begin(
+        ctx,
+        RunKind::Switchover,
+        &args.to,
+        None,
+        &planned.run,
+        planned.force,
+    )
 }
 
 fn begin(
@@ -73,6 +93,7 @@ fn begin(
     to: &str,
     point: Option<&str>,
     args: &RunArgs,
+    force: bool,
 ) -> Result<Exit> {
     let plan = ctx.require_plan()?;
     ctx.require_site(to)?;
@@ -85,6 +106,25 @@ fn begin(
     );
     let begun = state.begin(kind, to, &id)?;
     let run_ref = begun.run.clone().expect("a run was begun");
+    if matches!(kind, RunKind::Failback | RunKind::Switchover)
+        && !force
+        && !args.dry_run
+        && quiesce_of(plan, &run_ref.from).is_none()
+    {
+        bail!(
+            "a {} stops writes at `{from}` before its final capture, but the plan has no way to: \
+             add `quiesce = [[...]]` (and `[[sites.{from}.quiesce_checks]]` to confirm it) to \
+             `[sites.{from}]`{fence}; or move with --force, losing what is written at `{from}` \
+             after the capture (the achieved RPO is then unknown). Nothing was changed",
+            kind.as_str(),
+            from = run_ref.from,
+            fence = if run_ref.from == plan.primary_site().0 {
+                " or declare `[fence]`"
+            } else {
+                ""
+            },
+        );
+    }
     let waves = resource_waves(plan, &run_ref.to, &args.only)?;
     let point = match kind {
         RunKind::Failover => Some(choose_point(ctx, point, &waves)?),
@@ -106,6 +146,7 @@ fn begin(
         waves,
         steps,
         started: jiff::Timestamp::now(),
+        force,
     };
     if args.dry_run {
         print_dry_run(ctx, plan, &run);
@@ -132,7 +173,7 @@ fn begin(
     execute(ctx, plan, &store, run)
 }
 
-pub fn resume(ctx: &Context) -> Result<Exit> {
+pub fn resume(ctx: &Context, args: ResumeArgs) -> Result<Exit> {
     let plan = ctx.require_plan()?;
     let store = StateStore::of(plan);
     let _lock = store.lock()?;
@@ -144,8 +185,12 @@ pub fn resume(ctx: &Context) -> Result<Exit> {
             state.epoch
         );
     };
-    let run: RunFile = serde_json::from_slice(&store.read_run_file(&current.id, "run.json")?)
+    let mut run: RunFile = serde_json::from_slice(&store.read_run_file(&current.id, "run.json")?)
         .with_context(|| format!("run {} is damaged", current.id))?;
+    if args.force && !run.force {
+        run.force = true;
+        store.write_run_file(&run.id, "run.json", &serde_json::to_vec_pretty(&run)?)?;
+    }
     if !ctx.global.json {
         println!(
             "resuming {} {} → {} (run {})",
@@ -342,6 +387,29 @@ fn describe_step(plan: &Plan, run: &RunFile, step: &Step) -> String {
             plan.site(site)
                 .map_or("nothing".into(), |s| commands(&s.provision))
         ),
+        Step::Quiesce { site } => match quiesce_of(plan, site) {
+            Some(q) => format!(
+                "stop writes at `{site}` with its {} {}{}, before its final capture",
+                q.source,
+                commands(q.commands),
+                if q.checks.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", confirmed by {}",
+                        q.checks
+                            .iter()
+                            .map(|c| format!("`{}`", c.name))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
+            ),
+            None => format!(
+                "stop writes at `{site}`: the plan declares no `quiesce` for it (refused \
+                 without --force)"
+            ),
+        },
         Step::Backup { site } => format!("capture a new restore point at `{site}`"),
         Step::Restore {
             resource,
@@ -444,7 +512,8 @@ fn print_dry_run(ctx: &Context, plan: &Plan, run: &RunFile) {
     }
 }
 
-/// Runs every step the journal does not show finished, then completes the run.
+/// Runs every step the journal does not show finished, then completes the run. A failed
+/// step stops the run (it stays under way, resumable) and sends one alert.
 fn execute(ctx: &Context, plan: &Plan, store: &StateStore, mut run: RunFile) -> Result<Exit> {
     let replay = Replay::of(&store.journal(&run.id)?);
     let journal = Mutex::new(());
@@ -461,60 +530,76 @@ fn execute(ctx: &Context, plan: &Plan, store: &StateStore, mut run: RunFile) -> 
         };
         i += batch.len();
         admit(plan, store, &run)?;
-        if let [Step::Backup { site }] = batch.as_slice() {
-            // The point it takes is what the rest of the run restores.
-            let before = run.clone();
-            let step = batch[0].clone();
-            let taken = step_done(ctx, store, &before, &journal, &step, || {
-                let (id, point) = super::backup::capture_at(
-                    ctx,
-                    site,
-                    &run.waves.iter().flatten().cloned().collect::<Vec<_>>(),
-                    vec![format!("{}:{}", run.kind.as_str(), run.id)],
-                )?;
-                if !point.is_complete() {
-                    bail!(
-                        "restore point {} at `{site}` is incomplete: {}",
-                        id.short(),
-                        point
-                            .resources
-                            .iter()
-                            .filter(|r| r.root.is_none())
-                            .map(|r| r.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    );
-                }
-                run.point = Some(id.to_string());
-                store.write_run_file(&run.id, "run.json", &serde_json::to_vec_pretty(&run)?)?;
-                Ok(format!("restore point {}", id.short()))
-            });
-            taken?;
-            continue;
-        }
-        let results: Vec<Result<String>> = std::thread::scope(|s| {
-            let handles: Vec<_> = batch
-                .iter()
-                .map(|step| {
-                    let run = &run;
-                    let journal = &journal;
-                    s.spawn(move || {
-                        step_done(ctx, store, run, journal, step, || {
-                            perform(ctx, plan, run, step)
-                        })
+        let failed: Vec<(Step, anyhow::Error)> = match batch.as_slice() {
+            [step @ Step::Backup { site }] => {
+                // The point it takes is what the rest of the run restores.
+                let before = run.clone();
+                let taken = step_done(ctx, store, &before, &journal, step, || {
+                    let (id, point) = super::backup::capture_at(
+                        ctx,
+                        site,
+                        &run.waves.iter().flatten().cloned().collect::<Vec<_>>(),
+                        vec![format!("{}:{}", run.kind.as_str(), run.id)],
+                    )?;
+                    if !point.is_complete() {
+                        bail!(
+                            "restore point {} at `{site}` is incomplete: {}",
+                            id.short(),
+                            point
+                                .resources
+                                .iter()
+                                .filter(|r| r.root.is_none())
+                                .map(|r| r.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        );
+                    }
+                    run.point = Some(id.to_string());
+                    store.write_run_file(&run.id, "run.json", &serde_json::to_vec_pretty(&run)?)?;
+                    Ok(format!("restore point {}", id.short()))
+                });
+                taken
+                    .err()
+                    .map(|e| ((*step).clone(), e))
+                    .into_iter()
+                    .collect()
+            }
+            [step @ (Step::Fence { .. } | Step::Quiesce { .. })] => {
+                stop_site(ctx, plan, store, &run, &journal, step)
+                    .err()
+                    .map(|e| ((*step).clone(), e))
+                    .into_iter()
+                    .collect()
+            }
+            _ => std::thread::scope(|s| {
+                let handles: Vec<_> = batch
+                    .iter()
+                    .map(|step| {
+                        let run = &run;
+                        let journal = &journal;
+                        let handle = s.spawn(move || {
+                            step_done(ctx, store, run, journal, step, || {
+                                perform(ctx, plan, run, step)
+                            })
+                        });
+                        (*step, handle)
                     })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(anyhow!("the step panicked")))
-                })
-                .collect()
-        });
-        if let Some(e) = results.into_iter().find_map(Result::err) {
-            return Err(e);
+                    .collect();
+                handles
+                    .into_iter()
+                    .filter_map(|(step, h)| {
+                        h.join()
+                            .unwrap_or_else(|_| Err(anyhow!("the step panicked")))
+                            .err()
+                            .map(|e| (step.clone(), e))
+                    })
+                    .collect()
+            }),
+        };
+        if !failed.is_empty() {
+            alert_stopped(ctx, plan, &run, &failed);
+            let (_, first) = failed.into_iter().next().expect("not empty");
+            return Err(first);
         }
     }
     let state = store.load(plan)?.complete(&run.id)?;
@@ -523,6 +608,170 @@ fn execute(ctx: &Context, plan: &Plan, store: &StateStore, mut run: RunFile) -> 
     store.write_run_file(&run.id, "report.json", &serde_json::to_vec_pretty(&report)?)?;
     print_report(ctx, &report);
     Ok(Exit::Success)
+}
+
+/// How a planned move stops writes at a site: its `quiesce`, else the plan's `[fence]` when
+/// the site is the primary; confirmed by the site's `quiesce_checks`.
+struct Quiesce<'a> {
+    commands: &'a [lifeboat_plan::Command],
+    /// `quiesce` or `[fence]`, for messages.
+    source: &'static str,
+    checks: &'a [lifeboat_plan::Check],
+}
+
+/// The site's way to quiesce, `None` when the plan declares none.
+fn quiesce_of<'a>(plan: &'a Plan, site: &str) -> Option<Quiesce<'a>> {
+    let declared = plan.site(site)?;
+    let (commands, source) = if !declared.quiesce.is_empty() {
+        (declared.quiesce.as_slice(), "quiesce")
+    } else if site == plan.primary_site().0
+        && let Some(fence) = &plan.fence
+    {
+        (fence.run.as_slice(), "[fence]")
+    } else {
+        (&[][..], "quiesce")
+    };
+    if commands.is_empty() && declared.quiesce_checks.is_empty() {
+        return None;
+    }
+    Some(Quiesce {
+        commands,
+        source,
+        checks: &declared.quiesce_checks,
+    })
+}
+
+/// Stops writes at `site` and confirms it: every command succeeds, then every
+/// `quiesce_checks` entry passes (each with its retries). `Err` says why it is not confirmed.
+fn quiesce(plan: &Plan, run: &RunFile, site: &str) -> std::result::Result<String, String> {
+    let Some(q) = quiesce_of(plan, site) else {
+        return Err(format!(
+            "the plan declares no `quiesce` for `{site}` (nor `[fence]` for the primary)"
+        ));
+    };
+    let env = site_env(plan, run, site);
+    let mut said = Vec::new();
+    if !q.commands.is_empty() {
+        let ran = run_commands(plan, &env, q.commands)
+            .map_err(|e| format!("its {} failed: {}", q.source, output::chain(&e)))?;
+        said.push(format!("{}: {ran}", q.source));
+    }
+    for check in q.checks {
+        let spec = check_spec(plan, site, check, &env).map_err(|e| output::chain(&e))?;
+        let outcome = run_check(&spec);
+        if !outcome.ok {
+            return Err(format!(
+                "quiesce check `{}` failed after {} attempt(s): {}",
+                outcome.name, outcome.attempts, outcome.detail
+            ));
+        }
+        said.push(format!("{} ({})", outcome.name, outcome.detail));
+    }
+    Ok(said.join("; "))
+}
+
+/// The fence of a failover (best effort: finished either way, confirmed or not) or the
+/// quiesce of a planned move (not confirmed: the run stops, unless `--force`). The journal
+/// records whether the site was confirmed stopped.
+fn stop_site(
+    ctx: &Context,
+    plan: &Plan,
+    store: &StateStore,
+    run: &RunFile,
+    journal: &Mutex<()>,
+    step: &Step,
+) -> Result<String> {
+    step_journaled(ctx, store, run, journal, step, || match step {
+        Step::Fence { site } => {
+            let fence = plan
+                .fence
+                .as_ref()
+                .map(|f| f.run.as_slice())
+                .unwrap_or_default();
+            // The old primary may be gone for good; what happened is recorded.
+            Ok(match run_all(plan, run, site, fence) {
+                Ok(said) => (format!("fenced (confirmed): {said}"), Some(true)),
+                Err(e) => (format!("NOT confirmed: {e:#}"), Some(false)),
+            })
+        }
+        Step::Quiesce { site } => match quiesce(plan, run, site) {
+            Ok(said) => Ok((format!("quiesced (confirmed): {said}"), Some(true))),
+            Err(why) if run.force => Ok((
+                format!(
+                    "NOT confirmed, going on (--force; writes after the capture are lost, the \
+                     achieved RPO is unknown): {why}"
+                ),
+                Some(false),
+            )),
+            Err(why) => bail!(
+                "`{site}` could not be confirmed quiesced: {why}. Nothing was captured or \
+                 restored and traffic did not move (what the quiesce did at `{site}` is not \
+                 undone); fix the cause and resume, or resume with --force to move without \
+                 (what is written at `{site}` after the capture is lost)"
+            ),
+        },
+        other => bail!("`{}` is not a fence or quiesce", other.id()),
+    })
+}
+
+/// One alert for a run that stopped: which step failed at which site, why, and the command
+/// that resumes it. Delivery is reported, never fatal.
+fn alert_stopped(ctx: &Context, plan: &Plan, run: &RunFile, failed: &[(Step, anyhow::Error)]) {
+    if plan.notify.is_empty() {
+        return;
+    }
+    let Some((step, error)) = failed.first() else {
+        return;
+    };
+    let site = step.site().unwrap_or(&run.to);
+    let resume = ctx.command_line(&["resume"]);
+    let quiesce = matches!(step, Step::Quiesce { .. });
+    let text = format!(
+        "lifeboat: {} from `{}` to `{}` STOPPED: step `{}` failed at site `{site}` (run {}){}; \
+         resume with: {resume}{}",
+        run.kind.as_str(),
+        run.from,
+        run.to,
+        step.id(),
+        run.id,
+        if failed.len() > 1 {
+            format!(" (and {} more step(s))", failed.len() - 1)
+        } else {
+            String::new()
+        },
+        if quiesce {
+            " (or add --force to move without a confirmed quiesce)"
+        } else {
+            ""
+        }
+    );
+    let steps: Vec<serde_json::Value> = failed
+        .iter()
+        .map(|(step, e)| {
+            serde_json::json!({
+                "step": step.id(), "site": step.site(), "error": step_error(e),
+            })
+        })
+        .collect();
+    let alert = serde_json::json!({
+        "event": "run_stopped", "kind": run.kind, "from": run.from, "to": run.to,
+        "run": run.id, "epoch": run.epoch, "step": step.id(), "site": site,
+        "error": step_error(error), "failed": steps, "resume": resume, "text": text,
+    });
+    let said = deliver(plan, &alert, &text);
+    if !ctx.global.json {
+        eprintln!("alert: {said}");
+    } else {
+        tracing::info!("alert: {said}");
+    }
+}
+
+/// What a failed step said (its error without the run's advice around it).
+fn step_error(e: &anyhow::Error) -> String {
+    match e.downcast_ref::<StepFailed>() {
+        Some(failed) => failed.error.clone(),
+        None => output::chain(e),
+    }
 }
 
 /// Refuses to act for a run that is no longer the one under way, or under a stale epoch.
@@ -540,6 +789,28 @@ fn admit(plan: &Plan, store: &StateStore, run: &RunFile) -> Result<()> {
     }
 }
 
+/// A step that failed: its error, and the run's advice on resuming.
+#[derive(Debug)]
+struct StepFailed {
+    step: String,
+    run: String,
+    error: String,
+    resume: String,
+}
+
+impl std::fmt::Display for StepFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "step `{}` of run {} failed: {}\nthe run is kept: fix the cause, then `lifeboat \
+             resume` (`{}`)",
+            self.step, self.run, self.error, self.resume
+        )
+    }
+}
+
+impl std::error::Error for StepFailed {}
+
 /// Journals a step around `work`: started, then finished with its summary or failed with
 /// its error (the run stays resumable).
 fn step_done(
@@ -550,17 +821,32 @@ fn step_done(
     step: &Step,
     work: impl FnOnce() -> Result<String>,
 ) -> Result<String> {
+    step_journaled(ctx, store, run, journal, step, || {
+        work().map(|detail| (detail, None))
+    })
+}
+
+/// [`step_done`] for a step whose work also says whether it confirmed a site stopped.
+fn step_journaled(
+    ctx: &Context,
+    store: &StateStore,
+    run: &RunFile,
+    journal: &Mutex<()>,
+    step: &Step,
+    work: impl FnOnce() -> Result<(String, Option<bool>)>,
+) -> Result<String> {
     let id = step.id();
-    let record = |event, detail: Option<String>| Record {
+    let record = |event, detail: Option<String>, confirmed| Record {
         step: id.clone(),
         event,
         at: jiff::Timestamp::now().to_string(),
         elapsed_ms: elapsed_ms(run),
         detail,
+        confirmed,
     };
     {
         let _guard = journal.lock().unwrap_or_else(|p| p.into_inner());
-        store.append(&run.id, &record(Event::Started, None))?;
+        store.append(&run.id, &record(Event::Started, None, None))?;
     }
     if !ctx.global.json && !ctx.global.quiet {
         eprintln!("→ {id}");
@@ -569,8 +855,11 @@ fn step_done(
     let outcome = work();
     let _guard = journal.lock().unwrap_or_else(|p| p.into_inner());
     match outcome {
-        Ok(detail) => {
-            store.append(&run.id, &record(Event::Finished, Some(detail.clone())))?;
+        Ok((detail, confirmed)) => {
+            store.append(
+                &run.id,
+                &record(Event::Finished, Some(detail.clone()), confirmed),
+            )?;
             if !ctx.global.json {
                 println!(
                     "✓ {id} ({}): {detail}",
@@ -581,14 +870,17 @@ fn step_done(
         }
         Err(e) => {
             let error = output::chain(&e);
-            store.append(&run.id, &record(Event::Failed, Some(error.clone())))?;
+            store.append(&run.id, &record(Event::Failed, Some(error.clone()), None))?;
             if !ctx.global.json {
                 println!("✗ {id}: {error}");
             }
-            Err(anyhow!(
-                "step `{id}` of run {} failed: {error}\nthe run is kept: fix the cause, then `lifeboat resume`",
-                run.id
-            ))
+            Err(StepFailed {
+                step: id,
+                run: run.id.clone(),
+                error,
+                resume: ctx.command_line(&["resume"]),
+            }
+            .into())
         }
     }
 }
@@ -683,18 +975,7 @@ pub(crate) fn run_commands(
 
 fn perform(ctx: &Context, plan: &Plan, run: &RunFile, step: &Step) -> Result<String> {
     match step {
-        Step::Fence { site } => {
-            let fence = plan
-                .fence
-                .as_ref()
-                .map(|f| f.run.as_slice())
-                .unwrap_or_default();
-            // Best effort: the old primary may be gone for good; what happened is recorded.
-            Ok(match run_all(plan, run, site, fence) {
-                Ok(said) => format!("fenced (confirmed): {said}"),
-                Err(e) => format!("NOT confirmed: {e:#}"),
-            })
-        }
+        Step::Fence { .. } | Step::Quiesce { .. } => unreachable!("performed by execute"),
         Step::Provision { site } => run_all(plan, run, site, &site_of(plan, site)?.provision),
         Step::Start { site } => run_all(plan, run, site, &site_of(plan, site)?.start),
         Step::Decommission { site } => run_all(plan, run, site, &site_of(plan, site)?.decommission),
@@ -1119,8 +1400,15 @@ struct Report {
     steps: Vec<StepTiming>,
     /// From the decision to traffic switched and health checks green.
     achieved_rto_ms: u64,
-    /// The age of the restore point when the run began.
+    /// Failover: the age of the restore point when the run began. Switchover, failback: how
+    /// long before the site left was confirmed quiesced its final capture began (0 when it
+    /// began after); `None` (unknown) when the quiesce was not confirmed.
     achieved_rpo_ms: Option<u64>,
+    /// How the achieved RPO was measured, or why it is unknown.
+    rpo_basis: String,
+    /// Switchover, failback: how the site left was quiesced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quiesce: Option<QuiesceReport>,
     rto_objective_ms: u64,
     rpo_objective_ms: u64,
     rto_met: bool,
@@ -1129,6 +1417,15 @@ struct Report {
     /// changed after the restore point (what the DR site does not have).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     changed_after_point: Vec<ChangedAfter>,
+}
+
+#[derive(Debug, Serialize)]
+struct QuiesceReport {
+    site: String,
+    confirmed: bool,
+    /// When the quiesce step ended.
+    at: Option<jiff::Timestamp>,
+    detail: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -1188,7 +1485,50 @@ fn build_report(ctx: &Context, plan: &Plan, store: &StateStore, run: &RunFile) -
         (Some(point), RunKind::Failover) => changed_after(ctx, plan, run, point),
         _ => Vec::new(),
     };
-    let rpo_ms = point_time.map(|t| run.started.duration_since(t).as_millis().max(0) as u64);
+    let quiesce = run.steps.iter().find_map(|step| match step {
+        Step::Quiesce { site } => {
+            let record = records
+                .iter()
+                .rfind(|r| r.step == step.id() && r.event == Event::Finished);
+            Some(QuiesceReport {
+                site: site.clone(),
+                confirmed: record.is_some_and(|r| r.confirmed == Some(true)),
+                at: record.and_then(|r| r.at.parse().ok()),
+                detail: record.and_then(|r| r.detail.clone()),
+            })
+        }
+        _ => None,
+    });
+    let (rpo_ms, rpo_basis) = match (&quiesce, point_time) {
+        (_, None) => (None, "no restore point".to_string()),
+        (None, Some(t)) => (
+            Some(run.started.duration_since(t).as_millis().max(0) as u64),
+            "the age of the restore point when the run began".to_string(),
+        ),
+        (Some(q), Some(t)) => {
+            let stopped = q.at.filter(|_| q.confirmed);
+            let rpo =
+                planned_move_rpo_ms(stopped.map(|at| at.as_millisecond()), t.as_millisecond());
+            let basis = match (stopped, rpo) {
+                (Some(at), Some(0)) => format!(
+                    "writes at `{}` stopped (quiesce confirmed at {at}) before the final capture \
+                     began at {t}: the restored data holds every write",
+                    q.site
+                ),
+                (Some(at), _) => format!(
+                    "the final capture began at {t}, before writes at `{}` were confirmed stopped \
+                     at {at}",
+                    q.site
+                ),
+                (None, _) => format!(
+                    "unknown: the quiesce of `{}` was not confirmed, so writes may have gone on \
+                     after the final capture began at {t}",
+                    q.site
+                ),
+            };
+            (rpo, basis)
+        }
+    };
     let rto_objective_ms = plan.objectives.rto.as_millis() as u64;
     let rpo_objective_ms = plan.objectives.rpo.as_millis() as u64;
     Ok(Report {
@@ -1203,6 +1543,8 @@ fn build_report(ctx: &Context, plan: &Plan, store: &StateStore, run: &RunFile) -
         steps,
         achieved_rto_ms: serving,
         achieved_rpo_ms: rpo_ms,
+        rpo_basis,
+        quiesce,
         rto_objective_ms,
         rpo_objective_ms,
         rto_met: serving <= rto_objective_ms,
@@ -1267,13 +1609,18 @@ fn print_report(ctx: &Context, report: &Report) {
     );
     match (report.achieved_rpo_ms, report.rpo_met) {
         (Some(ms), Some(met)) => println!(
-            "  RPO achieved {} (age of restore point {}; objective {}): {}",
+            "  RPO achieved {} (restore point {}: {}; objective {}): {}",
             output::millis(ms),
             report.point.as_deref().map_or("", |p| &p[..8.min(p.len())]),
+            report.rpo_basis,
             output::millis(report.rpo_objective_ms),
             verdict(met)
         ),
-        _ => println!("  RPO: no restore point"),
+        _ => println!(
+            "  RPO UNKNOWN (objective {}): {}",
+            output::millis(report.rpo_objective_ms),
+            report.rpo_basis
+        ),
     }
     for changed in &report.changed_after_point {
         if changed.paths > 0 {
@@ -1308,6 +1655,19 @@ pub fn status(ctx: &Context) -> Result<Exit> {
         }
         None => None,
     };
+    // Who serves, read from the journal too: a fenced site is never called active.
+    let standing = standing(
+        &state,
+        last_run.as_ref().and_then(|(id, run, _, journal)| {
+            run.as_ref().map(|r| LastRun {
+                id,
+                from: &r.from,
+                to: &r.to,
+                steps: &r.steps,
+                records: journal,
+            })
+        }),
+    );
     if ctx.global.json {
         let last = last_run.as_ref().map(|(id, run, report, journal)| {
             let remaining: Vec<String> = run
@@ -1330,18 +1690,55 @@ pub fn status(ctx: &Context) -> Result<Exit> {
             .map(lifeboat_drill::report::TrendPoint::from);
         output::json(&serde_json::json!({
             "state": state.describe(), "active": state.active, "primary": state.primary,
-            "epoch": state.epoch, "run": state.run, "last_run": last, "watch": watch,
+            "serving": standing.serving, "stopped": standing.stopped, "epoch": state.epoch, "run": state.run, "last_run": last, "watch": watch,
             "last_drill": last_drill,
         }));
         return Ok(Exit::Success);
     }
     println!(
-        "{}: `{}` is active (epoch {}; state in {})",
+        "{}: {} (epoch {}; state in {})",
         state.describe(),
-        state.active,
+        match &standing.serving {
+            Some(site) => format!("`{site}` serves"),
+            None => "no site serves".to_string(),
+        },
         state.epoch,
         store.dir().display()
     );
+    for stopped in &standing.stopped {
+        let how = match stopped.how {
+            StopKind::Fenced => "fence",
+            StopKind::Quiesced => "quiesce",
+        };
+        println!(
+            "  `{}`: {} at {} (run {}), {}",
+            stopped.site,
+            how,
+            stopped.at,
+            stopped.run,
+            if stopped.failed {
+                "FAILED or cut short: it may be partly stopped"
+            } else if stopped.confirmed {
+                "confirmed: it takes no traffic or writes"
+            } else {
+                "NOT confirmed: it may still take writes"
+            }
+        );
+    }
+    if let (Some(current), Some((_, Some(run), _, journal))) = (&state.run, &last_run)
+        && current.id == run.id
+        && standing.serving.as_deref() != Some(run.to.as_str())
+    {
+        let next = Replay::of(journal)
+            .remaining(&run.steps)
+            .first()
+            .map(|s| s.id())
+            .unwrap_or_default();
+        println!(
+            "  `{}` does not serve yet: the run is at `{next}`; `lifeboat resume` finishes it",
+            run.to
+        );
+    }
     if let Some(watch) = store
         .read_file("watch.json")
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
@@ -1422,8 +1819,11 @@ pub fn status(ctx: &Context) -> Result<Exit> {
         }
         if let Some(report) = report {
             println!(
-                "  achieved RTO {} ms, RPO {} ms",
-                report["achieved_rto_ms"], report["achieved_rpo_ms"]
+                "  achieved RTO {} ms, RPO {}",
+                report["achieved_rto_ms"],
+                report["achieved_rpo_ms"]
+                    .as_u64()
+                    .map_or_else(|| "unknown".to_string(), |ms| format!("{ms} ms"))
             );
         }
     }

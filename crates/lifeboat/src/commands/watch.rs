@@ -242,7 +242,8 @@ pub fn watch(ctx: &Context) -> Result<Exit> {
     let alerts = alert_sender(plan.clone(), ctx.global.json);
     let started = Instant::now();
     let mut state = State::new();
-    let mut failover: Option<std::process::Child> = None;
+    // The failover the witness started, and the last run before it.
+    let mut failover: Option<(std::process::Child, Option<String>)> = None;
     let rpo_ms = plan.objectives.rpo.as_millis() as u64;
     let mut stale = false;
     let mut points_checked: Option<Instant> = None;
@@ -267,16 +268,21 @@ pub fn watch(ctx: &Context) -> Result<Exit> {
             state = step(&state, &decision, &Event::Approved { at }).0;
         }
         // The run the witness started has ended: say how it went.
-        if let Some(child) = &mut failover
+        if let Some((child, before)) = &mut failover
             && let Ok(Some(status)) = child.try_wait()
         {
-            let report = last_report(&store);
-            let field = |k: &str| report.as_ref().and_then(|r| r[k].as_u64());
-            let _ = alerts.send(Alert::FailoverFinished {
-                ok: status.success(),
-                achieved_rto_ms: field("achieved_rto_ms"),
-                achieved_rpo_ms: field("achieved_rpo_ms"),
-            });
+            if !status.success() && stopped_on_a_step(&store, before.as_deref()) {
+                // The run alerted when its step failed: one alert per failure.
+                tracing::warn!("the failover stopped on a failed step (alerted by the run)");
+            } else {
+                let report = last_report(&store);
+                let field = |k: &str| report.as_ref().and_then(|r| r[k].as_u64());
+                let _ = alerts.send(Alert::FailoverFinished {
+                    ok: status.success(),
+                    achieved_rto_ms: field("achieved_rto_ms"),
+                    achieved_rpo_ms: field("achieved_rpo_ms"),
+                });
+            }
             failover = None;
         }
         // Restore points older than the rpo: checked each minute, alerted on each change.
@@ -301,7 +307,7 @@ pub fn watch(ctx: &Context) -> Result<Exit> {
             run_in_progress: site_state.run.is_some()
                 || failover
                     .as_mut()
-                    .is_some_and(|c| matches!(c.try_wait(), Ok(None))),
+                    .is_some_and(|(c, _)| matches!(c.try_wait(), Ok(None))),
         };
         let point_age = if matches!(
             state.health,
@@ -340,7 +346,8 @@ pub fn watch(ctx: &Context) -> Result<Exit> {
                     if let Some(repo) = &ctx.global.repository {
                         command.arg("--repo").arg(repo);
                     }
-                    failover = Some(command.spawn()?);
+                    let before = store.runs().pop();
+                    failover = Some((command.spawn()?, before));
                 }
             }
         }
@@ -350,6 +357,18 @@ pub fn watch(ctx: &Context) -> Result<Exit> {
 }
 
 /// The report of the newest run, when it wrote one.
+/// A run began after `before` and its journal ends on a failed step (which it alerted).
+fn stopped_on_a_step(store: &StateStore, before: Option<&str>) -> bool {
+    let Some(id) = store.runs().pop().filter(|id| Some(id.as_str()) != before) else {
+        return false;
+    };
+    store.journal(&id).is_ok_and(|journal| {
+        journal
+            .last()
+            .is_some_and(|r| r.event == lifeboat_runbook::journal::Event::Failed)
+    })
+}
+
 fn last_report(store: &StateStore) -> Option<serde_json::Value> {
     let id = store.runs().pop()?;
     serde_json::from_slice(&store.read_run_file(&id, "report.json").ok()?).ok()

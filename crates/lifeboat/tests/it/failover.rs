@@ -42,6 +42,7 @@ provision = [{provision}]
 start = [{start}]
 decommission = [["sh", "-c", "echo gone > dr/decommissioned"]]
 env = {{ REGION = "far" }}
+quiesce = [["sh", "-c", "echo quiesced > dr-quiesced"]]
 
 [[sites.dr.checks]]
 name = "db-port"
@@ -265,6 +266,9 @@ fn failover_then_failback_moves_the_stack_and_measures_itself() {
     std::fs::write(s.w.path("traffic"), "dr\n").unwrap();
     let back = json(&s.w, &["failback", "--yes"], 0);
     assert_eq!(back["to"], "primary");
+    assert_eq!(back["quiesce"]["site"], "dr");
+    assert_eq!(back["quiesce"]["confirmed"], true);
+    assert!(s.w.path("dr-quiesced").exists());
     assert_eq!(
         std::fs::read_to_string(s.w.path("traffic")).unwrap().trim(),
         "primary"
@@ -295,7 +299,10 @@ fn failover_then_failback_moves_the_stack_and_measures_itself() {
     // (The DR site's SQL check expects three orders.)
     s.primary.sql("shop", "DELETE FROM orders WHERE id = 2");
     let moved = json(&s.w, &["switchover", "--to", "dr", "--yes"], 0);
-    assert_eq!(moved["steps"][0]["step"], "backup:primary");
+    // Provisioned while the primary still serves, then the primary's writes stop (its
+    // fence, for want of a `quiesce`) before its final capture.
+    assert_eq!(moved["steps"][1]["step"], "quiesce:primary");
+    assert_eq!(moved["steps"][2]["step"], "backup:primary");
     assert_eq!(
         std::fs::read_to_string(s.w.path("traffic")).unwrap().trim(),
         "dr"
@@ -452,6 +459,7 @@ role = "primary"
 
 [sites.dr]
 role = "standby"
+quiesce = [["touch", "dr-quiesced"]]
 
 [resources.docs]
 kind = "files"

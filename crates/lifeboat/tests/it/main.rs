@@ -18,5 +18,6 @@ mod prune;
 mod servers;
 mod services;
 mod support;
+mod switchover;
 mod watch;
 mod wire;

@@ -347,3 +347,26 @@ fn cross_section_rules_run_over_sections_that_failed_to_decode() {
     "#]]
     .assert_debug_eq(&found);
 }
+
+#[test]
+fn quiesce_commands_and_checks_are_validated_like_the_others() {
+    let source = MINIMAL.replace(
+        "role = \"primary\"\n",
+        "role = \"primary\"\nquiesce = [[]]\n[[sites.primary.quiesce_checks]]\nname = \"ro\"\nsql = \"show transaction_read_only\"\nresource = \"docs\"\n[[sites.primary.quiesce_checks]]\nname = \"ro\"\nsql = \"select 1\"\nresource = \"nowhere\"\n",
+    );
+    let errors = parse_err(&source);
+    let found: Vec<String> = errors
+        .diagnostics()
+        .iter()
+        .map(|d| format!("{} {}: {}", d.severity, d.path, d.message))
+        .collect();
+    expect![[r#"
+        [
+            "error sites.primary.quiesce[0]: a command cannot be empty",
+            "error sites.primary.quiesce_checks[0].resource: an sql check needs a postgres, mysql or sqlite resource; `docs` is a files resource",
+            "error sites.primary.quiesce_checks[1].name: duplicate check name \"ro\"",
+            "error sites.primary.quiesce_checks[1].resource: unknown resource `nowhere`",
+        ]
+    "#]]
+    .assert_debug_eq(&found);
+}

@@ -52,6 +52,14 @@ fn the_full_example_of_the_format_parses() {
     );
     assert_eq!(dr.checks[0].retries, 30);
     assert_eq!(dr.checks[1].timeout, Check::DEFAULT_TIMEOUT);
+    assert_eq!(
+        dr.quiesce[0].argv(),
+        ["systemctl", "stop", "ioportal.target"]
+    );
+    assert_eq!(dr.quiesce_checks[0].name, "app-stopped");
+    assert!(matches!(dr.quiesce_checks[0].probe, CheckProbe::Command(_)));
+    let primary = plan.site("primary").expect("primary site");
+    assert!(primary.quiesce.is_empty() && primary.quiesce_checks.is_empty());
 
     let orders = plan.resource("orders-db").expect("orders-db");
     let Some(Binding::Database(binding)) = orders.binding("dr") else {

@@ -213,7 +213,7 @@ pub fn drill(ctx: &Context, args: DrillArgs) -> Result<Exit> {
     }
     print_report(ctx, &store, &report, args.keep.then_some(&record));
     if !report.passed {
-        alert(plan, &report);
+        alert(ctx, plan, &report);
     }
     Ok(verdict(&report))
 }
@@ -344,6 +344,7 @@ impl Drill<'_> {
             at: jiff::Timestamp::now().to_string(),
             elapsed_ms: self.elapsed_ms(),
             detail,
+            confirmed: None,
         };
         let drill_id = self.record().id.clone();
         // The journal times the report; the work (a teardown above all) goes on without it.
@@ -605,6 +606,8 @@ impl Drill<'_> {
                     start: vec![],
                     env: Default::default(),
                     checks: vec![],
+                    quiesce: vec![],
+                    quiesce_checks: vec![],
                 },
             );
         }
@@ -1480,17 +1483,29 @@ fn verdict(report: &DrillReport) -> Exit {
     }
 }
 
-fn alert(plan: &Plan, report: &DrillReport) {
+/// One alert for a failed drill: the first failed step and the site, what went wrong, and
+/// the command that runs the drill again (a drill is not resumed: it starts afresh).
+fn alert(ctx: &Context, plan: &Plan, report: &DrillReport) {
     if plan.notify.is_empty() {
         return;
     }
+    let step = report
+        .steps
+        .iter()
+        .find(|s| s.status == lifeboat_drill::report::StepStatus::Failed)
+        .map(|s| s.step.clone());
+    let again = ctx.command_line(&["drill"]);
     let text = format!(
-        "lifeboat: drill of `{}` FAILED: {}",
+        "lifeboat: drill of `{}` FAILED{}: {}; run it again with: {again}",
         plan.name(),
+        step.as_deref()
+            .map(|s| format!(" at step `{s}` (site `{}`)", report.site))
+            .unwrap_or_default(),
         report.problems.first().map_or("", String::as_str)
     );
     let alert = serde_json::json!({
         "event": "drill_failed", "plan": plan.name(), "drill": report.drill,
+        "step": step, "site": report.site, "again": again,
         "problems": report.problems, "achieved_rto_ms": report.achieved_rto_ms,
         "achieved_rpo_ms": report.achieved_rpo_ms, "text": text,
     });

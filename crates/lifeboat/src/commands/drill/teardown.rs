@@ -393,6 +393,7 @@ fn journal_teardown(
             at: jiff::Timestamp::now().to_string(),
             elapsed_ms,
             detail,
+            confirmed: None,
         },
     );
 }
