@@ -283,6 +283,13 @@ impl Dir {
         }
     }
 
+    /// Removes `name` from this folder: a file, symlink or FIFO, or with `REMOVEDIR` an
+    /// empty folder. A symlink is removed itself, never what it points to.
+    pub(crate) fn unlink(&self, name: &OsStr, flags: AtFlags) -> io::Result<()> {
+        check_name(name)?;
+        Ok(rustix::fs::unlinkat(&self.0, name, flags)?)
+    }
+
     /// Removes a staged entry that will not be used.
     pub(crate) fn remove_staging(&self, staging: &OsStr) {
         let _ = rustix::fs::unlinkat(&self.0, staging, AtFlags::empty());

@@ -20,7 +20,8 @@ use lifeboat_repository::{ChunkReader, Repository};
 use serde::Serialize;
 
 use crate::beneath::{Dir, set_metadata};
-use crate::scan::Progress;
+use crate::mirror::{Removed, mirror};
+use crate::scan::{BackupOptions, Progress};
 use crate::{FilesError, Result, io_err, load_tree, threads};
 
 #[derive(Debug, Clone, Default)]
@@ -29,6 +30,10 @@ pub struct RestoreOptions {
     pub subpath: Option<PathBuf>,
     /// Restore owners (only possible as root; default: when running as root).
     pub owners: Option<bool>,
+    /// A mirror: once every entry is restored, remove what the restore point lacks at the
+    /// target within this scope (the resource's include/exclude, relative to the tree's
+    /// root). `None`: an overlay, removing nothing.
+    pub mirror: Option<BackupOptions>,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -37,6 +42,8 @@ pub struct RestoreStats {
     pub dirs: u64,
     pub symlinks: u64,
     pub bytes: u64,
+    /// What a mirror restore removed (nothing for an overlay).
+    pub removed: Removed,
 }
 
 /// Walks `root` down to `subpath`: the entry found, or the root itself.
@@ -84,12 +91,15 @@ pub fn restore(
         .owners
         .unwrap_or_else(|| rustix::process::geteuid().is_root());
     let mut reader = repo.reader();
-    let tree = match descend(&mut reader, root, options.subpath.as_deref())? {
+    let (tree, whole) = match descend(&mut reader, root, options.subpath.as_deref())? {
         // A single file: restored into the target as itself.
-        (Some(entry), _) if !matches!(entry.kind, EntryKind::Dir { .. }) => Tree {
-            entries: vec![entry],
-        },
-        (_, tree_id) => load_tree(&mut reader, &tree_id)?,
+        (Some(entry), _) if !matches!(entry.kind, EntryKind::Dir { .. }) => (
+            Tree {
+                entries: vec![entry],
+            },
+            false,
+        ),
+        (_, tree_id) => (load_tree(&mut reader, &tree_id)?, true),
     };
     let top = Dir::open_target(target).map_err(io_err(target))?;
     let mut layout = Layout {
@@ -106,6 +116,7 @@ pub fn restore(
     };
     layout.lay_out(&tree, &top, 0)?;
     let Layout {
+        mut reader,
         files,
         dirs,
         mut failed,
@@ -121,6 +132,23 @@ pub fn restore(
     stats.bytes = bytes;
     stats.files -= unwritten.len() as u64;
     failed.extend(unwritten);
+    // Only once everything is in place: a failed or interrupted restore leaves the old
+    // entries beside the new ones and loses nothing. Before the folders' times are set, as
+    // removing from a folder changes its mtime.
+    if let Some(scope) = &options.mirror
+        && whole
+        && failed.is_empty()
+    {
+        let base = options.subpath.clone().unwrap_or_default();
+        stats.removed = mirror(&mut reader, &tree, &top, &base, scope)?;
+        failed.extend(
+            stats
+                .removed
+                .failed
+                .iter()
+                .map(|f| format!("{f} (not in the restore point, yet not removed)")),
+        );
+    }
     // Children before parents, so writing into a folder does not disturb its mtime.
     for (i, dir) in dirs.iter().enumerate().rev().filter(|(i, _)| *i > 0) {
         let applied = top
