@@ -10,6 +10,7 @@ mod hostile;
 mod hostile_repo;
 mod interrupt;
 mod mariadb;
+mod mirror;
 mod peer;
 mod plan;
 mod postgres;
