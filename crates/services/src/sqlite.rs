@@ -204,11 +204,12 @@ fn quiet_copy(path: &Path, copy: &Path) -> Result<Option<PathBuf>> {
     Ok(Some(copy.to_path_buf()))
 }
 
+/// Each schema object (`type name`): its SQL, and a table's row count and rows' digest.
+type Summary = std::collections::BTreeMap<String, (Option<String>, u64, u64)>;
+
 /// Each schema object (`type name`) with its SQL, and for tables their row count and an
 /// order-independent digest of their rows.
-fn summary(
-    conn: &Connection,
-) -> rusqlite::Result<std::collections::BTreeMap<String, (Option<String>, u64, u64)>> {
+fn summary(conn: &Connection) -> rusqlite::Result<Summary> {
     use std::hash::{Hash, Hasher};
     let mut out = std::collections::BTreeMap::new();
     let objects: Vec<(String, String, Option<String>)> = conn

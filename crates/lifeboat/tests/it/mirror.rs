@@ -151,10 +151,9 @@ at.dr = { path = "dr/exports" }
         .unwrap()
         .flatten()
         .map(|e| e.path())
-        .filter(|p| {
+        .find(|p| {
             std::fs::read_to_string(p.join("report.json")).is_ok_and(|r| r.contains("\"failback\""))
         })
-        .next()
         .expect("the failback's report");
     let back: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run_id.join("report.json")).unwrap()).unwrap();
