@@ -386,21 +386,29 @@ fn to_site(
             staging: None,
             mark: None,
         };
+        // Each resource's summary, and for JSON its differences or what its mirror removed.
         let outcome = if args.verify {
             verify_at_site(repo, plan, site, r, &args.rename).map(|diffs| {
-                if diffs.is_empty() {
+                differences += diffs.len();
+                let what = if diffs.is_empty() {
                     "matches".to_string()
                 } else {
-                    differences += diffs.len();
                     format!("{} difference(s): {}", diffs.len(), diffs.join("; "))
-                }
+                };
+                (what, serde_json::json!({ "differences": diffs }))
             })
         } else {
-            restore_at_site(repo, plan, site, r, &how)
+            restore_at_site_done(repo, plan, site, r, &how).map(|done| {
+                let extra = match &done.removed {
+                    Some(removed) => serde_json::json!({ "removed": removed }),
+                    None => serde_json::json!({}),
+                };
+                (done.text, extra)
+            })
         };
         let ms = started.elapsed().as_millis() as u64;
         match &outcome {
-            Ok(what) if !ctx.global.json => {
+            Ok((what, _)) if !ctx.global.json => {
                 println!("{}: {what} in {}", r.name, output::millis(ms))
             }
             Err(e) if !ctx.global.json => println!("{}: FAILED: {e:#}", r.name),
@@ -410,7 +418,13 @@ fn to_site(
             failed += 1;
         }
         report.push(match outcome {
-            Ok(what) => serde_json::json!({ "resource": r.name, "ok": true, "done": what, "duration_ms": ms }),
+            Ok((what, mut extra)) => {
+                extra["resource"] = serde_json::json!(r.name);
+                extra["ok"] = serde_json::json!(true);
+                extra["done"] = serde_json::json!(what);
+                extra["duration_ms"] = serde_json::json!(ms);
+                extra
+            }
             Err(e) => serde_json::json!({ "resource": r.name, "ok": false, "error": format!("{e:#}"), "duration_ms": ms }),
         });
     }

@@ -372,6 +372,17 @@ at.dr = {{ path = "dr/sessions.db" }}
         "{all:#}"
     );
     assert!(text.contains("3 rows, the restore point has 2"), "{all:#}");
+    let exports = all["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resource"] == "exports")
+        .unwrap();
+    assert_eq!(
+        exports["differences"].as_array().unwrap().len(),
+        2,
+        "{all:#}"
+    );
 
     // Nothing was written at the site.
     assert_eq!(dr.sql("analytics", "SELECT count(*) FROM events"), "42");
