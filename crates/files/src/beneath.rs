@@ -274,9 +274,10 @@ impl Dir {
                 rustix::io::Errno::ISDIR | rustix::io::Errno::NOTEMPTY | rustix::io::Errno::EXIST,
             ) => match rustix::fs::unlinkat(&self.0, name, AtFlags::REMOVEDIR) {
                 Ok(()) => Ok(rustix::fs::renameat(&self.0, staging, &self.0, name)?),
-                Err(rustix::io::Errno::NOTEMPTY | rustix::io::Errno::EXIST) => {
-                    Err(io::Error::other("a folder with contents is in the way"))
-                }
+                Err(rustix::io::Errno::NOTEMPTY | rustix::io::Errno::EXIST) => Err(io::Error::new(
+                    io::ErrorKind::DirectoryNotEmpty,
+                    "a folder with contents is in the way",
+                )),
                 Err(e) => Err(e.into()),
             },
             Err(e) => Err(e.into()),

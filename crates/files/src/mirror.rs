@@ -110,6 +110,41 @@ pub(crate) fn mirror(
     Ok(sweep.out)
 }
 
+/// Removes `name` from `dir` (at `rel` below the target), a folder with its contents, within
+/// `scope`, adding to `removed`; says whether it is gone (without `act`, whether it would
+/// be, removing nothing). For a folder where the point has a file, once everything else is
+/// restored.
+pub(crate) fn clear(
+    dir: &Dir,
+    name: &OsStr,
+    rel: &Path,
+    base: &Path,
+    scope: &BackupOptions,
+    act: bool,
+    removed: &mut Removed,
+) -> Result<bool> {
+    let filter = PathFilter::new(scope)?;
+    let mut sweep = Sweep {
+        filter: &filter,
+        base: base.to_path_buf(),
+        act,
+        out: std::mem::take(removed),
+    };
+    let gone = sweep.remove(dir, name, rel);
+    *removed = sweep.out;
+    Ok(gone)
+}
+
+impl Removed {
+    /// Adds what another removal removed.
+    pub(crate) fn absorb(&mut self, other: Removed) {
+        self.count += other.count;
+        let room = LISTED_REMOVALS.saturating_sub(self.paths.len());
+        self.paths.extend(other.paths.into_iter().take(room));
+        self.failed.extend(other.failed);
+    }
+}
+
 struct Sweep<'a> {
     filter: &'a PathFilter,
     base: PathBuf,

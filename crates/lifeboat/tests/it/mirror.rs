@@ -223,6 +223,25 @@ fn a_non_empty_target_is_refused_replace_mirrors_and_merge_overlays() {
     assert_eq!(describe(&target), describe(&w.path("src")));
     w.run(&["restore", "latest", "--target", t, "--verify"], 0);
 
+    // A folder where the point has a file goes too, once everything else is restored.
+    std::fs::remove_file(target.join("b.csv")).unwrap();
+    write(&target.join("b.csv/inner.csv"), b"in the way");
+    let merged = w.fail(&["restore", "latest", "--target", t, "--merge"], 1);
+    assert!(
+        merged.contains("a folder with contents is in the way"),
+        "{merged}"
+    );
+    assert!(
+        target.join("b.csv/inner.csv").exists(),
+        "an overlay removes nothing"
+    );
+    let out = w.json(&["restore", "latest", "--target", t, "--replace"], 0);
+    assert_eq!(
+        removed_paths(&out["resources"][0]["stats"]["removed"]),
+        ["b.csv/", "b.csv/inner.csv"]
+    );
+    assert_eq!(describe(&target), describe(&w.path("src")));
+
     // An empty or missing folder needs neither.
     let fresh = w.path("fresh");
     w.run(
