@@ -41,16 +41,21 @@ pub struct Removed {
 impl Removed {
     /// The removal as one line for people: "2 removed: a.csv, old/".
     pub fn summary(&self) -> String {
-        let mut text = format!("{} removed", self.count);
-        if !self.paths.is_empty() {
-            text.push_str(": ");
-            text.push_str(&self.paths.join(", "));
-            if self.count > self.paths.len() as u64 {
-                text.push_str(&format!(
-                    " and {} more",
-                    self.count - self.paths.len() as u64
-                ));
-            }
+        if self.paths.is_empty() {
+            format!("{} removed", self.count)
+        } else {
+            format!("{} removed: {}", self.count, self.listing())
+        }
+    }
+
+    /// The paths named, and how many more: "a.csv, old/ and 3 more".
+    pub fn listing(&self) -> String {
+        let mut text = self.paths.join(", ");
+        if self.count > self.paths.len() as u64 {
+            text.push_str(&format!(
+                " and {} more",
+                self.count - self.paths.len() as u64
+            ));
         }
         text
     }

@@ -197,11 +197,14 @@ fn refusal(
         .collect();
     first.sort();
     // What is there and differs comes first: what the restore would overwrite or leave.
-    let mut conflicts: Vec<String> = lifeboat_files::verify(repo, root, subpath, target)?
-        .into_iter()
-        .filter(|d| std::fs::symlink_metadata(target.join(&d.path)).is_ok())
-        .map(|d| format!("{} ({})", d.path, d.problem))
-        .collect();
+    let mut conflicts: Vec<String> = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for d in lifeboat_files::verify(repo, root, subpath, target)? {
+        // One per path (its first problem), and only what is there.
+        if std::fs::symlink_metadata(target.join(&d.path)).is_ok() && seen.insert(d.path.clone()) {
+            conflicts.push(format!("{} ({})", d.path, d.problem));
+        }
+    }
     if conflicts.is_empty() {
         conflicts = first;
     }

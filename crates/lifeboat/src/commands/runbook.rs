@@ -466,9 +466,10 @@ fn print_dry_run(ctx: &Context, plan: &Plan, run: &RunFile) {
         );
         if let Some(gone) = removes(step).filter(|g| g.count > 0) {
             println!(
-                "     {:<28} would remove what the point lacks there: {}",
+                "     {:<28} would remove {} path(s) the point lacks there: {}",
                 "",
-                gone.summary().replacen(" removed", "", 1)
+                gone.count,
+                gone.listing()
             );
         }
     }
