@@ -274,13 +274,21 @@ impl Dir {
                 rustix::io::Errno::ISDIR | rustix::io::Errno::NOTEMPTY | rustix::io::Errno::EXIST,
             ) => match rustix::fs::unlinkat(&self.0, name, AtFlags::REMOVEDIR) {
                 Ok(()) => Ok(rustix::fs::renameat(&self.0, staging, &self.0, name)?),
-                Err(rustix::io::Errno::NOTEMPTY | rustix::io::Errno::EXIST) => {
-                    Err(io::Error::other("a folder with contents is in the way"))
-                }
+                Err(rustix::io::Errno::NOTEMPTY | rustix::io::Errno::EXIST) => Err(io::Error::new(
+                    io::ErrorKind::DirectoryNotEmpty,
+                    "a folder with contents is in the way",
+                )),
                 Err(e) => Err(e.into()),
             },
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Removes `name` from this folder: a file, symlink or FIFO, or with `REMOVEDIR` an
+    /// empty folder. A symlink is removed itself, never what it points to.
+    pub(crate) fn unlink(&self, name: &OsStr, flags: AtFlags) -> io::Result<()> {
+        check_name(name)?;
+        Ok(rustix::fs::unlinkat(&self.0, name, flags)?)
     }
 
     /// Removes a staged entry that will not be used.

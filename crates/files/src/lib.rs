@@ -7,11 +7,14 @@
 //! the changed files; and a pass that writes the trees bottom-up. Trees encode
 //! deterministically, so an unchanged directory keeps its tree id.
 //!
-//! [`restore`] recreates a tree (or a sub-path) in a target directory with its metadata, and
-//! [`verify`] compares a restore point with a directory without writing anything.
+//! [`restore`] recreates a tree (or a sub-path) in a target directory with its metadata (and,
+//! as a mirror, removes what the point lacks within the resource's scope; [`removals`] lists
+//! that without writing), and [`verify`] compares a restore point with a directory without
+//! writing anything.
 
 mod beneath;
 mod chunker;
+mod mirror;
 mod restore;
 mod scan;
 mod stream;
@@ -19,10 +22,11 @@ mod verify;
 
 pub use beneath::staging_file_beside;
 pub use chunker::{AVG_CHUNK, MAX_CHUNK, MIN_CHUNK};
+pub use mirror::{LISTED_REMOVALS, Removed, removals};
 pub use restore::{RestoreOptions, RestoreStats, restore};
 pub use scan::{BackupOptions, FilesCapture, PathFilter, Progress, backup};
 pub use stream::{StreamError, read_stream, store_stream};
-pub use verify::{Difference, verify};
+pub use verify::{Difference, verify, verify_within};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FilesError {

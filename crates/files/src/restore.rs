@@ -6,6 +6,12 @@
 //! it is complete, its content checked chunk by chunk against the repository's hashes and its
 //! length against the tree. A file that cannot be restored (a corrupt pack, a full disk) leaves
 //! what was under its name as it was, and is named in the error.
+//!
+//! A mirror ([`RestoreOptions::mirror`]) removes nothing until every entry is in place, so an
+//! interrupted or failed one leaves the old entries beside the new (the target at least as
+//! useful as before): then a file whose name a folder holds takes its place (the folder
+//! cleared within the scope, only if every such folder can go whole), and what the point lacks
+//! is removed, before the folders' times are set.
 
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
@@ -20,7 +26,8 @@ use lifeboat_repository::{ChunkReader, Repository};
 use serde::Serialize;
 
 use crate::beneath::{Dir, set_metadata};
-use crate::scan::Progress;
+use crate::mirror::{Removed, clear, mirror};
+use crate::scan::{BackupOptions, Progress};
 use crate::{FilesError, Result, io_err, load_tree, threads};
 
 #[derive(Debug, Clone, Default)]
@@ -29,6 +36,10 @@ pub struct RestoreOptions {
     pub subpath: Option<PathBuf>,
     /// Restore owners (only possible as root; default: when running as root).
     pub owners: Option<bool>,
+    /// A mirror: once every entry is restored, remove what the restore point lacks at the
+    /// target within this scope (the resource's include/exclude, relative to the tree's
+    /// root). `None`: an overlay, removing nothing.
+    pub mirror: Option<BackupOptions>,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -37,6 +48,8 @@ pub struct RestoreStats {
     pub dirs: u64,
     pub symlinks: u64,
     pub bytes: u64,
+    /// What a mirror restore removed (nothing for an overlay).
+    pub removed: Removed,
 }
 
 /// Walks `root` down to `subpath`: the entry found, or the root itself.
@@ -84,12 +97,15 @@ pub fn restore(
         .owners
         .unwrap_or_else(|| rustix::process::geteuid().is_root());
     let mut reader = repo.reader();
-    let tree = match descend(&mut reader, root, options.subpath.as_deref())? {
+    let (tree, whole) = match descend(&mut reader, root, options.subpath.as_deref())? {
         // A single file: restored into the target as itself.
-        (Some(entry), _) if !matches!(entry.kind, EntryKind::Dir { .. }) => Tree {
-            entries: vec![entry],
-        },
-        (_, tree_id) => load_tree(&mut reader, &tree_id)?,
+        (Some(entry), _) if !matches!(entry.kind, EntryKind::Dir { .. }) => (
+            Tree {
+                entries: vec![entry],
+            },
+            false,
+        ),
+        (_, tree_id) => (load_tree(&mut reader, &tree_id)?, true),
     };
     let top = Dir::open_target(target).map_err(io_err(target))?;
     let mut layout = Layout {
@@ -106,6 +122,7 @@ pub fn restore(
     };
     layout.lay_out(&tree, &top, 0)?;
     let Layout {
+        mut reader,
         files,
         dirs,
         mut failed,
@@ -117,10 +134,105 @@ pub fn restore(
         p.bytes_total.store(total, Ordering::Relaxed);
         p.files_total.store(files.len() as u64, Ordering::Relaxed);
     }
-    let (bytes, unwritten) = write_files(repo, &top, &dirs, &files, owners, progress)?;
+    let mirroring = options.mirror.as_ref().filter(|_| whole);
+    let (bytes, unwritten, waiting) = write_files(
+        repo,
+        &top,
+        &dirs,
+        &files,
+        owners,
+        progress,
+        mirroring.is_some(),
+    )?;
     stats.bytes = bytes;
     stats.files -= unwritten.len() as u64;
     failed.extend(unwritten);
+    let mut cleared = Removed::default();
+    let base = options.subpath.clone().unwrap_or_default();
+    // Only when every folder in the way can go entirely: else none is touched.
+    let clearable = |scope: &BackupOptions| {
+        waiting.iter().all(|w| {
+            let rel = dirs[w.dir].rel.join(&w.name);
+            top.open_beneath(&dirs[w.dir].rel).is_ok_and(|dir| {
+                clear(
+                    &dir,
+                    &w.name,
+                    &rel,
+                    &base,
+                    scope,
+                    false,
+                    &mut Removed::default(),
+                )
+                .unwrap_or(false)
+            })
+        })
+    };
+    if let Some(scope) = mirroring
+        && failed.is_empty()
+        && clearable(scope)
+    {
+        // Everything else is in place: a folder the point has a file for goes (its contents
+        // within the scope), and the waiting file takes its name.
+        for w in &waiting {
+            let rel = dirs[w.dir].rel.join(&w.name);
+            let done = top
+                .open_beneath(&dirs[w.dir].rel)
+                .map_err(|e| e.to_string())
+                .and_then(|dir| {
+                    let gone = clear(&dir, &w.name, &rel, &base, scope, true, &mut cleared)
+                        .map_err(|e| e.to_string())?;
+                    let done = if gone {
+                        dir.commit_staging(&w.staged, &w.name)
+                            .map_err(|e| e.to_string())
+                    } else {
+                        Err(
+                            "a folder with contents outside the resource's scope is in the way"
+                                .to_string(),
+                        )
+                    };
+                    if done.is_err() {
+                        dir.remove_staging(&w.staged);
+                    }
+                    done
+                });
+            if let Err(e) = done {
+                stats.files -= 1;
+                failed.push(format!("{}: {e}", crate::display_path(&rel)));
+            }
+        }
+    } else {
+        give_up(&top, &dirs, &waiting);
+        stats.files -= waiting.len() as u64;
+        let why = if mirroring.is_some() && failed.is_empty() {
+            " (with entries outside the resource's scope, or that cannot be removed)"
+        } else {
+            ""
+        };
+        failed.extend(waiting.iter().map(|w| {
+            format!(
+                "{}: a folder with contents is in the way{why}",
+                shown(&dirs, w.dir, Some(&w.name)),
+            )
+        }));
+    }
+    // Only once everything is in place: a failed or interrupted restore leaves the old
+    // entries beside the new ones and loses nothing. Before the folders' times are set, as
+    // removing from a folder changes its mtime.
+    if let Some(scope) = &options.mirror
+        && whole
+        && failed.is_empty()
+    {
+        let base = options.subpath.clone().unwrap_or_default();
+        stats.removed = mirror(&mut reader, &tree, &top, &base, scope)?;
+        stats.removed.absorb(cleared);
+        failed.extend(
+            stats
+                .removed
+                .failed
+                .iter()
+                .map(|f| format!("{f} (not in the restore point, yet not removed)")),
+        );
+    }
     // Children before parents, so writing into a folder does not disturb its mtime.
     for (i, dir) in dirs.iter().enumerate().rev().filter(|(i, _)| *i > 0) {
         let applied = top
@@ -261,7 +373,8 @@ fn write_files(
     files: &[FileJob],
     owners: bool,
     progress: Option<&Progress>,
-) -> Result<(u64, Vec<String>)> {
+    defer: bool,
+) -> Result<(u64, Vec<String>, Vec<Waiting>)> {
     let mut batches: Vec<std::ops::Range<usize>> = Vec::new();
     let frame_of = |f: &FileJob| {
         f.chunks
@@ -282,6 +395,7 @@ fn write_files(
     let next = AtomicUsize::new(0);
     let bytes = AtomicU64::new(0);
     let failed: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let waiting: Mutex<Vec<Waiting>> = Mutex::new(Vec::new());
     let fatal: Mutex<Option<FilesError>> = Mutex::new(None);
     std::thread::scope(|scope| {
         for _ in 0..threads() {
@@ -303,15 +417,25 @@ fn write_files(
                                 .map(|dir| &open.insert((job.dir, dir)).1),
                         };
                         let outcome = match dir {
-                            Ok(dir) => write_one(&mut reader, dir, job, owners, &mut buf, progress),
+                            Ok(dir) => {
+                                write_one(&mut reader, dir, job, owners, &mut buf, progress, defer)
+                            }
                             Err(e) => Err(FilesError::Io {
                                 path: dirs[job.dir].rel.clone(),
                                 source: e,
                             }),
                         };
                         match outcome {
-                            Ok(n) => {
+                            Ok(Written::InPlace(n)) => {
                                 bytes.fetch_add(n, Ordering::Relaxed);
+                            }
+                            Ok(Written::Waiting(n, staged)) => {
+                                bytes.fetch_add(n, Ordering::Relaxed);
+                                waiting.lock().expect("poisoned").push(Waiting {
+                                    dir: job.dir,
+                                    name: job.name.clone(),
+                                    staged,
+                                });
                             }
                             Err(e) if affects_one_file(&e) => {
                                 let path = shown(dirs, job.dir, Some(&job.name));
@@ -337,12 +461,23 @@ fn write_files(
             });
         }
     });
+    let waiting = waiting.into_inner().expect("poisoned");
     if let Some(e) = fatal.into_inner().expect("poisoned") {
+        give_up(top, dirs, &waiting);
         return Err(e);
     }
     let mut failed = failed.into_inner().expect("poisoned");
     failed.sort();
-    Ok((bytes.into_inner(), failed))
+    Ok((bytes.into_inner(), failed, waiting))
+}
+
+/// Removes the staging files of files left waiting: what is under their names stays.
+fn give_up(top: &Dir, dirs: &[DirJob], waiting: &[Waiting]) {
+    for w in waiting {
+        if let Ok(dir) = top.open_beneath(&dirs[w.dir].rel) {
+            dir.remove_staging(&w.staged);
+        }
+    }
 }
 
 /// Whether an error spoils only the file being written (bad or missing data for it, a local
@@ -357,8 +492,24 @@ fn affects_one_file(e: &FilesError) -> bool {
     }
 }
 
+/// A file written: in place, or (a mirror's) complete under its staging name because a
+/// folder with contents is in its way.
+enum Written {
+    InPlace(u64),
+    Waiting(u64, OsString),
+}
+
+/// A complete file waiting for a folder in its way to be cleared.
+struct Waiting {
+    /// Its folder's index in the list of folders.
+    dir: usize,
+    name: OsString,
+    staged: OsString,
+}
+
 /// Writes one file under a staging name and renames it into place once complete: until
-/// then, whatever was under its name stays as it was.
+/// then, whatever was under its name stays as it was. With `defer`, a folder with contents
+/// under its name leaves it complete under its staging name.
 fn write_one(
     reader: &mut ChunkReader<'_>,
     dir: &Dir,
@@ -366,7 +517,8 @@ fn write_one(
     owners: bool,
     buf: &mut Vec<u8>,
     progress: Option<&Progress>,
-) -> Result<u64> {
+    defer: bool,
+) -> Result<Written> {
     let (mut file, staged) = dir.create_staging().map_err(io_err(Path::new(&job.name)))?;
     let outcome = (|| {
         let mut written = 0u64;
@@ -388,9 +540,15 @@ fn write_one(
         }
         set_metadata(&file, &job.meta, owners).map_err(io_err(Path::new(&job.name)))?;
         drop(file);
-        dir.commit_staging(&staged, &job.name)
-            .map_err(io_err(Path::new(&job.name)))?;
-        Ok(written)
+        match dir.commit_staging(&staged, &job.name) {
+            Ok(()) => Ok(Written::InPlace(written)),
+            // A mirror may clear the folder, once everything else is restored: the complete
+            // file waits under its staging name till then.
+            Err(e) if defer && e.kind() == std::io::ErrorKind::DirectoryNotEmpty => {
+                Ok(Written::Waiting(written, staged.clone()))
+            }
+            Err(e) => Err(io_err(Path::new(&job.name))(e)),
+        }
     })();
     if outcome.is_err() {
         dir.remove_staging(&staged);

@@ -14,8 +14,10 @@ use lifeboat_repository::{ChunkReader, Repository};
 use serde::Serialize;
 
 use crate::restore::descend;
+use crate::scan::{BackupOptions, PathFilter};
 use crate::{Result, load_tree};
 
+/// One way a directory differs from a restore point.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Difference {
     /// The path relative to the compared directory.
@@ -23,11 +25,39 @@ pub struct Difference {
     pub problem: String,
 }
 
+/// Every difference between `dir` and the restore point's tree `root` (or `subpath` in it).
 pub fn verify(
     repo: &Repository,
     root: Id,
     subpath: Option<&Path>,
     dir: &Path,
+) -> Result<Vec<Difference>> {
+    compare(repo, root, subpath, dir, None)
+}
+
+/// The same, within a resource's scope (its include/exclude, relative to the tree's root): a
+/// path the backup leaves out is no difference.
+pub fn verify_within(
+    repo: &Repository,
+    root: Id,
+    subpath: Option<&Path>,
+    dir: &Path,
+    scope: &BackupOptions,
+) -> Result<Vec<Difference>> {
+    let filter = PathFilter::new(scope)?;
+    let base = subpath.map(Path::to_path_buf).unwrap_or_default();
+    compare(repo, root, subpath, dir, Some((&filter, &base)))
+}
+
+/// A scope's filter and where the folder being compared sits in the resource's tree.
+type Scope<'a> = Option<(&'a PathFilter, &'a Path)>;
+
+fn compare(
+    repo: &Repository,
+    root: Id,
+    subpath: Option<&Path>,
+    dir: &Path,
+    scope: Scope<'_>,
 ) -> Result<Vec<Difference>> {
     let mut reader = repo.reader();
     let mut out = Vec::new();
@@ -36,7 +66,7 @@ pub fn verify(
         Some(e) if !matches!(e.kind, EntryKind::Dir { .. }) => Tree { entries: vec![e] },
         _ => load_tree(&mut reader, &tree_id)?,
     };
-    compare_dir(repo, &mut reader, &tree, dir, "", &mut out)?;
+    compare_dir(repo, &mut reader, &tree, dir, "", scope, &mut out)?;
     Ok(out)
 }
 
@@ -46,6 +76,7 @@ fn compare_dir(
     tree: &Tree,
     dir: &Path,
     rel: &str,
+    scope: Scope<'_>,
     out: &mut Vec<Difference>,
 ) -> Result<()> {
     let mut diff = |path: String, problem: String| out.push(Difference { path, problem });
@@ -62,6 +93,14 @@ fn compare_dir(
     present.sort();
     for name in &present {
         if tree.get(name).is_none() {
+            if let Some((filter, base)) = scope {
+                let path = base.join(OsStr::from_bytes(name));
+                let is_dir = std::fs::symlink_metadata(dir.join(OsStr::from_bytes(name)))
+                    .is_ok_and(|m| m.is_dir());
+                if !filter.captures(&path, is_dir) {
+                    continue;
+                }
+            }
             diff(join(rel, name), "not in the restore point".into());
         }
     }
@@ -126,7 +165,12 @@ fn compare_dir(
     }
     for (tree_id, path, rel_path) in subdirs {
         let sub = load_tree(reader, &tree_id)?;
-        compare_dir(repo, reader, &sub, &path, &rel_path, out)?;
+        let below =
+            scope.map(|(filter, base)| (filter, base.join(path.file_name().unwrap_or_default())));
+        let scope = below
+            .as_ref()
+            .map(|(filter, base)| (*filter, base.as_path()));
+        compare_dir(repo, reader, &sub, &path, &rel_path, scope, out)?;
     }
     Ok(())
 }

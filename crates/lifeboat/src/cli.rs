@@ -164,7 +164,8 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "SUBPATH")]
     pub path: Option<PathBuf>,
     /// Restore file trees into this directory: it receives one tree's contents, or a folder
-    /// per resource
+    /// per resource. A folder that is not empty is refused (naming what is there) unless
+    /// --replace or --merge
     #[arg(
         long,
         value_name = "DIR",
@@ -175,10 +176,15 @@ pub struct RestoreArgs {
     /// Restore into the resources' bindings at this site of the plan
     #[arg(long, value_name = "SITE")]
     pub site: Option<String>,
-    /// Overwrite what exists at the site (a database, a database file, a non-empty
-    /// directory)
-    #[arg(long, requires = "site")]
+    /// Overwrite what exists (a database, a database file, a non-empty folder). A file tree
+    /// becomes equal to the restore point: what the point lacks is removed, within the
+    /// resource's include/exclude (what they leave out stays), once everything is restored
+    #[arg(long)]
     pub replace: bool,
+    /// Restore into a non-empty --target folder as an overlay: write the point's entries over
+    /// what is there and remove nothing
+    #[arg(long, requires = "target", conflicts_with = "replace")]
+    pub merge: bool,
     /// Restore database OLD under the name NEW (repeatable), e.g. `orders=orders_check`
     #[arg(long, value_name = "OLD=NEW", value_parser = parse_rename, requires = "site")]
     pub rename: Vec<(String, String)>,
@@ -187,8 +193,14 @@ pub struct RestoreArgs {
     /// seeks), which pays off for many large tables on many cores
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub jobs: u32,
-    /// Compare the restore point with the target instead of writing
-    #[arg(long, requires = "target")]
+    /// Compare the restore point with --target or the bindings at --site instead of writing:
+    /// nothing is written there, and differences exit 3. File trees are compared entry by
+    /// entry within the resource's include/exclude; SQLite files by schema, row counts and
+    /// rows; PostgreSQL databases by row counts and the plan's checks; MariaDB/MySQL databases
+    /// by dumping them again (comments aside); command and HTTP documents by capturing them
+    /// again (a capture only reads; a document that changes at each capture always differs).
+    /// A server's accounts are not compared
+    #[arg(long)]
     pub verify: bool,
 }
 

@@ -8,7 +8,7 @@ use std::process::Stdio;
 use lifeboat_files::Progress;
 use lifeboat_repository::{RepoWriter, Repository};
 
-use crate::document::{Document, document_chunks, store};
+use crate::document::{Document, compare_document, document_chunks, store};
 use crate::process::{Running, start_argv};
 use crate::{Result, ServiceError};
 
@@ -20,6 +20,23 @@ pub fn capture_command(writer: &RepoWriter<'_>, argv: &[String], cwd: &Path) -> 
     // The command's own failure explains a broken stream better than the stream error.
     child.finish()?;
     stored
+}
+
+/// Runs the capture command `argv` and compares its output with the document stored under
+/// `root`, storing nothing: `None` when equal, else how it differs.
+pub fn compare_command(
+    repo: &Repository,
+    root: &lifeboat_format::Id,
+    argv: &[String],
+    cwd: &Path,
+) -> Result<Option<String>> {
+    let mut child = start_argv(argv, cwd, Stdio::null())?;
+    let mut stdout = child.stdout();
+    let compared = compare_document(repo, root, &mut stdout);
+    // Read to the end, so the command is not stopped by a closed pipe.
+    let _ = std::io::copy(&mut stdout, &mut std::io::sink());
+    child.finish()?;
+    compared
 }
 
 /// Runs `argv` with the document on its standard input.

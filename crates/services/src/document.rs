@@ -120,6 +120,84 @@ pub(crate) fn read_document(repo: &Repository, root: &Id) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Compares the document stored under `root` with the bytes `source` gives now, without
+/// storing or writing anything: `None` when they are equal, else how they differ.
+pub(crate) fn compare_document(
+    repo: &Repository,
+    root: &Id,
+    source: &mut dyn Read,
+) -> Result<Option<String>> {
+    let chunks = document_chunks(repo, root)?;
+    let mut compare = Compare {
+        source,
+        offset: 0,
+        differs: None,
+        buf: Vec::new(),
+    };
+    match lifeboat_files::read_stream(&mut repo.reader(), &chunks, &mut compare) {
+        Ok(_) => {}
+        // The comparing writer stops the stream at the first difference.
+        Err(_) if compare.differs.is_some() => {}
+        Err(e) => return Err(e.into()),
+    }
+    if let Some(differs) = compare.differs {
+        return Ok(Some(differs));
+    }
+    let mut rest = [0u8; 1];
+    match compare.source.read(&mut rest) {
+        Ok(0) => Ok(None),
+        Ok(_) => Ok(Some(format!(
+            "longer than the restore point's {} bytes",
+            compare.offset
+        ))),
+        Err(e) => Err(ServiceError::Io(format!("reading it now: {e}"))),
+    }
+}
+
+/// A writer that checks each byte written against a source read alongside.
+struct Compare<'a> {
+    source: &'a mut dyn Read,
+    offset: u64,
+    differs: Option<String>,
+    buf: Vec<u8>,
+}
+
+impl std::io::Write for Compare<'_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.resize(data.len(), 0);
+        let mut filled = 0;
+        while filled < data.len() {
+            match self.source.read(&mut self.buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(at) = data[..filled]
+            .iter()
+            .zip(&self.buf[..filled])
+            .position(|(a, b)| a != b)
+        {
+            self.differs = Some(format!("differs from byte {}", self.offset + at as u64));
+        } else if filled < data.len() {
+            self.differs = Some(format!(
+                "{} bytes, the restore point has more",
+                self.offset + filled as u64
+            ));
+        }
+        if self.differs.is_some() {
+            return Err(std::io::Error::other("differs"));
+        }
+        self.offset += data.len() as u64;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A suffix that makes a staging name unique on a server for this restore.
 pub(crate) fn staging_suffix() -> String {
     let nanos = std::time::SystemTime::now()

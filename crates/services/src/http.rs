@@ -316,6 +316,34 @@ pub fn capture_http(writer: &RepoWriter<'_>, req: &HttpRequest) -> Result<Docume
     store(writer, "document", &mut body)
 }
 
+/// Asks for the document as a capture does and compares the answer with the one stored under
+/// `root`, storing nothing: `None` when equal, else how it differs.
+pub fn compare_http(
+    repo: &Repository,
+    root: &lifeboat_format::Id,
+    req: &HttpRequest,
+) -> Result<Option<String>> {
+    let agent = agent(Duration::from_secs(300));
+    let body = if req.method == "POST" {
+        Some(&[][..])
+    } else {
+        None
+    };
+    let mut response = send(
+        &agent,
+        if body.is_some() { "POST" } else { "GET" },
+        &req.url,
+        &req.headers,
+        body,
+        true,
+        Shown::WithoutQuery,
+    )
+    .map_err(|e| failed(req, e))?;
+    check_status(req, &mut response)?;
+    let mut body = response.into_body().into_reader();
+    crate::document::compare_document(repo, root, &mut body)
+}
+
 /// Sends the document stored under `root` with `req`; succeeds only on a 2xx answer from
 /// the URL it was sent to (or a same-origin target of a 307/308). Returns its size.
 pub fn apply_http(repo: &Repository, root: &lifeboat_format::Id, req: &HttpRequest) -> Result<u64> {

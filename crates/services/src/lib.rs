@@ -21,18 +21,18 @@ mod testpeer;
 mod text;
 
 pub use command::{
-    apply_command, capture_command, check_item, discover, item_folder_name, run_command,
-    run_command_in_group, run_with_input, stop_group,
+    apply_command, capture_command, check_item, compare_command, discover, item_folder_name,
+    run_command, run_command_in_group, run_with_input, stop_group,
 };
 pub use document::{Document, document_chunks};
-pub use http::{HttpRequest, apply_http, capture_http, get_text, post_json};
+pub use http::{HttpRequest, apply_http, capture_http, compare_http, get_text, post_json};
 pub use mail::{Mail, send_mail};
 pub use mysql::{MYSQL_BIN_ENV, MyServer};
 pub use pgtls::{PgTls, RootCert, SslMode};
 pub use postgres::{PG_BIN_ENV, PgRestore, PgServer};
 pub use process::stop_children;
 pub use sandbox::{TempEngine, TempServer, stop_leftover};
-pub use sqlite::{capture_sqlite, restore_sqlite};
+pub use sqlite::{capture_sqlite, compare_sqlite, restore_sqlite};
 pub use text::{Newlines, escape_untrusted};
 
 #[derive(Debug, thiserror::Error)]

@@ -370,19 +370,7 @@ impl MyServer {
                 "database `{name}` no longer exists (dropped during the backup?)"
             )));
         };
-        let mut command = self.tool(&["mariadb-dump", "mysqldump"]);
-        command.args([
-            "--single-transaction",
-            "--routines",
-            "--triggers",
-            "--events",
-            "--hex-blob",
-            "--default-character-set=utf8mb4",
-            "--skip-dump-date",
-            "--",
-            name,
-        ]);
-        let mut child = self.start(command, Stdio::null())?;
+        let mut child = self.start(self.dump_command(name), Stdio::null())?;
         let entry = format!("{}.sql", name.replace('/', "_"));
         let stored = store_counted(writer, &entry, &mut child.stdout(), progress);
         child.finish().map_err(|e| match self.client_error(e) {
@@ -400,6 +388,56 @@ impl MyServer {
             ..DatabaseFacts::default()
         };
         Ok((stored?, facts))
+    }
+
+    /// The dump of one database a capture stores: deterministic for the same data.
+    fn dump_command(&self, name: &str) -> Command {
+        let mut command = self.tool(&["mariadb-dump", "mysqldump"]);
+        command.args([
+            "--single-transaction",
+            "--routines",
+            "--triggers",
+            "--events",
+            "--hex-blob",
+            "--default-character-set=utf8mb4",
+            "--skip-dump-date",
+            "--",
+            name,
+        ]);
+        command
+    }
+
+    /// Compares database `name` with the dump stored under `root`: dumped again now, in one
+    /// read-only transaction, and compared byte for byte (nothing is stored or written).
+    /// `None` when equal, else how it differs.
+    pub fn compare_database(
+        &self,
+        repo: &Repository,
+        root: &Id,
+        name: &str,
+    ) -> Result<Option<String>> {
+        if !self.database_exists(name)? {
+            return Ok(Some(format!("database `{name}` does not exist")));
+        }
+        let chunks = document_chunks(repo, root)?;
+        let mut captured = DumpDigest::default();
+        lifeboat_files::read_stream(&mut repo.reader(), &chunks, &mut captured)?;
+        let mut child = self.start(self.dump_command(name), Stdio::null())?;
+        let mut now = DumpDigest::default();
+        let copied = std::io::copy(&mut child.stdout(), &mut now);
+        child.finish().map_err(|e| self.client_error(e))?;
+        copied.map_err(|e| self.error(format!("reading the dump of `{name}`: {e}")))?;
+        let (captured, now) = (captured.finish(), now.finish());
+        Ok(if captured == now {
+            None
+        } else if captured.1 != now.1 {
+            Some(format!(
+                "its dump now has {} statement lines, the restore point's has {}",
+                now.1, captured.1
+            ))
+        } else {
+            Some("its dump now differs from the restore point's".to_string())
+        })
     }
 
     /// Creates the accounts a captured server had and this one lacks, and applies their
@@ -654,5 +692,56 @@ GRANT ALL PRIVILEGES ON `shop`.* TO `app`@`%`;
         assert_eq!(unescape_batch(r"a\tb\\c\nd"), "a\tb\\c\nd");
         assert_eq!(quote_ident("we`ird"), "`we``ird`");
         assert_eq!(quote_literal("it's \\"), "'it''s \\\\'");
+    }
+}
+
+/// A digest of a dump's lines, leaving out its comments (they name the host and the server's
+/// version, which differ between sites holding the same data).
+#[derive(Default)]
+struct DumpDigest {
+    hasher: std::collections::hash_map::DefaultHasher,
+    partial: Vec<u8>,
+    lines: u64,
+}
+
+impl DumpDigest {
+    fn line(&mut self, line: &[u8]) {
+        use std::hash::Hasher;
+        if !line.starts_with(b"-- ") {
+            self.hasher.write(line);
+            self.hasher.write_u8(b'\n');
+            self.lines += 1;
+        }
+    }
+
+    fn finish(mut self) -> (u64, u64) {
+        use std::hash::Hasher;
+        if !self.partial.is_empty() {
+            let last = std::mem::take(&mut self.partial);
+            self.line(&last);
+        }
+        (self.hasher.finish(), self.lines)
+    }
+}
+
+impl Write for DumpDigest {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let mut rest = data;
+        while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+            if self.partial.is_empty() {
+                self.line(&rest[..end]);
+            } else {
+                let mut line = std::mem::take(&mut self.partial);
+                line.extend_from_slice(&rest[..end]);
+                self.line(&line);
+            }
+            rest = &rest[end + 1..];
+        }
+        self.partial.extend_from_slice(rest);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }

@@ -117,3 +117,130 @@ pub fn restore_sqlite(
     std::fs::rename(&staging, path).map_err(|e| sqlite_err(path, e))?;
     Ok(written)
 }
+
+/// Compares the database file at `path` with the copy stored under `root`, writing nothing
+/// there: the stored copy is read into a temporary folder, both are opened read-only, and
+/// their schemas, each table's row count and its rows (as a set: `VACUUM INTO` may renumber
+/// rowids) are compared. Returns the differences.
+pub fn compare_sqlite(
+    repo: &Repository,
+    root: &lifeboat_format::Id,
+    path: &Path,
+) -> Result<Vec<String>> {
+    if !path.is_file() {
+        return Ok(vec![format!("{}: no such database file", path.display())]);
+    }
+    let chunks = document_chunks(repo, root)?;
+    let dir =
+        tempfile::tempdir().map_err(|e| ServiceError::Io(format!("temporary directory: {e}")))?;
+    let copy = dir.path().join("captured.sqlite");
+    let mut file = std::fs::File::create(&copy).map_err(|e| sqlite_err(&copy, e))?;
+    lifeboat_files::read_stream(&mut repo.reader(), &chunks, &mut file)?;
+    drop(file);
+    let open = |p: &Path| {
+        let conn = Connection::open_with_flags(
+            p,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| sqlite_err(p, e))?;
+        conn.busy_timeout(Duration::from_secs(30))
+            .map_err(|e| sqlite_err(p, e))?;
+        Ok::<_, ServiceError>(conn)
+    };
+    let captured = open(&copy)?;
+    // Opening a WAL database makes its `-wal` and `-shm` files when they are missing: a
+    // database no one has open is read from a copy instead, so nothing appears at the site.
+    let quiet = quiet_copy(path, &dir.path().join("live.sqlite"))?;
+    let live = open(quiet.as_deref().unwrap_or(path))?;
+    let was = summary(&captured).map_err(|e| sqlite_err(&copy, e))?;
+    // One read transaction, so the figures are of one moment while writers carry on.
+    live.execute_batch("BEGIN")
+        .map_err(|e| sqlite_err(path, e))?;
+    let now = summary(&live).map_err(|e| sqlite_err(path, e));
+    let _ = live.execute_batch("COMMIT");
+    let now = now?;
+    let mut differences = Vec::new();
+    for (name, (sql, rows, digest)) in &was {
+        match now.get(name) {
+            None => differences.push(format!("{name}: missing")),
+            Some((now_sql, now_rows, now_digest)) => {
+                if now_sql != sql {
+                    differences.push(format!("{name}: its definition differs"));
+                } else if now_rows != rows {
+                    differences.push(format!(
+                        "{name}: {now_rows} rows, the restore point has {rows}"
+                    ));
+                } else if now_digest != digest {
+                    differences.push(format!("{name}: its rows differ"));
+                }
+            }
+        }
+    }
+    for name in now.keys().filter(|n| !was.contains_key(*n)) {
+        differences.push(format!("{name}: not in the restore point"));
+    }
+    Ok(differences)
+}
+
+/// A copy of the database at `path` when no connection has it open in WAL mode and no write
+/// is under way (no `-wal` or `-journal` file) and it did not change while copied; `None`
+/// otherwise (it is then read where it is).
+fn quiet_copy(path: &Path, copy: &Path) -> Result<Option<PathBuf>> {
+    let busy = || {
+        ["-wal", "-journal"]
+            .iter()
+            .any(|s| std::fs::symlink_metadata(sidecar(path, s)).is_ok())
+    };
+    let stamp = |m: std::fs::Metadata| (m.len(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ino());
+    if busy() {
+        return Ok(None);
+    }
+    let before = std::fs::metadata(path).map_err(|e| sqlite_err(path, e))?;
+    std::fs::copy(path, copy).map_err(|e| sqlite_err(path, e))?;
+    let after = std::fs::metadata(path).map_err(|e| sqlite_err(path, e))?;
+    if busy() || stamp(before) != stamp(after) {
+        return Ok(None);
+    }
+    Ok(Some(copy.to_path_buf()))
+}
+
+/// Each schema object (`type name`): its SQL, and a table's row count and rows' digest.
+type Summary = std::collections::BTreeMap<String, (Option<String>, u64, u64)>;
+
+/// Each schema object (`type name`) with its SQL, and for tables their row count and an
+/// order-independent digest of their rows.
+fn summary(conn: &Connection) -> rusqlite::Result<Summary> {
+    use std::hash::{Hash, Hasher};
+    let mut out = std::collections::BTreeMap::new();
+    let objects: Vec<(String, String, Option<String>)> = conn
+        .prepare(
+            "SELECT type, name, sql FROM sqlite_schema WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+        )?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (kind, name, sql) in objects {
+        let (mut rows, mut digest) = (0u64, 0u64);
+        if kind == "table" && sql.as_deref().is_some_and(|s| !s.contains("VIRTUAL")) {
+            let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+            let mut stmt = conn.prepare(&format!("SELECT * FROM {quoted}"))?;
+            let columns = stmt.column_count();
+            let mut result = stmt.query([])?;
+            while let Some(row) = result.next()? {
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                for i in 0..columns {
+                    match row.get_ref(i)? {
+                        rusqlite::types::ValueRef::Null => 0u8.hash(&mut hasher),
+                        rusqlite::types::ValueRef::Integer(v) => (1u8, v).hash(&mut hasher),
+                        rusqlite::types::ValueRef::Real(v) => (2u8, v.to_bits()).hash(&mut hasher),
+                        rusqlite::types::ValueRef::Text(v) => (3u8, v).hash(&mut hasher),
+                        rusqlite::types::ValueRef::Blob(v) => (4u8, v).hash(&mut hasher),
+                    }
+                }
+                rows += 1;
+                digest = digest.wrapping_add(hasher.finish());
+            }
+        }
+        out.insert(format!("{kind} {name}"), (sql, rows, digest));
+    }
+    Ok(out)
+}

@@ -73,7 +73,29 @@ pub fn run(ctx: &Context, args: RestoreArgs) -> Result<Exit> {
         (Some(target), _) => to_directory(ctx, &repo, &args, target, id, &chosen),
         (None, Some(site)) => {
             check_renames(&args.rename, &chosen)?;
-            let chosen = with_globals(&point, chosen);
+            // A comparison needs no accounts applied first, and compares none: a server's
+            // accounts are left out when its databases are compared.
+            let chosen = if args.verify {
+                let (accounts, databases): (Vec<&ResourcePoint>, Vec<&ResourcePoint>) =
+                    chosen.into_iter().partition(|r| {
+                        matches!(r.kind.as_str(), "postgres" | "mysql") && r.database.is_none()
+                    });
+                if databases.is_empty() && !accounts.is_empty() {
+                    bail!(
+                        "--verify compares databases, not a server's accounts; name a database \
+                         (`{}/<database>`)",
+                        accounts[0].name
+                    );
+                }
+                for a in &accounts {
+                    if !ctx.global.json {
+                        eprintln!("note: `{}`: a server's accounts are not compared", a.name);
+                    }
+                }
+                databases
+            } else {
+                with_globals(&point, chosen)
+            };
             to_site(ctx, &repo, &args, site, id, &chosen)
         }
         (None, None) => {
@@ -135,6 +157,72 @@ fn renamed<'a>(renames: &'a [(String, String)], database: &'a str) -> &'a str {
         .map_or(database, |(_, new)| new.as_str())
 }
 
+/// The include/exclude a plan's file tree resource captures with, relative to its root:
+/// what a mirror restore may remove and a comparison counts. Everything for any other.
+pub(crate) fn scope_of(plan: Option<&Plan>, resource: &str) -> lifeboat_files::BackupOptions {
+    let base = resource.split_once('/').map_or(resource, |(b, _)| b);
+    match plan.and_then(|p| p.resource(base)).map(|r| &r.kind) {
+        Some(ResourceKind::Files(files)) => lifeboat_files::BackupOptions {
+            include: files.include.clone(),
+            exclude: files.exclude.clone(),
+        },
+        _ => lifeboat_files::BackupOptions::default(),
+    }
+}
+
+/// At most this many conflicting paths are named when a non-empty target is refused.
+const NAMED_CONFLICTS: usize = 5;
+
+/// Why restoring into `target` without `--replace` or `--merge` is refused, when it is not
+/// empty: the first paths there that the restore would overwrite or that the point lacks.
+fn refusal(
+    repo: &Repository,
+    root: Id,
+    subpath: Option<&Path>,
+    target: &Path,
+) -> Result<Option<String>> {
+    let mut entries = match std::fs::read_dir(target) {
+        Ok(d) => d.filter_map(|e| e.ok()).map(|e| e.file_name()).peekable(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+            bail!("{} is not a folder", lifeboat_files::display_path(target))
+        }
+        Err(e) => bail!("cannot read {}: {e}", lifeboat_files::display_path(target)),
+    };
+    if entries.peek().is_none() {
+        return Ok(None);
+    }
+    let mut first: Vec<String> = entries
+        .map(|n| lifeboat_files::display_path(Path::new(&n)))
+        .collect();
+    first.sort();
+    // What is there and differs comes first: what the restore would overwrite or leave.
+    let mut conflicts: Vec<String> = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for d in lifeboat_files::verify(repo, root, subpath, target)? {
+        // One per path (its first problem), and only what is there.
+        if std::fs::symlink_metadata(target.join(&d.path)).is_ok() && seen.insert(d.path.clone()) {
+            conflicts.push(format!("{} ({})", d.path, d.problem));
+        }
+    }
+    if conflicts.is_empty() {
+        conflicts = first;
+    }
+    let more = conflicts.len().saturating_sub(NAMED_CONFLICTS);
+    conflicts.truncate(NAMED_CONFLICTS);
+    Ok(Some(format!(
+        "{} is not empty: {}{}; restore with --replace to make it equal to the restore point \
+         (removing what the point lacks), or --merge to write over it and remove nothing",
+        lifeboat_files::display_path(target),
+        conflicts.join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
+    )))
+}
+
 fn to_directory(
     ctx: &Context,
     repo: &Repository,
@@ -145,8 +233,7 @@ fn to_directory(
 ) -> Result<Exit> {
     // One resource: the target receives its contents. Several: one folder each.
     let nested = chosen.len() > 1;
-    let mut report = Vec::new();
-    let mut differences = 0usize;
+    let mut jobs = Vec::new();
     for r in chosen {
         let Some(root) = r.root else {
             if !nested {
@@ -181,8 +268,23 @@ fn to_directory(
                 .join(lifeboat_services::item_folder_name(item)),
             (true, None) => target_dir.join(&r.name),
         };
+        jobs.push((*r, root, target));
+    }
+    // Every target is checked before anything is written: a refusal changes nothing.
+    if !args.verify && !args.replace && !args.merge {
+        for (_, root, target) in &jobs {
+            if let Some(why) = refusal(repo, *root, args.path.as_deref(), target)? {
+                bail!(why);
+            }
+        }
+    }
+    let mut report = Vec::new();
+    let mut differences = 0usize;
+    for (r, root, target) in jobs {
+        let scope = scope_of(ctx.plan(), &r.name);
         if args.verify {
-            let diffs = lifeboat_files::verify(repo, root, args.path.as_deref(), &target)?;
+            let diffs =
+                lifeboat_files::verify_within(repo, root, args.path.as_deref(), &target, &scope)?;
             differences += diffs.len();
             if !ctx.global.json {
                 for d in &diffs {
@@ -200,19 +302,23 @@ fn to_directory(
             let options = RestoreOptions {
                 subpath: args.path.clone(),
                 owners: None,
+                // --merge overlays; otherwise the target becomes the point (it was empty,
+                // or --replace said so).
+                mirror: (!args.merge).then_some(scope),
             };
             let started = std::time::Instant::now();
             let stats = lifeboat_files::restore(repo, root, &target, &options, Some(&progress))?;
             drop(bar);
             if !ctx.global.json {
                 println!(
-                    "{}: restored {} files, {} dirs, {} to {} in {}",
+                    "{}: restored {} files, {} dirs, {} to {} in {}{}",
                     r.name,
                     stats.files,
                     stats.dirs,
                     output::bytes(stats.bytes),
                     lifeboat_files::display_path(&target),
-                    output::millis(started.elapsed().as_millis() as u64)
+                    output::millis(started.elapsed().as_millis() as u64),
+                    removed_text(&stats.removed)
                 );
             }
             report.push(serde_json::json!({
@@ -245,6 +351,15 @@ fn to_directory(
     })
 }
 
+/// "; 2 removed: a, b" after a restore's line, or nothing when nothing was removed.
+pub(crate) fn removed_text(removed: &lifeboat_files::Removed) -> String {
+    if removed.count == 0 {
+        String::new()
+    } else {
+        format!("; {} (not in the restore point)", removed.summary())
+    }
+}
+
 /// Restores each resource into its binding at `site`. A resource that fails does not stop the
 /// others; the exit code says whether all succeeded.
 fn to_site(
@@ -259,6 +374,7 @@ fn to_site(
     ctx.require_site(site)?;
     let mut report = Vec::new();
     let mut failed = 0;
+    let mut differences = 0usize;
     for r in chosen {
         let started = std::time::Instant::now();
         let how = AtSite {
@@ -268,10 +384,29 @@ fn to_site(
             staging: None,
             mark: None,
         };
-        let outcome = restore_at_site(repo, plan, site, r, &how);
+        // Each resource's summary, and for JSON its differences or what its mirror removed.
+        let outcome = if args.verify {
+            verify_at_site(repo, plan, site, r, &args.rename).map(|diffs| {
+                differences += diffs.len();
+                let what = if diffs.is_empty() {
+                    "matches".to_string()
+                } else {
+                    format!("{} difference(s): {}", diffs.len(), diffs.join("; "))
+                };
+                (what, serde_json::json!({ "differences": diffs }))
+            })
+        } else {
+            restore_at_site_done(repo, plan, site, r, &how).map(|done| {
+                let extra = match &done.removed {
+                    Some(removed) => serde_json::json!({ "removed": removed }),
+                    None => serde_json::json!({}),
+                };
+                (done.text, extra)
+            })
+        };
         let ms = started.elapsed().as_millis() as u64;
         match &outcome {
-            Ok(what) if !ctx.global.json => {
+            Ok((what, _)) if !ctx.global.json => {
                 println!("{}: {what} in {}", r.name, output::millis(ms))
             }
             Err(e) if !ctx.global.json => println!("{}: FAILED: {e:#}", r.name),
@@ -281,15 +416,37 @@ fn to_site(
             failed += 1;
         }
         report.push(match outcome {
-            Ok(what) => serde_json::json!({ "resource": r.name, "ok": true, "done": what, "duration_ms": ms }),
+            Ok((what, mut extra)) => {
+                extra["resource"] = serde_json::json!(r.name);
+                extra["ok"] = serde_json::json!(true);
+                extra["done"] = serde_json::json!(what);
+                extra["duration_ms"] = serde_json::json!(ms);
+                extra
+            }
             Err(e) => serde_json::json!({ "resource": r.name, "ok": false, "error": format!("{e:#}"), "duration_ms": ms }),
         });
     }
     if ctx.global.json {
-        output::json(&serde_json::json!({ "point": id, "site": site, "resources": report }));
+        output::json(
+            &serde_json::json!({ "point": id, "site": site, "verify": args.verify, "resources": report }),
+        );
+    } else if args.verify {
+        println!(
+            "{}",
+            match (differences, failed) {
+                (0, 0) => format!("`{site}` matches restore point {}", id.short()),
+                (0, _) => format!("{failed} resource(s) could not be compared"),
+                _ => format!(
+                    "{differences} differences from restore point {}",
+                    id.short()
+                ),
+            }
+        );
     }
     Ok(if failed > 0 {
         Exit::Failure
+    } else if differences > 0 {
+        Exit::Problems
     } else {
         Exit::Success
     })
@@ -306,6 +463,14 @@ pub(crate) struct AtSite<'a> {
     pub mark: Option<&'a str>,
 }
 
+/// What a restore into a site's binding did: its summary, and what a file tree's mirror
+/// removed.
+pub(crate) struct AtSiteDone {
+    pub text: String,
+    pub removed: Option<lifeboat_files::Removed>,
+}
+
+/// Restores one captured resource into its binding at `site`; its summary.
 pub(crate) fn restore_at_site(
     repo: &Repository,
     plan: &Plan,
@@ -313,6 +478,22 @@ pub(crate) fn restore_at_site(
     r: &ResourcePoint,
     args: &AtSite<'_>,
 ) -> Result<String> {
+    restore_at_site_done(repo, plan, site, r, args).map(|done| done.text)
+}
+
+/// The same, with what a file tree's mirror removed. A file tree becomes equal to the point
+/// within the resource's include/exclude.
+pub(crate) fn restore_at_site_done(
+    repo: &Repository,
+    plan: &Plan,
+    site: &str,
+    r: &ResourcePoint,
+    args: &AtSite<'_>,
+) -> Result<AtSiteDone> {
+    let text = |text: String| AtSiteDone {
+        text,
+        removed: None,
+    };
     let replace = args.replace;
     let Some(root) = r.root else {
         bail!("not captured in this restore point: {}", failure(r));
@@ -337,23 +518,32 @@ pub(crate) fn restore_at_site(
                     path.display()
                 );
             }
-            let stats =
-                lifeboat_files::restore(repo, root, path, &RestoreOptions::default(), None)?;
-            Ok(format!(
-                "restored {} files ({}) to {}",
-                stats.files,
-                output::bytes(stats.bytes),
-                path.display()
-            ))
+            // The binding becomes the point within the resource's scope: what the point
+            // lacks there goes, once everything else is restored.
+            let options = RestoreOptions {
+                mirror: Some(scope_of(Some(plan), base)),
+                ..RestoreOptions::default()
+            };
+            let stats = lifeboat_files::restore(repo, root, path, &options, None)?;
+            Ok(AtSiteDone {
+                text: format!(
+                    "restored {} files ({}) to {}{}",
+                    stats.files,
+                    output::bytes(stats.bytes),
+                    path.display(),
+                    removed_text(&stats.removed)
+                ),
+                removed: Some(stats.removed),
+            })
         }
         ResourceKind::Sqlite(sqlite) => {
             let path = &sqlite.at.get(site).ok_or_else(unbound)?.path;
             let n = lifeboat_services::restore_sqlite(repo, &root, path, replace)?;
-            Ok(format!(
+            Ok(text(format!(
                 "restored {} to {}",
                 output::bytes(n),
                 path.display()
-            ))
+            )))
         }
         ResourceKind::Command(command) => {
             let apply = command
@@ -366,22 +556,22 @@ pub(crate) fn restore_at_site(
                 None => apply.argv().to_vec(),
             };
             let n = lifeboat_services::apply_command(repo, &root, &argv, plan.plan_dir())?;
-            Ok(format!(
+            Ok(text(format!(
                 "applied {} with `{}`",
                 output::bytes(n),
                 argv.join(" ")
-            ))
+            )))
         }
         ResourceKind::Http(http) => {
             let binding = http.at.get(site).ok_or_else(unbound)?;
             let req = super::backup::http_request(binding, binding.apply_method())?;
             let n = lifeboat_services::apply_http(repo, &root, &req)?;
-            Ok(format!(
+            Ok(text(format!(
                 "sent {} with {} {}",
                 output::bytes(n),
                 req.method,
                 req.url
-            ))
+            )))
         }
         ResourceKind::Postgres(db) | ResourceKind::Mysql(db) => {
             let server = Server::of(&resource.kind, db.at.get(site).ok_or_else(unbound)?)?;
@@ -390,11 +580,11 @@ pub(crate) fn restore_at_site(
                     Server::Postgres(s) => s.restore_globals(repo, &root)?,
                     Server::Mysql(s) => s.restore_globals(repo, &root)?,
                 };
-                return Ok(format!(
+                return Ok(text(format!(
                     "applied accounts ({}) to {}",
                     output::bytes(n),
                     server.describe()
-                ));
+                )));
             };
             let target = renamed(args.rename, database);
             let facts = r.database.as_ref();
@@ -413,11 +603,90 @@ pub(crate) fn restore_at_site(
                     s.restore_database(repo, &root, facts, target, replace, args.mark)?
                 }
             };
-            Ok(format!(
+            Ok(text(format!(
                 "restored database `{target}` ({}) on {}",
                 output::bytes(n),
                 server.describe()
-            ))
+            )))
+        }
+    }
+}
+
+/// Compares one captured resource with its binding at `site`, writing nothing there: the
+/// differences (none: it matches).
+pub(crate) fn verify_at_site(
+    repo: &Repository,
+    plan: &Plan,
+    site: &str,
+    r: &ResourcePoint,
+    rename: &[(String, String)],
+) -> Result<Vec<String>> {
+    let Some(root) = r.root else {
+        bail!("not captured in this restore point: {}", failure(r));
+    };
+    let (base, item) = match r.name.split_once('/') {
+        Some((base, item)) => (base, Some(item)),
+        None => (r.name.as_str(), None),
+    };
+    let Some(resource) = plan.resource(base) else {
+        bail!("the plan has no resource `{base}` (any more)");
+    };
+    let unbound = || anyhow!("the resource has no binding at site `{site}`");
+    let one = |d: Option<String>| d.into_iter().collect::<Vec<_>>();
+    match &resource.kind {
+        ResourceKind::Files(files) => {
+            let path = &files.at.get(site).ok_or_else(unbound)?.path;
+            let scope = scope_of(Some(plan), base);
+            Ok(
+                lifeboat_files::verify_within(repo, root, None, path, &scope)?
+                    .into_iter()
+                    .map(|d| format!("{}: {}", d.path, d.problem))
+                    .collect(),
+            )
+        }
+        ResourceKind::Sqlite(sqlite) => {
+            let path = &sqlite.at.get(site).ok_or_else(unbound)?.path;
+            Ok(lifeboat_services::compare_sqlite(repo, &root, path)?)
+        }
+        ResourceKind::Command(command) => {
+            let capture = command
+                .at
+                .get(site)
+                .and_then(|b| b.capture_command())
+                .ok_or_else(|| anyhow!("no `capture` command at site `{site}` to compare with"))?;
+            let argv = match item {
+                Some(item) => capture.with_item(item).argv().to_vec(),
+                None => capture.argv().to_vec(),
+            };
+            let how = lifeboat_services::compare_command(repo, &root, &argv, plan.plan_dir())?;
+            Ok(one(how.map(|h| {
+                format!("the output of `{}` {h}", argv.join(" "))
+            })))
+        }
+        ResourceKind::Http(http) => {
+            let binding = http.at.get(site).ok_or_else(unbound)?;
+            let req = super::backup::http_request(binding, binding.capture_method())?;
+            let how = lifeboat_services::compare_http(repo, &root, &req)?;
+            Ok(one(how.map(|h| format!("the answer of {} {h}", req.url))))
+        }
+        ResourceKind::Postgres(db) | ResourceKind::Mysql(db) => {
+            let server = Server::of(&resource.kind, db.at.get(site).ok_or_else(unbound)?)?;
+            let Some(database) = item else {
+                bail!(
+                    "a server's accounts are not compared; name its databases (`{base}/<database>`)"
+                );
+            };
+            let target = renamed(rename, database);
+            match &server {
+                Server::Postgres(s) => {
+                    let facts = r
+                        .database
+                        .as_ref()
+                        .ok_or_else(|| anyhow!("the restore point has no facts of `{database}`"))?;
+                    Ok(s.verify_database(target, facts)?)
+                }
+                Server::Mysql(s) => Ok(one(s.compare_database(repo, &root, target)?)),
+            }
         }
     }
 }

@@ -22,7 +22,7 @@ use lifeboat_services::checks::{CheckSpec, Probe, SqlTarget, run_check};
 use serde::{Deserialize, Serialize};
 
 use super::backup::{Server, selects};
-use super::restore::{AtSite, restore_at_site, with_globals};
+use super::restore::{AtSite, restore_at_site_done, scope_of, with_globals};
 use crate::cli::{FailoverArgs, PlannedArgs, ResumeArgs, RunArgs, SwitchoverArgs};
 use crate::context::Context;
 use crate::output::{self, Exit};
@@ -416,7 +416,7 @@ fn describe_step(plan: &Plan, run: &RunFile, step: &Step) -> String {
             site,
             wave,
         } => format!(
-            "restore `{resource}` (wave {wave}) from {} into its binding at `{site}`{}",
+            "restore `{resource}` (wave {wave}) from {} into its binding at `{site}`{}{}",
             run.point
                 .as_deref()
                 .map_or("the new restore point".into(), |p| format!(
@@ -426,7 +426,12 @@ fn describe_step(plan: &Plan, run: &RunFile, step: &Step) -> String {
             plan.resource(resource)
                 .and_then(|r| r.binding(site))
                 .map(|b| format!(": {}", binding_text(b)))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            match plan.resource(resource).map(|r| &r.kind) {
+                Some(ResourceKind::Files(_)) =>
+                    " (mirrored: what the point lacks there is removed, within include/exclude)",
+                _ => "",
+            }
         ),
         Step::Start { site } => format!(
             "start `{site}` with {}",
@@ -484,11 +489,25 @@ pub(crate) fn binding_text(binding: lifeboat_plan::Binding<'_>) -> String {
 }
 
 fn print_dry_run(ctx: &Context, plan: &Plan, run: &RunFile) {
+    let removals = dry_removals(ctx, plan, run);
+    let removes = |step: &Step| match step {
+        Step::Restore { resource, .. } => removals
+            .iter()
+            .find(|(name, _)| name == resource)
+            .map(|(_, gone)| gone),
+        _ => None,
+    };
     if ctx.global.json {
         let steps: Vec<_> = run
             .steps
             .iter()
-            .map(|s| serde_json::json!({ "id": s.id(), "step": s, "touches": describe_step(plan, run, s) }))
+            .map(|s| {
+                let mut step = serde_json::json!({ "id": s.id(), "step": s, "touches": describe_step(plan, run, s) });
+                if let Some(gone) = removes(s) {
+                    step["removes"] = serde_json::json!(gone);
+                }
+                step
+            })
             .collect();
         output::json(&serde_json::json!({
             "dry_run": true, "kind": run.kind, "from": run.from, "to": run.to,
@@ -509,6 +528,14 @@ fn print_dry_run(ctx: &Context, plan: &Plan, run: &RunFile) {
             step.id(),
             describe_step(plan, run, step)
         );
+        if let Some(gone) = removes(step).filter(|g| g.count > 0) {
+            println!(
+                "     {:<28} would remove {} path(s) the point lacks there: {}",
+                "",
+                gone.count,
+                gone.listing()
+            );
+        }
     }
 }
 
@@ -1172,10 +1199,26 @@ fn restore_resource(
         mark: None,
     };
     let mut done = Vec::new();
+    let mut removed = Vec::new();
     for r in with_globals(&point, chosen) {
-        let what = restore_at_site(&repo, plan, site, r, &how)
+        let what = restore_at_site_done(&repo, plan, site, r, &how)
             .with_context(|| format!("restoring `{}`", r.name))?;
-        done.push(format!("{}: {what}", r.name));
+        done.push(format!("{}: {}", r.name, what.text));
+        if let Some(gone) = what.removed.filter(|g| g.count > 0) {
+            removed.push(RemovedAt {
+                resource: r.name.clone(),
+                site: site.to_string(),
+                removed: gone,
+            });
+        }
+    }
+    // For the run's report: what the mirror removed, kept beside the journal.
+    if !removed.is_empty() {
+        StateStore::of(plan).write_run_file(
+            &run.id,
+            &removed_file(resource),
+            &serde_json::to_vec_pretty(&removed)?,
+        )?;
     }
     // The run was planned from an earlier plan file: the resource may be gone since.
     let spec = plan
@@ -1198,6 +1241,57 @@ fn restore_resource(
         done.push(format!("{}: {}", outcome.name, outcome.detail));
     }
     Ok(done.join("; "))
+}
+
+/// What a restore step's mirror removed from a file tree's binding.
+#[derive(Debug, Serialize, serde::Deserialize)]
+struct RemovedAt {
+    resource: String,
+    site: String,
+    removed: lifeboat_files::Removed,
+}
+
+/// The run file where a restore step of `resource` records what it removed.
+fn removed_file(resource: &str) -> String {
+    format!(
+        "removed-{}.json",
+        lifeboat_services::item_folder_name(resource)
+    )
+}
+
+/// What the mirror of each file tree a run restores would remove now, from the point the run
+/// restores (for its dry run); `None` when that point is not taken yet.
+fn dry_removals(
+    ctx: &Context,
+    plan: &Plan,
+    run: &RunFile,
+) -> Vec<(String, lifeboat_files::Removed)> {
+    let (Some(point_id), Ok(repo)) = (run.point.as_deref(), ctx.open_repository()) else {
+        return Vec::new();
+    };
+    let Ok((_, point)) = repo.find_point(point_id) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for step in &run.steps {
+        let Step::Restore { resource, site, .. } = step else {
+            continue;
+        };
+        let Some(ResourceKind::Files(files)) = plan.resource(resource).map(|r| &r.kind) else {
+            continue;
+        };
+        let (Some(binding), Some(root)) = (
+            files.at.get(site),
+            point.resource(resource).and_then(|r| r.root),
+        ) else {
+            continue;
+        };
+        let scope = scope_of(Some(plan), resource);
+        if let Ok(gone) = lifeboat_files::removals(&repo, root, None, &binding.path, &scope) {
+            out.push((resource.clone(), gone));
+        }
+    }
+    out
 }
 
 /// Runs a resource's `verify` entries against its binding at `site`, each once (a restore is
@@ -1417,6 +1511,9 @@ struct Report {
     /// changed after the restore point (what the DR site does not have).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     changed_after_point: Vec<ChangedAfter>,
+    /// What the restores removed from file trees' bindings because the point lacks it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    removed: Vec<RemovedAt>,
 }
 
 #[derive(Debug, Serialize)]
@@ -1550,6 +1647,18 @@ fn build_report(ctx: &Context, plan: &Plan, store: &StateStore, run: &RunFile) -
         rto_met: serving <= rto_objective_ms,
         rpo_met: rpo_ms.map(|ms| ms <= rpo_objective_ms),
         changed_after_point,
+        removed: run
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Restore { resource, .. } => store
+                    .read_run_file(&run.id, &removed_file(resource))
+                    .ok()
+                    .and_then(|bytes| serde_json::from_slice::<Vec<RemovedAt>>(&bytes).ok()),
+                _ => None,
+            })
+            .flatten()
+            .collect(),
     })
 }
 
@@ -1577,7 +1686,11 @@ fn changed_after(
         if !binding.path.is_dir() {
             continue;
         }
-        if let Ok(differences) = lifeboat_files::verify(&repo, root, None, &binding.path) {
+        // What the backup leaves out never reached the point: not a change.
+        let scope = scope_of(Some(plan), name);
+        if let Ok(differences) =
+            lifeboat_files::verify_within(&repo, root, None, &binding.path, &scope)
+        {
             out.push(ChangedAfter {
                 resource: name.clone(),
                 paths: differences.len(),
@@ -1621,6 +1734,14 @@ fn print_report(ctx: &Context, report: &Report) {
             output::millis(report.rpo_objective_ms),
             report.rpo_basis
         ),
+    }
+    for gone in &report.removed {
+        println!(
+            "  `{}` at `{}`: {} (not in the restore point)",
+            gone.resource,
+            gone.site,
+            gone.removed.summary()
+        );
     }
     for changed in &report.changed_after_point {
         if changed.paths > 0 {

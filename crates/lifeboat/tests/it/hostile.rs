@@ -99,7 +99,10 @@ fn a_restore_never_writes_through_a_link_in_its_target() {
     w.run(&["restore", &first_id, "--target", s(&target)], 0);
     let first_restored = std::fs::read_link(target.join("link")).unwrap();
     assert_eq!(first_restored, elsewhere);
-    w.run(&["restore", &second_id, "--target", s(&target)], 0);
+    w.run(
+        &["restore", &second_id, "--target", s(&target), "--replace"],
+        0,
+    );
 
     assert_eq!(
         fingerprint(&elsewhere),
@@ -186,7 +189,10 @@ fn a_corrupt_pack_mid_restore_leaves_every_old_file_as_it_was() {
     }
     std::fs::write(&pack, data).unwrap();
 
-    let err = w.fail(&["restore", "latest", "--target", s(&target)], 1);
+    let err = w.fail(
+        &["restore", "latest", "--target", s(&target), "--replace"],
+        1,
+    );
     assert!(err.contains("could not be restored"), "{err}");
     assert!(err.contains("unchanged"), "{err}");
     let mut failed = 0;

@@ -10,6 +10,7 @@ mod hostile;
 mod hostile_repo;
 mod interrupt;
 mod mariadb;
+mod mirror;
 mod output;
 mod peer;
 mod plan;
