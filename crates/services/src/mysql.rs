@@ -21,7 +21,9 @@ use lifeboat_format::Id;
 use lifeboat_format::manifest::DatabaseFacts;
 use lifeboat_repository::{RepoWriter, Repository};
 
-use crate::document::{Document, document_content, read_document, store, store_counted};
+use crate::document::{
+    Document, document_chunks, document_content, read_document, store, store_counted,
+};
 use crate::pgtls::SslMode;
 use crate::process::{self, Running};
 use crate::{Result, ServiceError};
