@@ -377,12 +377,14 @@ fn to_site(
     let mut differences = 0usize;
     for r in chosen {
         let started = std::time::Instant::now();
+        let progress = Arc::new(Progress::default());
         let how = AtSite {
             replace: args.replace,
             rename: &args.rename,
             jobs: args.jobs,
             staging: None,
             mark: None,
+            progress: Some(progress.clone()),
         };
         // Each resource's summary, and for JSON its differences or what its mirror removed.
         let outcome = if args.verify {
@@ -396,7 +398,10 @@ fn to_site(
                 (what, serde_json::json!({ "differences": diffs }))
             })
         } else {
-            restore_at_site_done(repo, plan, site, r, &how).map(|done| {
+            let bar = Bar::start(&ctx.global, &r.name, progress);
+            let done = restore_at_site_done(repo, plan, site, r, &how);
+            drop(bar);
+            done.map(|done| {
                 let extra = match &done.removed {
                     Some(removed) => serde_json::json!({ "removed": removed }),
                     None => serde_json::json!({}),
@@ -461,6 +466,8 @@ pub(crate) struct AtSite<'a> {
     pub staging: Option<&'a str>,
     /// A comment set on each database restored (a drill's mark: it drops only those).
     pub mark: Option<&'a str>,
+    /// Where a database restore counts what it loads (`restore --site` draws it as a bar).
+    pub progress: Option<Arc<Progress>>,
 }
 
 /// What a restore into a site's binding did: its summary, and what a file tree's mirror
@@ -524,7 +531,8 @@ pub(crate) fn restore_at_site_done(
                 mirror: Some(scope_of(Some(plan), base)),
                 ..RestoreOptions::default()
             };
-            let stats = lifeboat_files::restore(repo, root, path, &options, None)?;
+            let stats =
+                lifeboat_files::restore(repo, root, path, &options, args.progress.as_deref())?;
             Ok(AtSiteDone {
                 text: format!(
                     "restored {} files ({}) to {}{}",
@@ -597,9 +605,17 @@ pub(crate) fn restore_at_site_done(
                         staging: args.staging,
                         mark: args.mark,
                     };
+                    let s = match &args.progress {
+                        Some(progress) => s.clone().with_progress(progress.clone()),
+                        None => s.clone(),
+                    };
                     s.restore_database(repo, &root, facts, &how)?
                 }
                 Server::Mysql(s) => {
+                    let s = match &args.progress {
+                        Some(progress) => s.clone().with_progress(progress.clone()),
+                        None => s.clone(),
+                    };
                     s.restore_database(repo, &root, facts, target, replace, args.mark)?
                 }
             };

@@ -1197,6 +1197,8 @@ fn restore_resource(
         jobs: 1,
         staging: None,
         mark: None,
+        // Restores of a wave run side by side: no bar each.
+        progress: None,
     };
     let mut done = Vec::new();
     let mut removed = Vec::new();

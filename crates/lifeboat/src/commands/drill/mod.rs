@@ -829,6 +829,7 @@ impl Drill<'_> {
                         jobs: 1,
                         staging: claim.staging.as_deref(),
                         mark: Some(&mark),
+                        progress: None,
                     };
                     restore_at_site(self.repo()?, sandbox_plan, &self.site, r, &how)?
                 }
@@ -841,6 +842,7 @@ impl Drill<'_> {
                         jobs: 1,
                         staging: None,
                         mark: None,
+                        progress: None,
                     };
                     restore_at_site(self.repo()?, sandbox_plan, &self.site, r, &how)?
                 }
