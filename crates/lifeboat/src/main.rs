@@ -1,5 +1,6 @@
 //! The `lifeboat` command: argument parsing and output over the library crates.
 
+mod choice;
 mod cli;
 mod commands;
 mod context;

@@ -17,69 +17,156 @@ use crate::cli::{RestoreArgs, VerifyArgs};
 use crate::context::Context;
 use crate::output::{self, Bar, Exit};
 
-/// Finds the restore point. `latest` is the newest that holds a complete capture of the
-/// resource when one is named, else of anything (a failed backup is never "latest").
-fn find(repo: &Repository, spec: &str, resource: Option<&str>) -> Result<(Id, RestorePoint)> {
+/// The restore points a restore reads: an id for everything, or with `latest` each
+/// resource's own newest complete capture (every item it discovered included). Without
+/// `--resource`, `latest` restores every resource of the plan that has one (the resources of
+/// the newest point, without a plan).
+pub(crate) fn sources(
+    ctx: &Context,
+    repo: &Repository,
+    spec: &str,
+    resources: &[String],
+) -> Result<Vec<(Id, RestorePoint, Vec<String>)>> {
     if spec.is_empty() {
         bail!("give a restore point: `latest` or an id (see `lifeboat points`)");
     }
-    if spec == "latest" {
-        let found = repo
-            .points()?
-            .into_iter()
-            .rev()
-            .find(|(_, p)| match resource {
-                Some(name) => p
-                    .resources
-                    .iter()
-                    .any(|r| selects(name, &r.name) && r.root.is_some()),
-                None => p.resources.iter().any(|r| r.root.is_some()),
-            });
-        return found.ok_or_else(|| match resource {
-            Some(name) => anyhow!("no restore point holds a complete capture of `{name}`"),
-            None => anyhow!("no restore point holds a complete capture"),
-        });
+    if spec != "latest" {
+        let (id, point) = repo.find_point(spec)?;
+        return Ok(vec![(id, point, resources.to_vec())]);
     }
-    Ok(repo.find_point(spec)?)
+    let points = repo.points()?;
+    let names: Vec<String> = if !resources.is_empty() {
+        resources.to_vec()
+    } else if let Some(plan) = ctx.plan() {
+        let (some, none): (Vec<String>, Vec<String>) =
+            plan.resources.keys().cloned().partition(|name| {
+                lifeboat_repository::choice::newest_complete(&points, name).is_some()
+            });
+        if !none.is_empty() && !some.is_empty() {
+            eprintln!(
+                "warning: not restored, no restore point holds a complete capture of: {}",
+                none.join(", ")
+            );
+        }
+        if some.is_empty() { none } else { some }
+    } else {
+        let newest = points
+            .iter()
+            .rev()
+            .find(|(_, p)| p.resources.iter().any(|r| r.root.is_some()))
+            .ok_or_else(|| anyhow!("no restore point holds a complete capture"))?;
+        let mut names: Vec<String> = Vec::new();
+        for r in &newest.1.resources {
+            let under = newest
+                .1
+                .resources
+                .iter()
+                .any(|o| o.name != r.name && selects(&o.name, &r.name));
+            if !under && r.root.is_some() {
+                names.push(r.name.clone());
+            }
+        }
+        names
+    };
+    let chosen = lifeboat_repository::choice::choose(&points, &names).map_err(|why| match why {
+        lifeboat_repository::choice::Unchosen::Never(names) => anyhow!(
+            "no restore point holds a complete capture of {} (every item it discovered \
+             included)",
+            names
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        other => anyhow!("{other:?}"),
+    })?;
+    let mut out: Vec<(Id, RestorePoint, Vec<String>)> = Vec::new();
+    for c in chosen {
+        match out.iter_mut().find(|(id, _, _)| *id == c.point) {
+            Some((_, _, names)) => names.push(c.resource),
+            None => {
+                let point = points
+                    .iter()
+                    .find(|(id, _)| *id == c.point)
+                    .map(|(_, p)| p.clone())
+                    .expect("chosen among these points");
+                out.push((c.point, point, vec![c.resource]));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One restore point for `lifeboat verify`: `latest` is the newest holding a complete
+/// capture of the resource when one is named, else of anything.
+fn find(repo: &Repository, spec: &str, resource: Option<&str>) -> Result<(Id, RestorePoint)> {
+    if spec != "latest" {
+        return Ok(repo.find_point(spec)?);
+    }
+    let points = repo.points()?;
+    let found = match resource {
+        Some(name) => lifeboat_repository::choice::newest_complete(&points, name),
+        None => points
+            .iter()
+            .rev()
+            .find(|(_, p)| p.resources.iter().any(|r| r.root.is_some())),
+    };
+    found.cloned().ok_or_else(|| match resource {
+        Some(name) => anyhow!("no restore point holds a complete capture of `{name}`"),
+        None => anyhow!("no restore point holds a complete capture"),
+    })
 }
 
 pub fn run(ctx: &Context, args: RestoreArgs) -> Result<Exit> {
     let repo = ctx.open_repository()?;
-    let single = match args.resource.as_slice() {
-        [one] => Some(one.as_str()),
-        _ => None,
-    };
-    let (id, point) = find(&repo, &args.point, single)?;
-    for name in &args.resource {
-        if !point.resources.iter().any(|r| selects(name, &r.name)) {
-            bail!(
-                "restore point {} has no resource `{name}`; it has: {}",
-                id.short(),
-                point
-                    .resources
-                    .iter()
-                    .map(|r| r.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
+    let sources = sources(ctx, &repo, &args.point, &args.resource)?;
+    let mut chosen: Vec<(Id, &ResourcePoint)> = Vec::new();
+    for (id, point, names) in &sources {
+        for name in names {
+            if !point.resources.iter().any(|r| selects(name, &r.name)) {
+                bail!(
+                    "restore point {} has no resource `{name}`; it has: {}",
+                    id.short(),
+                    point
+                        .resources
+                        .iter()
+                        .map(|r| r.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
         }
+        let mine: Vec<&ResourcePoint> = point
+            .resources
+            .iter()
+            .filter(|r| names.is_empty() || names.iter().any(|n| selects(n, &r.name)))
+            .collect();
+        // A database item brings its server's accounts from its own point.
+        let mine = if args.site.is_some() {
+            with_globals(point, mine)
+        } else {
+            mine
+        };
+        chosen.extend(mine.into_iter().map(|r| (*id, r)));
     }
-    let chosen: Vec<&ResourcePoint> = point
-        .resources
-        .iter()
-        .filter(|r| args.resource.is_empty() || args.resource.iter().any(|n| selects(n, &r.name)))
-        .collect();
     match (&args.target, &args.site) {
-        (Some(target), _) => to_directory(ctx, &repo, &args, target, id, &chosen),
+        (Some(target), _) => to_directory(ctx, &repo, &args, target, &chosen),
         (None, Some(site)) => {
-            check_renames(&args.rename, &chosen)?;
-            let chosen = with_globals(&point, chosen);
-            to_site(ctx, &repo, &args, site, id, &chosen)
+            let resources: Vec<&ResourcePoint> = chosen.iter().map(|(_, r)| *r).collect();
+            check_renames(&args.rename, &resources)?;
+            to_site(ctx, &repo, &args, site, &chosen)
         }
         (None, None) => {
             bail!("give --target DIR, or --site SITE to restore into the plan's bindings there")
         }
     }
+}
+
+/// The one restore point everything comes from, when it is one (`null` in JSON otherwise:
+/// each resource names its own).
+fn single(chosen: &[(Id, &ResourcePoint)]) -> Option<Id> {
+    let first = chosen.first()?.0;
+    chosen.iter().all(|(id, _)| *id == first).then_some(first)
 }
 
 /// Restoring a database needs its server's roles first: a database item brings the
@@ -140,14 +227,13 @@ fn to_directory(
     repo: &Repository,
     args: &RestoreArgs,
     target_dir: &Path,
-    id: Id,
-    chosen: &[&ResourcePoint],
+    chosen: &[(Id, &ResourcePoint)],
 ) -> Result<Exit> {
     // One resource: the target receives its contents. Several: one folder each.
     let nested = chosen.len() > 1;
     let mut report = Vec::new();
     let mut differences = 0usize;
-    for r in chosen {
+    for &(id, r) in chosen {
         let Some(root) = r.root else {
             if !nested {
                 bail!(
@@ -191,6 +277,7 @@ fn to_directory(
             }
             report.push(serde_json::json!({
                 "resource": r.name,
+                "point": id,
                 "target": lifeboat_files::display_path(&target),
                 "differences": diffs
             }));
@@ -217,25 +304,26 @@ fn to_directory(
             }
             report.push(serde_json::json!({
                 "resource": r.name,
+                "point": id,
                 "target": lifeboat_files::display_path(&target),
                 "stats": stats
             }));
         }
     }
+    let which = match single(chosen) {
+        Some(id) => format!("restore point {}", id.short()),
+        None => "each resource's restore point".to_string(),
+    };
     if ctx.global.json {
-        output::json(&serde_json::json!({ "point": id, "resources": report }));
+        output::json(&serde_json::json!({ "point": single(chosen), "resources": report }));
     } else if args.verify {
         if differences == 0 {
             println!(
-                "{} matches restore point {}",
+                "{} matches {which}",
                 lifeboat_files::display_path(target_dir),
-                id.short()
             );
         } else {
-            println!(
-                "{differences} differences from restore point {}",
-                id.short()
-            );
+            println!("{differences} differences from {which}");
         }
     }
     Ok(if differences > 0 {
@@ -252,8 +340,7 @@ fn to_site(
     repo: &Repository,
     args: &RestoreArgs,
     site: &str,
-    id: Id,
-    chosen: &[&ResourcePoint],
+    chosen: &[(Id, &ResourcePoint)],
 ) -> Result<Exit> {
     let plan = ctx.require_plan()?;
     if plan.site(site).is_none() {
@@ -264,7 +351,7 @@ fn to_site(
     }
     let mut report = Vec::new();
     let mut failed = 0;
-    for r in chosen {
+    for &(id, r) in chosen {
         let started = std::time::Instant::now();
         let how = AtSite {
             replace: args.replace,
@@ -286,12 +373,14 @@ fn to_site(
             failed += 1;
         }
         report.push(match outcome {
-            Ok(what) => serde_json::json!({ "resource": r.name, "ok": true, "done": what, "duration_ms": ms }),
-            Err(e) => serde_json::json!({ "resource": r.name, "ok": false, "error": format!("{e:#}"), "duration_ms": ms }),
+            Ok(what) => serde_json::json!({ "resource": r.name, "point": id, "ok": true, "done": what, "duration_ms": ms }),
+            Err(e) => serde_json::json!({ "resource": r.name, "point": id, "ok": false, "error": format!("{e:#}"), "duration_ms": ms }),
         });
     }
     if ctx.global.json {
-        output::json(&serde_json::json!({ "point": id, "site": site, "resources": report }));
+        output::json(
+            &serde_json::json!({ "point": single(chosen), "site": site, "resources": report }),
+        );
     }
     Ok(if failed > 0 {
         Exit::Failure
