@@ -62,7 +62,8 @@ pub(crate) fn choose(repo: &Repository, pinned: Option<&str>, names: &[String]) 
     Ok(Choice { chosen, manifests })
 }
 
-fn explain(why: Unchosen) -> anyhow::Error {
+/// What to tell the user when no choice could be made.
+pub(crate) fn explain(why: Unchosen) -> anyhow::Error {
     match why {
         Unchosen::Never(names) => anyhow::anyhow!(
             "no restore point holds a complete capture of {} (every item it discovered \

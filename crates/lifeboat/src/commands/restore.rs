@@ -18,10 +18,12 @@ use crate::context::Context;
 use crate::output::{self, Bar, Exit};
 
 /// The restore points a restore reads: an id for everything, or with `latest` each
-/// resource's own newest complete capture (every item it discovered included). Without
-/// `--resource`, `latest` restores every resource of the plan that has one (the resources of
-/// the newest point, without a plan).
-pub(crate) fn sources(
+/// resource's own newest complete capture (every item it discovered included). A resource
+/// with none is taken as the newest point holding anything of it has it (a failed or partial
+/// capture, reported as such), with a warning. Without `--resource`, `latest` restores every
+/// resource of the plan that was ever captured (without a plan, or when none was, the
+/// resources of the newest point holding a capture).
+fn sources(
     ctx: &Context,
     repo: &Repository,
     spec: &str,
@@ -35,66 +37,79 @@ pub(crate) fn sources(
         return Ok(vec![(id, point, resources.to_vec())]);
     }
     let points = repo.points()?;
-    let names: Vec<String> = if !resources.is_empty() {
-        resources.to_vec()
-    } else if let Some(plan) = ctx.plan() {
-        let (some, none): (Vec<String>, Vec<String>) =
-            plan.resources.keys().cloned().partition(|name| {
-                lifeboat_repository::choice::newest_complete(&points, name).is_some()
-            });
-        if !none.is_empty() && !some.is_empty() {
-            eprintln!(
-                "warning: not restored, no restore point holds a complete capture of: {}",
-                none.join(", ")
-            );
-        }
-        if some.is_empty() { none } else { some }
-    } else {
-        let newest = points
+    let anything_of = |name: &str| {
+        points
             .iter()
             .rev()
-            .find(|(_, p)| p.resources.iter().any(|r| r.root.is_some()))
-            .ok_or_else(|| anyhow!("no restore point holds a complete capture"))?;
-        let mut names: Vec<String> = Vec::new();
-        for r in &newest.1.resources {
-            let under = newest
-                .1
-                .resources
-                .iter()
-                .any(|o| o.name != r.name && selects(&o.name, &r.name));
-            if !under && r.root.is_some() {
-                names.push(r.name.clone());
-            }
-        }
-        names
+            .find(|(_, p)| p.entries(name).next().is_some())
     };
-    let chosen = lifeboat_repository::choice::choose(&points, &names).map_err(|why| match why {
-        lifeboat_repository::choice::Unchosen::Never(names) => anyhow!(
-            "no restore point holds a complete capture of {} (every item it discovered \
-             included)",
-            names
-                .iter()
-                .map(|n| format!("`{n}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        other => anyhow!("{other:?}"),
-    })?;
-    let mut out: Vec<(Id, RestorePoint, Vec<String>)> = Vec::new();
-    for c in chosen {
-        match out.iter_mut().find(|(id, _, _)| *id == c.point) {
-            Some((_, _, names)) => names.push(c.resource),
-            None => {
-                let point = points
-                    .iter()
-                    .find(|(id, _)| *id == c.point)
-                    .map(|(_, p)| p.clone())
-                    .expect("chosen among these points");
-                out.push((c.point, point, vec![c.resource]));
+    let names: Vec<String> = if !resources.is_empty() {
+        resources.to_vec()
+    } else {
+        let planned: Vec<String> = ctx
+            .plan()
+            .map(|plan| plan.resources.keys().cloned().collect())
+            .unwrap_or_default();
+        let (captured, never): (Vec<String>, Vec<String>) =
+            planned.into_iter().partition(|n| anything_of(n).is_some());
+        if captured.is_empty() {
+            newest_resources(&points)?
+        } else {
+            if !never.is_empty() {
+                eprintln!(
+                    "warning: not restored, never captured: {}",
+                    never.join(", ")
+                );
             }
+            captured
+        }
+    };
+    let mut out: Vec<(Id, RestorePoint, Vec<String>)> = Vec::new();
+    for name in names {
+        let found = match lifeboat_repository::choice::newest_complete(&points, &name) {
+            Some(found) => found,
+            None => {
+                let found = anything_of(&name).ok_or_else(|| {
+                    crate::choice::explain(lifeboat_repository::choice::Unchosen::Never(vec![
+                        name.clone(),
+                    ]))
+                })?;
+                eprintln!(
+                    "warning: no restore point holds a complete capture of `{name}`; taking \
+                     what restore point {} holds of it",
+                    found.0.short()
+                );
+                found
+            }
+        };
+        match out.iter_mut().find(|(id, _, _)| *id == found.0) {
+            Some((_, _, names)) => names.push(name),
+            None => out.push((found.0, found.1.clone(), vec![name])),
         }
     }
     Ok(out)
+}
+
+/// The resources (not their items) of the newest point holding a capture: what `latest`
+/// restores when no plan resource names them (`backup --path`).
+fn newest_resources(points: &[(Id, RestorePoint)]) -> Result<Vec<String>> {
+    let (_, newest) = points
+        .iter()
+        .rev()
+        .find(|(_, p)| p.resources.iter().any(|r| r.root.is_some()))
+        .ok_or_else(|| anyhow!("no restore point holds a complete capture"))?;
+    Ok(newest
+        .resources
+        .iter()
+        .filter(|r| r.root.is_some())
+        .filter(|r| {
+            !newest
+                .resources
+                .iter()
+                .any(|o| o.name != r.name && selects(&o.name, &r.name))
+        })
+        .map(|r| r.name.clone())
+        .collect())
 }
 
 /// One restore point for `lifeboat verify`: `latest` is the newest holding a complete
