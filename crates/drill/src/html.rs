@@ -457,6 +457,7 @@ mod tests {
             only: vec![],
             point: "0123456789abcdef".repeat(4),
             point_time: "2026-12-01T02:55:00Z".parse().unwrap(),
+            points: Default::default(),
             started: "2026-12-01T03:00:00Z".parse().unwrap(),
             finished: "2026-12-01T03:00:09Z".parse().unwrap(),
             steps: vec![

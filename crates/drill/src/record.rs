@@ -2,6 +2,7 @@
 //! it creates the thing, so whatever instant a drill dies at, the record names everything
 //! that may exist; tearing down an entry that never came to be is a no-op.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -99,6 +100,15 @@ pub enum Phase {
     Done,
 }
 
+/// A restore point a resource was restored from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PointAt {
+    /// Hex id.
+    pub point: String,
+    /// When its capture started.
+    pub time: jiff::Timestamp,
+}
+
 /// `drills/<id>/drill.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DrillRecord {
@@ -108,9 +118,14 @@ pub struct DrillRecord {
     pub declared_site: bool,
     /// The site that serves, whose data the restore point is compared with.
     pub live_site: String,
-    /// The restore point (hex id) and when it was taken.
+    /// The restore point (hex id) and when it was taken; with a point per resource, the
+    /// oldest of them (its age is the achieved RPO).
     pub point: String,
     pub point_time: jiff::Timestamp,
+    /// Each resource's own restore point (its newest complete capture, or the one pinned).
+    /// Empty in records written before it existed: `point` then served them all.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub points: BTreeMap<String, PointAt>,
     pub only: Vec<String>,
     pub waves: Vec<Vec<String>>,
     pub steps: Vec<DrillStep>,
@@ -157,6 +172,7 @@ mod tests {
             live_site: "primary".into(),
             point: "ab".repeat(32),
             point_time: "2026-12-01T00:00:00Z".parse().unwrap(),
+            points: BTreeMap::new(),
             only: vec![],
             waves: vec![vec!["db".into()]],
             steps: vec![DrillStep::Teardown],

@@ -100,6 +100,9 @@ pub struct DrillReport {
     pub only: Vec<String>,
     pub point: String,
     pub point_time: jiff::Timestamp,
+    /// Each resource's own restore point, when the drill recorded them.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub points: std::collections::BTreeMap<String, crate::record::PointAt>,
     pub started: jiff::Timestamp,
     pub finished: jiff::Timestamp,
     pub steps: Vec<StepTiming>,
@@ -109,7 +112,7 @@ pub struct DrillReport {
     pub achieved_rto_ms: Option<u64>,
     pub rto_objective_ms: u64,
     pub rto_met: bool,
-    /// The restore point's age when the drill began.
+    /// The restore point's age when the drill began (of the oldest, with one per resource).
     pub achieved_rpo_ms: u64,
     /// The strictest rpo of the resources drilled.
     pub rpo_objective_ms: u64,
@@ -183,9 +186,21 @@ pub fn assess(m: Measured<'_>) -> DrillReport {
         .duration_since(record.point_time)
         .as_millis()
         .max(0) as u64;
+    // Each resource's data is as old as its own restore point.
+    let age_of = |resource: &str| {
+        record.points.get(resource).map_or(age_ms, |p| {
+            record.started.duration_since(p.time).as_millis().max(0) as u64
+        })
+    };
+    // The achieved RPO is the age of the oldest data restored.
+    let age_ms = record
+        .points
+        .keys()
+        .map(|r| age_of(r))
+        .fold(age_ms, u64::max);
     let mut resources = m.resources;
     for r in &mut resources {
-        r.rpo_met = age_ms <= r.rpo_objective_ms;
+        r.rpo_met = age_of(&r.resource) <= r.rpo_objective_ms;
     }
     let rpo_objective_ms = resources
         .iter()
@@ -225,7 +240,7 @@ pub fn assess(m: Measured<'_>) -> DrillReport {
             problems.push(format!(
                 "`{}`: RPO missed: the restore point was {} old, past its rpo of {}",
                 r.resource,
-                duration_text(age_ms),
+                duration_text(age_of(&r.resource)),
                 duration_text(r.rpo_objective_ms)
             ));
         }
@@ -254,6 +269,7 @@ pub fn assess(m: Measured<'_>) -> DrillReport {
         only: record.only.clone(),
         point: record.point.clone(),
         point_time: record.point_time,
+        points: record.points.clone(),
         started: record.started,
         finished: m.finished,
         steps,
@@ -414,6 +430,7 @@ mod tests {
             live_site: "primary".into(),
             point: "ab".repeat(32),
             point_time: "2026-12-01T00:00:00Z".parse().unwrap(),
+            points: Default::default(),
             only: vec![],
             waves: vec![vec!["db".into(), "docs".into()]],
             steps,
@@ -483,6 +500,46 @@ mod tests {
         assert_eq!(report.achieved_rpo_ms, 600_000);
         assert!(report.rto_met && report.rpo_met && report.teardown_complete);
         assert_eq!(report.steps.len(), 7);
+    }
+
+    #[test]
+    fn each_resource_is_as_old_as_its_own_point_and_the_oldest_is_the_rpo() {
+        let mut record = record();
+        // `docs` was captured alone two minutes before the drill; `db` ten minutes before.
+        record.points.insert(
+            "db".into(),
+            crate::record::PointAt {
+                point: "ab".repeat(32),
+                time: "2026-12-01T00:00:00Z".parse().unwrap(),
+            },
+        );
+        record.points.insert(
+            "docs".into(),
+            crate::record::PointAt {
+                point: "cd".repeat(32),
+                time: "2026-12-01T00:08:00Z".parse().unwrap(),
+            },
+        );
+        let journal = all_ok();
+        let mut m = measured(&record, &journal, 60_000);
+        m.resources[1].rpo_objective_ms = 180_000;
+        let report = assess(m);
+        assert_eq!(report.achieved_rpo_ms, 600_000);
+        assert!(report.resources[1].rpo_met, "docs is 2 min old");
+        assert!(report.rpo_met && report.passed, "{:?}", report.problems);
+        assert_eq!(report.points.len(), 2);
+        m = measured(&record, &journal, 60_000);
+        m.resources[0].rpo_objective_ms = 180_000;
+        let report = assess(m);
+        assert!(!report.rpo_met);
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.contains("`db`: RPO missed") && p.contains("10m")),
+            "{:?}",
+            report.problems
+        );
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! ignore fields they do not know, so fields can be added without a version change; the
 //! `version` changes only when a reader must not misread a manifest.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::seal::{self, Domain};
@@ -26,6 +28,12 @@ pub struct RestorePoint {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
     pub resources: Vec<ResourcePoint>,
+    /// Every resource whose items were discovered when this point was taken (a command's
+    /// `discover`, a database server's databases), with all the items found, captured or not:
+    /// such a resource is whole in this point only when each of them was captured. Absent
+    /// from manifests written before it existed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub discovered: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,15 +146,56 @@ pub struct CaptureStats {
     pub duration_ms: u64,
 }
 
+/// `name` selects a resource of that name and the items discovered under it
+/// (`name/item`); `name/item` selects that item.
+pub fn selects(name: &str, resource: &str) -> bool {
+    resource == name
+        || resource
+            .strip_prefix(name)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
 impl RestorePoint {
+    /// Every resource in the point captured in full, none failed or partial.
     pub fn is_complete(&self) -> bool {
         self.resources
             .iter()
             .all(|r| r.status == ResourceStatus::Complete)
     }
 
+    /// The entry of exactly this name.
     pub fn resource(&self, name: &str) -> Option<&ResourcePoint> {
         self.resources.iter().find(|r| r.name == name)
+    }
+
+    /// The entries `name` selects: the resource itself and its items (`name/item`).
+    pub fn entries<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a ResourcePoint> + 'a {
+        self.resources
+            .iter()
+            .filter(move |r| selects(name, &r.name))
+    }
+
+    /// Whether this point holds a complete capture of all of `name` (a resource, or one item
+    /// `name/item`): every entry it selects is complete and, for a resource whose items were
+    /// discovered, every item discovered was captured. A capture of one item never stands in
+    /// for its whole resource. (Manifests older than `discovered` cannot tell: there, every
+    /// entry present and complete counts.)
+    pub fn captured_whole(&self, name: &str) -> bool {
+        let mut any = false;
+        for r in self.entries(name) {
+            if r.status != ResourceStatus::Complete || r.root.is_none() {
+                return false;
+            }
+            any = true;
+        }
+        match self.discovered.get(name) {
+            Some(items) => items.iter().all(|item| {
+                self.resources.iter().any(|r| {
+                    r.name.strip_prefix(name).and_then(|s| s.strip_prefix('/')) == Some(item)
+                })
+            }),
+            None => any,
+        }
     }
 
     pub fn seal(&self, key: &[u8; 32]) -> Vec<u8> {
@@ -200,6 +249,7 @@ mod tests {
                 stats: CaptureStats::default(),
                 database: None,
             }],
+            discovered: BTreeMap::new(),
         };
         let key = [9u8; 32];
         assert_eq!(RestorePoint::unseal(&key, &p.seal(&key)).unwrap(), p);
@@ -207,5 +257,84 @@ mod tests {
         assert_eq!(json["status"], "failed");
         assert_eq!(json["error"], "boom");
         assert!(!p.is_complete());
+    }
+
+    fn entry(name: &str, status: ResourceStatus) -> ResourcePoint {
+        ResourcePoint {
+            name: name.into(),
+            kind: "command".into(),
+            source: String::new(),
+            root: (!matches!(status, ResourceStatus::Failed { .. }))
+                .then(|| Id::of_stored(name.as_bytes())),
+            status,
+            parent: None,
+            stats: CaptureStats::default(),
+            database: None,
+        }
+    }
+
+    fn point(entries: Vec<ResourcePoint>, discovered: &[(&str, &[&str])]) -> RestorePoint {
+        RestorePoint {
+            version: FORMAT_VERSION,
+            time: jiff::Timestamp::UNIX_EPOCH,
+            finished: jiff::Timestamp::UNIX_EPOCH,
+            hostname: "h".into(),
+            plan: None,
+            site: None,
+            tags: vec![],
+            resources: entries,
+            discovered: discovered
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn one_item_never_stands_in_for_its_resource() {
+        let ok = ResourceStatus::Complete;
+        let one = point(
+            vec![entry("flows/plain", ok.clone())],
+            &[("flows", &["plain", "other"])],
+        );
+        assert!(!one.captured_whole("flows"));
+        assert!(one.captured_whole("flows/plain"));
+        assert!(!one.captured_whole("flows/other"));
+        let all = point(
+            vec![
+                entry("flows/plain", ok.clone()),
+                entry("flows/other", ok.clone()),
+            ],
+            &[("flows", &["plain", "other"])],
+        );
+        assert!(all.captured_whole("flows"));
+        // `flows` does not select `flowsx`.
+        assert!(!all.captured_whole("flow"));
+        let partial = point(
+            vec![
+                entry("flows/plain", ok.clone()),
+                entry("flows/other", ResourceStatus::partial(vec!["x".into()])),
+            ],
+            &[("flows", &["plain", "other"])],
+        );
+        assert!(!partial.captured_whole("flows"));
+        assert!(partial.captured_whole("flows/plain"));
+        // A server with no database: its accounts are the whole of it.
+        let empty = point(vec![entry("pg", ok.clone())], &[("pg", &[])]);
+        assert!(empty.captured_whole("pg"));
+        // Written before `discovered`: what is there counts.
+        let old = point(vec![entry("pg", ok.clone()), entry("pg/a", ok)], &[]);
+        assert!(old.captured_whole("pg"));
+        assert!(!old.captured_whole("files"));
+    }
+
+    #[test]
+    fn manifests_without_discovered_still_read() {
+        let p = point(vec![entry("a", ResourceStatus::Complete)], &[]);
+        let mut json = serde_json::to_value(&p).unwrap();
+        assert!(json.get("discovered").is_none());
+        json.as_object_mut().unwrap().remove("discovered");
+        let back: RestorePoint = serde_json::from_value(json).unwrap();
+        assert_eq!(back, p);
     }
 }

@@ -99,8 +99,9 @@ pub enum Command {
     Audit(AuditArgs),
     /// Verify the repository: finds every missing, truncated or corrupted object
     Check(CheckArgs),
-    /// Delete restore points a retention policy does not keep (applied separately to each
-    /// set of resources: points of `--path A` and of `--path B` are kept independently)
+    /// Delete restore points a retention policy does not keep (applied to each resource, and
+    /// each database or discovered item, separately, counting only complete captures; a point
+    /// goes only when no group keeps it)
     Forget(ForgetArgs),
     /// Remove data no restore point needs (safe while backups run)
     Prune(PruneArgs),
@@ -154,7 +155,8 @@ pub struct PointsArgs {
 
 #[derive(Args, Debug)]
 pub struct RestoreArgs {
-    /// `latest`, or a restore point id (a unique prefix is enough)
+    /// `latest` (each resource from its own newest complete capture), or a restore point id
+    /// (a unique prefix is enough)
     pub point: String,
     /// Resources to restore (repeatable; `name` also selects its discovered `name/item`s)
     /// [default: all]
@@ -206,8 +208,8 @@ pub struct RestoreArgs {
 
 #[derive(Args, Debug)]
 pub struct DrillArgs {
-    /// The restore point [default: the newest holding a complete capture of every resource
-    /// drilled]
+    /// One restore point for every resource drilled [default: each resource's own newest
+    /// complete capture]
     #[arg(long, value_name = "ID")]
     pub point: Option<String>,
     /// Drill only these resources (and what they depend on)
@@ -271,7 +273,8 @@ pub struct FailoverArgs {
     /// The standby site to bring up
     #[arg(long, value_name = "SITE")]
     pub to: String,
-    /// The restore point to restore [default: the newest complete one]
+    /// One restore point for every resource [default: each resource's own newest complete
+    /// capture, every item it discovered included]
     #[arg(long, value_name = "ID")]
     pub point: Option<String>,
     #[command(flatten)]

@@ -4,6 +4,7 @@
 // pipe, shadow the standard ones in every module below.
 #[macro_use]
 mod output;
+mod choice;
 mod cli;
 mod commands;
 mod context;

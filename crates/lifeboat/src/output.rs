@@ -226,6 +226,13 @@ pub fn millis(ms: u64) -> String {
     lifeboat_drill::report::duration_text(ms)
 }
 
+/// A moment for people: in this system's time zone, with the zone named.
+pub fn zoned_time(t: jiff::Timestamp) -> String {
+    t.to_zoned(jiff::tz::TimeZone::system())
+        .strftime("%Y-%m-%d %H:%M:%S %Z")
+        .to_string()
+}
+
 /// A progress bar fed from [`Progress`] counters, drawn only on a terminal.
 pub struct Bar {
     stop: Arc<AtomicBool>,

@@ -17,6 +17,7 @@
 //! [`damage`]) and named by [`check`]; everything sound stays usable.
 
 pub mod check;
+pub mod choice;
 pub mod damage;
 pub mod index;
 pub mod lease;

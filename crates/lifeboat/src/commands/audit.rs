@@ -10,7 +10,7 @@ use anyhow::Result;
 use lifeboat_plan::{InventorySource, Plan, ResourceKind, Traffic, VersionSource};
 use serde::Serialize;
 
-use super::backup::{Server, selects};
+use super::backup::Server;
 use crate::cli::{AuditArgs, FailOn};
 use crate::context::Context;
 use crate::output::{self, Exit};
@@ -274,20 +274,16 @@ fn freshness(ctx: &Context, plan: &Plan, out: &mut Vec<Finding>) {
     }
     for (name, resource) in &plan.resources {
         let rpo = resource.rpo_or(&plan.objectives);
-        let newest = points.iter().rev().find(|(_, p)| {
-            let items: Vec<_> = p
-                .resources
-                .iter()
-                .filter(|r| selects(name, &r.name))
-                .collect();
-            !items.is_empty() && items.iter().all(|r| r.root.is_some())
-        });
+        // Complete: every entry, and every item discovered (one item never stands in).
+        let newest = lifeboat_repository::choice::newest_complete(&points, name);
         match newest {
             None => out.push(Finding {
                 severity: Severity::Error,
                 area: "freshness",
                 subject: name.clone(),
-                message: "no complete restore point".into(),
+                message: "no restore point holds a complete capture (every item discovered \
+                          included)"
+                    .into(),
             }),
             Some((id, point)) => {
                 let age = now.duration_since(point.time).as_millis().max(0) as u64;
@@ -297,8 +293,10 @@ fn freshness(ctx: &Context, plan: &Plan, out: &mut Vec<Finding>) {
                         area: "freshness",
                         subject: name.clone(),
                         message: format!(
-                            "the newest complete restore point ({}) is {} old, past the rpo of {}",
+                            "the newest complete capture (restore point {}, taken {}) is {} \
+                             old, past the rpo of {}",
                             id.short(),
+                            output::zoned_time(point.time),
                             output::millis(age),
                             output::millis(rpo.as_millis() as u64)
                         ),

@@ -28,6 +28,9 @@ enum Capture {
     Fails(String),
 }
 
+/// Resources whose items were discovered, with every item found (recorded in the point).
+type Discovered = std::collections::BTreeMap<String, Vec<String>>;
+
 /// One thing to capture.
 struct Target {
     name: String,
@@ -41,7 +44,7 @@ fn targets(
     ctx: &Context,
     args: &BackupArgs,
     at: Option<&str>,
-) -> Result<(Vec<Target>, Option<String>)> {
+) -> Result<(Vec<Target>, Option<String>, Discovered)> {
     if let Some(path) = &args.path {
         let path = std::fs::canonicalize(path)
             .with_context(|| format!("cannot back up {}", path.display()))?;
@@ -60,7 +63,7 @@ fn targets(
             kind: "files",
             capture: Capture::Files(path, options),
         };
-        return Ok((vec![target], None));
+        return Ok((vec![target], None, Discovered::new()));
     }
     let plan = ctx.require_plan()?;
     // `name/item` selects one discovered item of resource `name`.
@@ -87,6 +90,7 @@ fn targets(
         }
     };
     let mut out = Vec::new();
+    let mut discovered = Discovered::new();
     for (name, resource) in &plan.resources {
         if !wanted.is_empty() && !wanted.contains(name) {
             continue;
@@ -122,6 +126,7 @@ fn targets(
                     Some(discover) => {
                         match lifeboat_services::discover(discover.argv(), plan.plan_dir()) {
                             Ok(items) => {
+                                discovered.insert(name.clone(), items.clone());
                                 for item in items {
                                     out.push(Target {
                                         name: format!("{name}/{item}"),
@@ -158,6 +163,12 @@ fn targets(
                     .and_then(|s| database_targets(name, kind, s, server, &resource.verify));
                 match found {
                     Ok(found) => {
+                        let items = found
+                            .iter()
+                            .filter_map(|t| t.name.strip_prefix(&format!("{name}/")))
+                            .map(str::to_string)
+                            .collect();
+                        discovered.insert(name.clone(), items);
                         out.extend(found);
                         continue;
                     }
@@ -192,16 +203,13 @@ fn targets(
             }
         }
     }
-    Ok((out, Some(site.to_string())))
+    Ok((out, Some(site.to_string()), discovered))
 }
 
 /// `name` selects a resource of that name, and the items discovered under it; `name/item`
 /// selects that item.
 pub(crate) fn selects(name: &str, resource: &str) -> bool {
-    resource == name
-        || resource
-            .strip_prefix(name)
-            .is_some_and(|rest| rest.starts_with('/'))
+    lifeboat_format::manifest::selects(name, resource)
 }
 
 /// A database server, whatever its kind.
@@ -299,8 +307,8 @@ fn database_targets(
 }
 
 pub fn run(ctx: &Context, args: BackupArgs) -> Result<Exit> {
-    let (targets, site) = targets(ctx, &args, None)?;
-    let (id, point, skipped_files) = capture(ctx, targets, site, args.tag)?;
+    let (targets, site, discovered) = targets(ctx, &args, None)?;
+    let (id, point, skipped_files) = capture(ctx, targets, site, discovered, args.tag)?;
     report(ctx, id, &point, &skipped_files)
 }
 
@@ -318,8 +326,8 @@ pub(crate) fn capture_at(
         exclude: vec![],
         tag: tags.clone(),
     };
-    let (targets, site) = targets(ctx, &args, Some(site))?;
-    let (id, point, _) = capture(ctx, targets, site, tags)?;
+    let (targets, site, discovered) = targets(ctx, &args, Some(site))?;
+    let (id, point, _) = capture(ctx, targets, site, discovered, tags)?;
     Ok((id, point))
 }
 
@@ -328,6 +336,7 @@ fn capture(
     ctx: &Context,
     targets: Vec<Target>,
     site: Option<String>,
+    discovered: Discovered,
     tags: Vec<String>,
 ) -> Result<(Id, RestorePoint, Vec<String>)> {
     let repo = ctx.open_repository()?;
@@ -470,6 +479,7 @@ fn capture(
         site,
         tags,
         resources,
+        discovered,
     };
     let id = repo.save_point(&point)?;
     Ok((id, point, skipped_files))

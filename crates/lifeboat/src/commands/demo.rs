@@ -233,6 +233,7 @@ fn capture(repo: &Repository, source: &Path, parent: Option<Id>) -> Result<(Id, 
             stats: capture.stats,
             database: None,
         }],
+        discovered: Default::default(),
     };
     let id = repo.save_point(&point)?;
     Ok((id, point))

@@ -1,12 +1,11 @@
 //! `points`, `check`, `forget` and `prune`.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use anyhow::{Result, bail};
 use lifeboat_format::Id;
-use lifeboat_format::manifest::RestorePoint;
+use lifeboat_format::manifest::{ResourceStatus, RestorePoint};
 use lifeboat_repository::check::CheckReport;
 use lifeboat_repository::prune::PruneOptions;
 use lifeboat_repository::retention::{self, Policy};
@@ -24,7 +23,7 @@ pub fn points(ctx: &Context, args: PointsArgs) -> Result<Exit> {
         .filter(|(_, p)| {
             args.resource
                 .as_deref()
-                .is_none_or(|r| p.resource(r).is_some())
+                .is_none_or(|r| p.entries(r).next().is_some())
         })
         .collect();
     if ctx.global.json {
@@ -39,29 +38,47 @@ pub fn points(ctx: &Context, args: PointsArgs) -> Result<Exit> {
         println!("no restore points");
         return Ok(Exit::Success);
     }
+    let sites: Vec<&str> = points
+        .iter()
+        .map(|(_, p)| p.site.as_deref().unwrap_or("-"))
+        .collect();
+    let site_width = sites.iter().map(|s| s.len()).max().unwrap_or(0).max(4);
     println!(
-        "{:<10} {:<20} {:>10} {:>10} {:>9}  resources",
-        "id", "time", "size", "added", "took"
+        "{:<10} {:<24} {:<site_width$} {:>10} {:>10} {:>9}  resources",
+        "id", "time", "site", "size", "added", "took"
     );
-    for (id, p) in &points {
+    for ((id, p), site) in points.iter().zip(&sites) {
         let size: u64 = p.resources.iter().map(|r| r.stats.bytes).sum();
         let added: u64 = p.resources.iter().map(|r| r.stats.bytes_stored).sum();
         let took = p.finished.duration_since(p.time).as_millis().max(0) as u64;
         let names: Vec<String> = p
             .resources
             .iter()
-            .map(|r| {
-                if r.root.is_some() {
-                    r.name.clone()
-                } else {
-                    format!("{} (FAILED)", r.name)
-                }
+            .map(|r| match (&r.status, r.root) {
+                (_, None) => format!("{} (FAILED)", r.name),
+                (ResourceStatus::Partial { .. }, _) => format!("{} (PARTIAL)", r.name),
+                _ => r.name.clone(),
             })
             .collect();
+        // Items discovered but not captured here: this point is not the whole resource.
+        let mut names = names;
+        for (resource, items) in &p.discovered {
+            let missing = items
+                .iter()
+                .filter(|i| p.resource(&format!("{resource}/{i}")).is_none())
+                .count();
+            if missing > 0 {
+                names.push(format!(
+                    "({resource}: {missing} of {} items not captured)",
+                    items.len()
+                ));
+            }
+        }
         println!(
-            "{:<10} {:<20} {:>10} {:>10} {:>9}  {}",
+            "{:<10} {:<24} {:<site_width$} {:>10} {:>10} {:>9}  {}",
             id.short(),
-            p.time.strftime("%Y-%m-%d %H:%M:%S").to_string(),
+            output::zoned_time(p.time),
+            site,
             output::bytes(size),
             output::bytes(added),
             output::millis(took),
@@ -170,22 +187,14 @@ pub fn forget(ctx: &Context, args: ForgetArgs) -> Result<Exit> {
         bail!("the retention policy keeps nothing; refusing to forget every restore point");
     }
     let repo = ctx.open_repository()?;
-    // Restore points of different sets of resources are kept independently.
-    let mut groups: BTreeMap<Vec<String>, Vec<(Id, jiff::Timestamp)>> = BTreeMap::new();
-    for (id, p) in repo.points()? {
-        let mut names: Vec<String> = p.resources.iter().map(|r| r.name.clone()).collect();
-        names.sort();
-        groups.entry(names).or_default().push((id, p.time));
-    }
+    // Each resource, and each item of one, is a group of its own; only complete captures
+    // count, and a point goes only when no group keeps it.
+    let points = repo.points()?;
+    let refs: Vec<(Id, &RestorePoint)> = points.iter().map(|(id, p)| (*id, p)).collect();
     let tz = jiff::tz::TimeZone::system();
-    let mut decisions = Vec::new();
-    for (names, pts) in &groups {
-        for d in retention::apply(pts, &policy, &tz) {
-            decisions.push((names.join(","), d));
-        }
-    }
+    let decisions = retention::by_group(&refs, &policy, &tz);
     let mut removed = 0;
-    for (_, d) in &decisions {
+    for d in &decisions {
         if !d.keep {
             if !args.dry_run {
                 repo.delete_point(&d.point)?;
@@ -196,24 +205,24 @@ pub fn forget(ctx: &Context, args: ForgetArgs) -> Result<Exit> {
     if ctx.global.json {
         let list: Vec<_> = decisions
             .iter()
-            .map(|(g, d)| serde_json::json!({ "id": d.point, "time": d.time, "resources": g, "keep": d.keep, "reasons": d.reasons }))
+            .map(|d| {
+                serde_json::json!({
+                    "id": d.point, "time": d.time, "keep": d.keep, "why": why(d),
+                    "groups": d.groups,
+                })
+            })
             .collect();
         output::json(
             &serde_json::json!({ "dry_run": args.dry_run, "removed": removed, "points": list }),
         );
     } else {
-        for (g, d) in &decisions {
-            let verdict = if d.keep {
-                format!("keep ({})", d.reasons.join(", "))
-            } else {
-                "forget".into()
-            };
+        for d in &decisions {
             println!(
-                "{} {} {:<30} {}",
+                "{} {} {:<6} {}",
                 d.point.short(),
-                d.time.strftime("%Y-%m-%d %H:%M:%S"),
-                g,
-                verdict
+                output::zoned_time(d.time),
+                if d.keep { "keep" } else { "forget" },
+                why(d)
             );
         }
         println!(
@@ -227,6 +236,37 @@ pub fn forget(ctx: &Context, args: ForgetArgs) -> Result<Exit> {
         );
     }
     Ok(Exit::Success)
+}
+
+/// Why a point is kept (the groups that keep it, by which rules) or forgotten (what each of
+/// its groups says).
+fn why(d: &retention::PointDecision<Id>) -> String {
+    if d.groups.is_empty() {
+        return "holds no resource".into();
+    }
+    let keeping: Vec<String> = d
+        .groups
+        .iter()
+        .filter(|m| !m.rules.is_empty())
+        .map(|m| format!("{}: {}", m.group, m.rules.join(", ")))
+        .collect();
+    if !keeping.is_empty() {
+        return keeping.join("; ");
+    }
+    d.groups
+        .iter()
+        .map(|m| {
+            let state = if m.dropped {
+                "no longer discovered"
+            } else if !m.complete {
+                "incomplete"
+            } else {
+                "beyond the policy"
+            };
+            format!("{}: {state}", m.group)
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 pub fn prune(ctx: &Context, args: PruneArgs) -> Result<Exit> {

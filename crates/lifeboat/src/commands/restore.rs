@@ -17,91 +17,195 @@ use crate::cli::{RestoreArgs, VerifyArgs};
 use crate::context::Context;
 use crate::output::{self, Bar, Exit};
 
-/// Finds the restore point. `latest` is the newest that holds a complete capture of the
-/// resource when one is named, else of anything (a failed backup is never "latest").
-fn find(repo: &Repository, spec: &str, resource: Option<&str>) -> Result<(Id, RestorePoint)> {
+/// The restore points a restore reads: an id for everything, or with `latest` each
+/// resource's own newest complete capture (every item it discovered included). A resource
+/// with none is taken as the newest point holding anything of it has it (a failed or partial
+/// capture, reported as such), with a warning. Without `--resource`, `latest` restores every
+/// resource of the plan that was ever captured (without a plan, or when none was, the
+/// resources of the newest point holding a capture).
+fn sources(
+    ctx: &Context,
+    repo: &Repository,
+    spec: &str,
+    resources: &[String],
+) -> Result<Vec<(Id, RestorePoint, Vec<String>)>> {
     if spec.is_empty() {
         bail!("give a restore point: `latest` or an id (see `lifeboat points`)");
     }
-    if spec == "latest" {
-        let found = repo
-            .points()?
-            .into_iter()
-            .rev()
-            .find(|(_, p)| match resource {
-                Some(name) => p
-                    .resources
-                    .iter()
-                    .any(|r| selects(name, &r.name) && r.root.is_some()),
-                None => p.resources.iter().any(|r| r.root.is_some()),
-            });
-        return found.ok_or_else(|| match resource {
-            Some(name) => anyhow!("no restore point holds a complete capture of `{name}`"),
-            None => anyhow!("no restore point holds a complete capture"),
-        });
+    if spec != "latest" {
+        let (id, point) = repo.find_point(spec)?;
+        return Ok(vec![(id, point, resources.to_vec())]);
     }
-    Ok(repo.find_point(spec)?)
+    let points = repo.points()?;
+    let anything_of = |name: &str| {
+        points
+            .iter()
+            .rev()
+            .find(|(_, p)| p.entries(name).next().is_some())
+    };
+    let names: Vec<String> = if !resources.is_empty() {
+        resources.to_vec()
+    } else {
+        let planned: Vec<String> = ctx
+            .plan()
+            .map(|plan| plan.resources.keys().cloned().collect())
+            .unwrap_or_default();
+        let (captured, never): (Vec<String>, Vec<String>) =
+            planned.into_iter().partition(|n| anything_of(n).is_some());
+        if captured.is_empty() {
+            newest_resources(&points)?
+        } else {
+            if !never.is_empty() {
+                eprintln!(
+                    "warning: not restored, never captured: {}",
+                    never.join(", ")
+                );
+            }
+            captured
+        }
+    };
+    let mut out: Vec<(Id, RestorePoint, Vec<String>)> = Vec::new();
+    for name in names {
+        let found = match lifeboat_repository::choice::newest_complete(&points, &name) {
+            Some(found) => found,
+            None => {
+                let found = anything_of(&name).ok_or_else(|| {
+                    crate::choice::explain(lifeboat_repository::choice::Unchosen::Never(vec![
+                        name.clone(),
+                    ]))
+                })?;
+                eprintln!(
+                    "warning: no restore point holds a complete capture of `{name}`; taking \
+                     what restore point {} holds of it",
+                    found.0.short()
+                );
+                found
+            }
+        };
+        match out.iter_mut().find(|(id, _, _)| *id == found.0) {
+            Some((_, _, names)) => names.push(name),
+            None => out.push((found.0, found.1.clone(), vec![name])),
+        }
+    }
+    Ok(out)
+}
+
+/// The resources (not their items) of the newest point holding a capture: what `latest`
+/// restores when no plan resource names them (`backup --path`).
+fn newest_resources(points: &[(Id, RestorePoint)]) -> Result<Vec<String>> {
+    let (_, newest) = points
+        .iter()
+        .rev()
+        .find(|(_, p)| p.resources.iter().any(|r| r.root.is_some()))
+        .ok_or_else(|| anyhow!("no restore point holds a complete capture"))?;
+    Ok(newest
+        .resources
+        .iter()
+        .filter(|r| r.root.is_some())
+        .filter(|r| {
+            !newest
+                .resources
+                .iter()
+                .any(|o| o.name != r.name && selects(&o.name, &r.name))
+        })
+        .map(|r| r.name.clone())
+        .collect())
+}
+
+/// One restore point for `lifeboat verify`: `latest` is the newest holding a complete
+/// capture of the resource when one is named, else of anything.
+fn find(repo: &Repository, spec: &str, resource: Option<&str>) -> Result<(Id, RestorePoint)> {
+    if spec != "latest" {
+        return Ok(repo.find_point(spec)?);
+    }
+    let points = repo.points()?;
+    let found = match resource {
+        Some(name) => lifeboat_repository::choice::newest_complete(&points, name),
+        None => points
+            .iter()
+            .rev()
+            .find(|(_, p)| p.resources.iter().any(|r| r.root.is_some())),
+    };
+    found.cloned().ok_or_else(|| match resource {
+        Some(name) => anyhow!("no restore point holds a complete capture of `{name}`"),
+        None => anyhow!("no restore point holds a complete capture"),
+    })
 }
 
 pub fn run(ctx: &Context, args: RestoreArgs) -> Result<Exit> {
     let repo = ctx.open_repository()?;
-    let single = match args.resource.as_slice() {
-        [one] => Some(one.as_str()),
-        _ => None,
-    };
-    let (id, point) = find(&repo, &args.point, single)?;
-    for name in &args.resource {
-        if !point.resources.iter().any(|r| selects(name, &r.name)) {
-            return Err(output::usage(format!(
-                "restore point {} has no resource `{name}`; it has: {}",
-                id.short(),
-                point
-                    .resources
-                    .iter()
-                    .map(|r| r.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
+    let sources = sources(ctx, &repo, &args.point, &args.resource)?;
+    let mut chosen: Vec<(Id, &ResourcePoint)> = Vec::new();
+    for (id, point, names) in &sources {
+        for name in names {
+            if !point.resources.iter().any(|r| selects(name, &r.name)) {
+                return Err(output::usage(format!(
+                    "restore point {} has no resource `{name}`; it has: {}",
+                    id.short(),
+                    point
+                        .resources
+                        .iter()
+                        .map(|r| r.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
         }
+        let mine: Vec<&ResourcePoint> = point
+            .resources
+            .iter()
+            .filter(|r| names.is_empty() || names.iter().any(|n| selects(n, &r.name)))
+            .collect();
+        // A database item brings its server's accounts from its own point (not to a
+        // comparison, which applies nothing).
+        let mine = if args.site.is_some() && !args.verify {
+            with_globals(point, mine)
+        } else {
+            mine
+        };
+        chosen.extend(mine.into_iter().map(|r| (*id, r)));
     }
-    let chosen: Vec<&ResourcePoint> = point
-        .resources
-        .iter()
-        .filter(|r| args.resource.is_empty() || args.resource.iter().any(|n| selects(n, &r.name)))
-        .collect();
     match (&args.target, &args.site) {
-        (Some(target), _) => to_directory(ctx, &repo, &args, target, id, &chosen),
+        (Some(target), _) => to_directory(ctx, &repo, &args, target, &chosen),
         (None, Some(site)) => {
-            check_renames(&args.rename, &chosen)?;
+            let resources: Vec<&ResourcePoint> = chosen.iter().map(|(_, r)| *r).collect();
+            check_renames(&args.rename, &resources)?;
             // A comparison needs no accounts applied first, and compares none: a server's
             // accounts are left out when its databases are compared.
             let chosen = if args.verify {
-                let (accounts, databases): (Vec<&ResourcePoint>, Vec<&ResourcePoint>) =
-                    chosen.into_iter().partition(|r| {
+                let (accounts, databases): (Vec<(Id, &ResourcePoint)>, Vec<(Id, &ResourcePoint)>) =
+                    chosen.into_iter().partition(|(_, r)| {
                         matches!(r.kind.as_str(), "postgres" | "mysql") && r.database.is_none()
                     });
                 if databases.is_empty() && !accounts.is_empty() {
                     bail!(
                         "--verify compares databases, not a server's accounts; name a database \
                          (`{}/<database>`)",
-                        accounts[0].name
+                        accounts[0].1.name
                     );
                 }
-                for a in &accounts {
+                for (_, a) in &accounts {
                     if !ctx.global.json {
                         eprintln!("note: `{}`: a server's accounts are not compared", a.name);
                     }
                 }
                 databases
             } else {
-                with_globals(&point, chosen)
+                chosen
             };
-            to_site(ctx, &repo, &args, site, id, &chosen)
+            to_site(ctx, &repo, &args, site, &chosen)
         }
         (None, None) => {
             bail!("give --target DIR, or --site SITE to restore into the plan's bindings there")
         }
     }
+}
+
+/// The one restore point everything comes from, when it is one (`null` in JSON otherwise:
+/// each resource names its own).
+fn single(chosen: &[(Id, &ResourcePoint)]) -> Option<Id> {
+    let first = chosen.first()?.0;
+    chosen.iter().all(|(id, _)| *id == first).then_some(first)
 }
 
 /// Restoring a database needs its server's roles first: a database item brings the
@@ -228,13 +332,12 @@ fn to_directory(
     repo: &Repository,
     args: &RestoreArgs,
     target_dir: &Path,
-    id: Id,
-    chosen: &[&ResourcePoint],
+    chosen: &[(Id, &ResourcePoint)],
 ) -> Result<Exit> {
     // One resource: the target receives its contents. Several: one folder each.
     let nested = chosen.len() > 1;
     let mut jobs = Vec::new();
-    for r in chosen {
+    for &(id, r) in chosen {
         let Some(root) = r.root else {
             if !nested {
                 bail!(
@@ -268,11 +371,11 @@ fn to_directory(
                 .join(lifeboat_services::item_folder_name(item)),
             (true, None) => target_dir.join(&r.name),
         };
-        jobs.push((*r, root, target));
+        jobs.push((id, r, root, target));
     }
     // Every target is checked before anything is written: a refusal changes nothing.
     if !args.verify && !args.replace && !args.merge {
-        for (_, root, target) in &jobs {
+        for (_, _, root, target) in &jobs {
             if let Some(why) = refusal(repo, *root, args.path.as_deref(), target)? {
                 bail!(why);
             }
@@ -280,7 +383,7 @@ fn to_directory(
     }
     let mut report = Vec::new();
     let mut differences = 0usize;
-    for (r, root, target) in jobs {
+    for (id, r, root, target) in jobs {
         let scope = scope_of(ctx.plan(), &r.name);
         if args.verify {
             let diffs =
@@ -293,6 +396,7 @@ fn to_directory(
             }
             report.push(serde_json::json!({
                 "resource": r.name,
+                "point": id,
                 "target": lifeboat_files::display_path(&target),
                 "differences": diffs
             }));
@@ -323,25 +427,26 @@ fn to_directory(
             }
             report.push(serde_json::json!({
                 "resource": r.name,
+                "point": id,
                 "target": lifeboat_files::display_path(&target),
                 "stats": stats
             }));
         }
     }
+    let which = match single(chosen) {
+        Some(id) => format!("restore point {}", id.short()),
+        None => "each resource's restore point".to_string(),
+    };
     if ctx.global.json {
-        output::json(&serde_json::json!({ "point": id, "resources": report }));
+        output::json(&serde_json::json!({ "point": single(chosen), "resources": report }));
     } else if args.verify {
         if differences == 0 {
             println!(
-                "{} matches restore point {}",
+                "{} matches {which}",
                 lifeboat_files::display_path(target_dir),
-                id.short()
             );
         } else {
-            println!(
-                "{differences} differences from restore point {}",
-                id.short()
-            );
+            println!("{differences} differences from {which}");
         }
     }
     Ok(if differences > 0 {
@@ -367,15 +472,14 @@ fn to_site(
     repo: &Repository,
     args: &RestoreArgs,
     site: &str,
-    id: Id,
-    chosen: &[&ResourcePoint],
+    chosen: &[(Id, &ResourcePoint)],
 ) -> Result<Exit> {
     let plan = ctx.require_plan()?;
     ctx.require_site(site)?;
     let mut report = Vec::new();
     let mut failed = 0;
     let mut differences = 0usize;
-    for r in chosen {
+    for &(id, r) in chosen {
         let started = std::time::Instant::now();
         let progress = Arc::new(Progress::default());
         let how = AtSite {
@@ -423,28 +527,30 @@ fn to_site(
         report.push(match outcome {
             Ok((what, mut extra)) => {
                 extra["resource"] = serde_json::json!(r.name);
+                extra["point"] = serde_json::json!(id);
                 extra["ok"] = serde_json::json!(true);
                 extra["done"] = serde_json::json!(what);
                 extra["duration_ms"] = serde_json::json!(ms);
                 extra
             }
-            Err(e) => serde_json::json!({ "resource": r.name, "ok": false, "error": format!("{e:#}"), "duration_ms": ms }),
+            Err(e) => serde_json::json!({ "resource": r.name, "point": id, "ok": false, "error": format!("{e:#}"), "duration_ms": ms }),
         });
     }
     if ctx.global.json {
         output::json(
-            &serde_json::json!({ "point": id, "site": site, "verify": args.verify, "resources": report }),
+            &serde_json::json!({ "point": single(chosen), "site": site, "verify": args.verify, "resources": report }),
         );
     } else if args.verify {
+        let which = match single(chosen) {
+            Some(id) => format!("restore point {}", id.short()),
+            None => "each resource's restore point".to_string(),
+        };
         println!(
             "{}",
             match (differences, failed) {
-                (0, 0) => format!("`{site}` matches restore point {}", id.short()),
+                (0, 0) => format!("`{site}` matches {which}"),
                 (0, _) => format!("{failed} resource(s) could not be compared"),
-                _ => format!(
-                    "{differences} differences from restore point {}",
-                    id.short()
-                ),
+                _ => format!("{differences} differences from {which}"),
             }
         );
     }

@@ -5,12 +5,12 @@
 //! `lifeboat-runbook`; this module performs the steps (commands, restores, checks, the
 //! traffic switch, notifications) and keeps the state on disk (`sitestate`).
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use lifeboat_format::Id;
 use lifeboat_format::manifest::{ResourcePoint, RestorePoint};
 use lifeboat_plan::{CheckProbe, Plan, ResourceKind, Traffic, Verify};
 use lifeboat_runbook::journal::{Event, Record, Replay};
@@ -37,9 +37,13 @@ struct RunFile {
     from: String,
     to: String,
     epoch: u64,
-    /// The restore point restored from (hex id).
+    /// The restore point restored from (hex id); for a failover, the oldest one chosen.
     #[serde(default)]
     point: Option<String>,
+    /// A failover's restore point for each resource, chosen when it began, so a resumed run
+    /// restores the same captures. Empty in older run files, and where `point` serves all.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    points: BTreeMap<String, PointRef>,
     only: Vec<String>,
     /// Resources restored, in dependency waves.
     waves: Vec<Vec<String>>,
@@ -49,6 +53,15 @@ struct RunFile {
     /// `--force`: a planned move goes on when the site left cannot be confirmed quiesced.
     #[serde(default)]
     force: bool,
+}
+
+/// One resource's restore point in a run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PointRef {
+    /// Hex id.
+    point: String,
+    /// When its capture started.
+    time: jiff::Timestamp,
 }
 
 pub fn failover(ctx: &Context, args: FailoverArgs) -> Result<Exit> {
@@ -126,7 +139,7 @@ fn begin(
         );
     }
     let waves = resource_waves(plan, &run_ref.to, &args.only)?;
-    let point = match kind {
+    let choice = match kind {
         RunKind::Failover => Some(choose_point(ctx, point, &waves)?),
         // The site being left is captured by the run's first step.
         RunKind::Failback | RunKind::Switchover => None,
@@ -141,7 +154,21 @@ fn begin(
         from: run_ref.from.clone(),
         to: run_ref.to.clone(),
         epoch: run_ref.epoch,
-        point: point.map(|(id, _)| id.to_string()),
+        point: choice
+            .as_ref()
+            .and_then(|c| c.oldest())
+            .map(|c| c.point.to_string()),
+        points: choice
+            .iter()
+            .flat_map(|c| &c.chosen)
+            .map(|c| {
+                let at = PointRef {
+                    point: c.point.to_string(),
+                    time: c.time,
+                };
+                (c.resource.clone(), at)
+            })
+            .collect(),
         only: args.only.clone(),
         waves,
         steps,
@@ -243,80 +270,15 @@ fn resource_waves(plan: &Plan, to: &str, only: &[String]) -> Result<Vec<Vec<Stri
     Ok(order::waves(&narrowed)?)
 }
 
-/// `--point`, or the newest restore point holding a complete capture of every resource the
-/// run restores.
-pub(crate) fn choose_point(
+/// `--point` for every resource the run restores, or each one's own newest complete capture.
+fn choose_point(
     ctx: &Context,
     spec: Option<&str>,
     waves: &[Vec<String>],
-) -> Result<(Id, RestorePoint)> {
+) -> Result<crate::choice::Choice> {
     let repo = ctx.open_repository()?;
-    let wanted: Vec<&String> = waves.iter().flatten().collect();
-    let complete = |p: &RestorePoint| {
-        wanted.iter().all(|name| {
-            let items: Vec<&ResourcePoint> = p
-                .resources
-                .iter()
-                .filter(|r| selects(name, &r.name))
-                .collect();
-            !items.is_empty() && items.iter().all(|r| r.root.is_some())
-        })
-    };
-    if let Some(spec) = spec {
-        let (id, point) = repo.find_point(spec)?;
-        if !complete(&point) {
-            let missing: Vec<&str> = wanted
-                .iter()
-                .filter(|name| {
-                    !point
-                        .resources
-                        .iter()
-                        .any(|r| selects(name, &r.name) && r.root.is_some())
-                })
-                .map(|n| n.as_str())
-                .collect();
-            bail!(
-                "restore point {} lacks a complete capture of: {} (`lifeboat points --resource \
-                 NAME` lists the points that have one; `--only` leaves it out)",
-                id.short(),
-                missing.join(", ")
-            );
-        }
-        return Ok((id, point));
-    }
-    let points = repo.points()?;
-    if let Some(found) = points.iter().rev().find(|(_, p)| complete(p)) {
-        return Ok(found.clone());
-    }
-    // Say which resources no point has at all, and which are never together.
-    let never: Vec<&str> = wanted
-        .iter()
-        .filter(|name| {
-            !points.iter().any(|(_, p)| {
-                p.resources
-                    .iter()
-                    .any(|r| selects(name, &r.name) && r.root.is_some())
-            })
-        })
-        .map(|n| n.as_str())
-        .collect();
-    if never.is_empty() {
-        bail!(
-            "no restore point holds a complete capture of all of {} at once: `lifeboat backup` \
-             captures them together",
-            wanted
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
-    bail!(
-        "no restore point holds a complete capture of {}: `lifeboat backup {}` captures it, or \
-         `--only` leaves it out",
-        never.join(", "),
-        never.join(" ")
-    )
+    let wanted: Vec<String> = waves.iter().flatten().cloned().collect();
+    crate::choice::choose(&repo, spec, &wanted)
 }
 
 fn run_input(plan: &Plan, kind: RunKind, from: &str, to: &str, waves: &[Vec<String>]) -> RunInput {
@@ -347,10 +309,7 @@ fn confirm(run: &RunFile) -> Result<()> {
         run.kind.as_str(),
         run.from,
         run.to,
-        run.point
-            .as_deref()
-            .map(|p| format!(" from restore point {}", &p[..8.min(p.len())]))
-            .unwrap_or_default(),
+        point_text(run),
         run.steps.len(),
         run.to
     );
@@ -417,12 +376,10 @@ fn describe_step(plan: &Plan, run: &RunFile, step: &Step) -> String {
             wave,
         } => format!(
             "restore `{resource}` (wave {wave}) from {} into its binding at `{site}`{}{}",
-            run.point
-                .as_deref()
-                .map_or("the new restore point".into(), |p| format!(
-                    "restore point {}",
-                    &p[..8.min(p.len())]
-                )),
+            point_of(run, resource).map_or("the new restore point".into(), |p| format!(
+                "restore point {}",
+                &p[..8.min(p.len())]
+            )),
             plan.resource(resource)
                 .and_then(|r| r.binding(site))
                 .map(|b| format!(": {}", binding_text(b)))
@@ -488,6 +445,29 @@ pub(crate) fn binding_text(binding: lifeboat_plan::Binding<'_>) -> String {
     }
 }
 
+/// The restore point `resource` is restored from: its own, else the run's.
+fn point_of<'a>(run: &'a RunFile, resource: &str) -> Option<&'a str> {
+    run.points
+        .get(resource)
+        .map(|p| p.point.as_str())
+        .or(run.point.as_deref())
+}
+
+/// For the confirmation: which restore point(s) the run restores from.
+fn point_text(run: &RunFile) -> String {
+    let mut ids: Vec<&str> = run.points.values().map(|p| p.point.as_str()).collect();
+    ids.sort();
+    ids.dedup();
+    match (ids.as_slice(), run.point.as_deref()) {
+        ([], None) => String::new(),
+        ([], Some(p)) | (&[p], _) => format!(" from restore point {}", &p[..8.min(p.len())]),
+        (many, _) => format!(
+            " from {} restore points (each resource's newest complete capture)",
+            many.len()
+        ),
+    }
+}
+
 fn print_dry_run(ctx: &Context, plan: &Plan, run: &RunFile) {
     let removals = dry_removals(ctx, plan, run);
     let removes = |step: &Step| match step {
@@ -497,6 +477,8 @@ fn print_dry_run(ctx: &Context, plan: &Plan, run: &RunFile) {
             .map(|(_, gone)| gone),
         _ => None,
     };
+    let now = jiff::Timestamp::now();
+    let age = |t: jiff::Timestamp| now.duration_since(t).as_millis().max(0) as u64;
     if ctx.global.json {
         let steps: Vec<_> = run
             .steps
@@ -512,6 +494,9 @@ fn print_dry_run(ctx: &Context, plan: &Plan, run: &RunFile) {
         output::json(&serde_json::json!({
             "dry_run": true, "kind": run.kind, "from": run.from, "to": run.to,
             "point": run.point, "waves": run.waves, "steps": steps,
+            "points": run.points.iter().map(|(resource, p)| serde_json::json!({
+                "resource": resource, "point": p.point, "time": p.time, "age_ms": age(p.time),
+            })).collect::<Vec<_>>(),
         }));
         return;
     }
@@ -521,6 +506,18 @@ fn print_dry_run(ctx: &Context, plan: &Plan, run: &RunFile) {
         run.from,
         run.to
     );
+    if !run.points.is_empty() {
+        println!("restore points (each resource's newest complete capture, or --point):");
+        let width = run.points.keys().map(|k| k.len()).max().unwrap_or(0);
+        for (resource, p) in &run.points {
+            println!(
+                "  {resource:<width$}  {}  taken {}  ({} old)",
+                &p.point[..8.min(p.point.len())],
+                output::zoned_time(p.time),
+                output::millis(age(p.time))
+            );
+        }
+    }
     for (i, step) in run.steps.iter().enumerate() {
         println!(
             "{:>3}. {:<28} {}",
@@ -1174,10 +1171,8 @@ fn restore_resource(
     resource: &str,
     site: &str,
 ) -> Result<String> {
-    let point_id = run
-        .point
-        .as_deref()
-        .ok_or_else(|| anyhow!("the run has no restore point yet"))?;
+    let point_id =
+        point_of(run, resource).ok_or_else(|| anyhow!("the run has no restore point yet"))?;
     let repo = ctx.open_repository()?;
     let (_, point) = repo.find_point(point_id)?;
     let chosen: Vec<&ResourcePoint> = point
@@ -1268,10 +1263,7 @@ fn dry_removals(
     plan: &Plan,
     run: &RunFile,
 ) -> Vec<(String, lifeboat_files::Removed)> {
-    let (Some(point_id), Ok(repo)) = (run.point.as_deref(), ctx.open_repository()) else {
-        return Vec::new();
-    };
-    let Ok((_, point)) = repo.find_point(point_id) else {
+    let Ok(repo) = ctx.open_repository() else {
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -1280,6 +1272,10 @@ fn dry_removals(
             continue;
         };
         let Some(ResourceKind::Files(files)) = plan.resource(resource).map(|r| &r.kind) else {
+            continue;
+        };
+        // Each resource from its own point (a failback's is not taken yet: nothing to say).
+        let Some(Ok((_, point))) = point_of(run, resource).map(|id| repo.find_point(id)) else {
             continue;
         };
         let (Some(binding), Some(root)) = (
@@ -1678,6 +1674,18 @@ fn changed_after(
     for name in run.waves.iter().flatten() {
         let Some(ResourceKind::Files(files)) = plan.resource(name).map(|r| &r.kind) else {
             continue;
+        };
+        // Each resource against the capture it was restored from.
+        let own;
+        let point = match run.points.get(name) {
+            Some(at) => match repo.find_point(&at.point) {
+                Ok((_, found)) => {
+                    own = found;
+                    &own
+                }
+                Err(_) => continue,
+            },
+            None => point,
         };
         let (Some(binding), Some(root)) = (
             files.at.get(&run.from),

@@ -383,8 +383,12 @@ fn newest_point_age(
         *repository = ctx.open_repository().ok();
     }
     let points = repository.as_ref()?.points().ok()?;
-    let newest = points.iter().rev().find(|(_, p)| p.is_complete())?;
-    let age = jiff::Timestamp::now().duration_since(newest.1.time);
+    // What a failover now would restore: each resource's newest complete capture; the
+    // oldest of them is how old the restored data would be.
+    let names: Vec<String> = ctx.plan()?.resources.keys().cloned().collect();
+    let chosen = lifeboat_repository::choice::choose(&points, &names).ok()?;
+    let oldest = lifeboat_repository::choice::oldest(&chosen)?;
+    let age = jiff::Timestamp::now().duration_since(oldest.time);
     Some(age.as_millis().max(0) as u64)
 }
 

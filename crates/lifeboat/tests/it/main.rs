@@ -2,6 +2,7 @@
 //! directories, real files, real processes.
 
 mod audit;
+mod choice;
 mod corruption;
 mod drill;
 mod failover;

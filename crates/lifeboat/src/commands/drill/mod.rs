@@ -26,7 +26,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use lifeboat_drill::record::{Created, DrillRecord, Engine, Phase};
 use lifeboat_drill::report::{self, Changes, DrillReport, Measured, ResourceOutcome, TrendPoint};
 use lifeboat_drill::steps::{DrillInput, DrillStep, blocked, plan_drill};
-use lifeboat_format::manifest::{ResourcePoint, RestorePoint};
+use lifeboat_format::manifest::ResourcePoint;
 use lifeboat_plan::{DatabaseBinding, PathBinding, Plan, ResourceKind, Role, Secret};
 use lifeboat_repository::Repository;
 use lifeboat_runbook::journal::{Event, Record};
@@ -36,9 +36,7 @@ use lifeboat_services::{TempEngine, TempServer};
 
 use super::backup::{Server, selects};
 use super::restore::{AtSite, restore_at_site, with_globals};
-use super::runbook::{
-    at_variable, check_spec, choose_point, chosen_resources, deliver, verify_entries,
-};
+use super::runbook::{at_variable, check_spec, chosen_resources, deliver, verify_entries};
 use crate::cli::DrillArgs;
 use crate::context::Context;
 use crate::output::{self, Exit};
@@ -112,7 +110,12 @@ pub fn drill(ctx: &Context, args: DrillArgs) -> Result<Exit> {
     let base = isolation::real_path(&base);
     isolation::check_sandbox(plan, &base)?;
     finish_interrupted(ctx, plan, &store, declared.then_some(site.as_str()))?;
-    let (point_id, point) = choose_point(ctx, args.point.as_deref(), &waves)?;
+    let wanted: Vec<String> = waves.iter().flatten().cloned().collect();
+    let choice = crate::choice::choose(&ctx.open_repository()?, args.point.as_deref(), &wanted)?;
+    let oldest = choice
+        .oldest()
+        .cloned()
+        .ok_or_else(|| anyhow!("the drill restores no resource"))?;
     let live_site = store.load(plan)?.active;
     let clock = std::time::Instant::now();
     let started = jiff::Timestamp::now();
@@ -138,8 +141,19 @@ pub fn drill(ctx: &Context, args: DrillArgs) -> Result<Exit> {
         site: site.clone(),
         declared_site: declared,
         live_site,
-        point: point_id.to_string(),
-        point_time: point.time,
+        point: oldest.point.to_string(),
+        point_time: oldest.time,
+        points: choice
+            .chosen
+            .iter()
+            .map(|c| {
+                let at = lifeboat_drill::record::PointAt {
+                    point: c.point.to_string(),
+                    time: c.time,
+                };
+                (c.resource.clone(), at)
+            })
+            .collect(),
         only: args.only.clone(),
         waves,
         steps,
@@ -158,7 +172,8 @@ pub fn drill(ctx: &Context, args: DrillArgs) -> Result<Exit> {
         store: &store,
         shared: shared.clone(),
         repo: OnceLock::new(),
-        point,
+        single: choice.single().is_some(),
+        choice,
         site,
         declared,
         sandbox_plan: OnceLock::new(),
@@ -167,9 +182,14 @@ pub fn drill(ctx: &Context, args: DrillArgs) -> Result<Exit> {
     };
     if !ctx.global.json {
         println!(
-            "drill {id}: restore point {} (taken {}) into {} `{}`",
-            point_id.short(),
-            report::time_text(drill.point.time),
+            "drill {id}: {} {} (taken {}) into {} `{}`",
+            if drill.single {
+                "restore point"
+            } else {
+                "each resource's newest complete capture, the oldest"
+            },
+            oldest.point.short(),
+            report::time_text(oldest.time),
             if declared {
                 "drill site"
             } else {
@@ -266,7 +286,10 @@ struct Drill<'a> {
     shared: Arc<Shared>,
     /// Opened by the provision step: a recovery's first work, part of its RTO.
     repo: OnceLock<Repository>,
-    point: RestorePoint,
+    /// The restore point of each resource drilled.
+    choice: crate::choice::Choice,
+    /// They all come from one restore point.
+    single: bool,
     site: String,
     declared: bool,
     /// The plan with every drilled resource bound at `site`: the declared bindings, and the
@@ -777,13 +800,15 @@ impl Drill<'_> {
     }
 
     fn items(&self, resource: &str) -> Vec<&ResourcePoint> {
-        let chosen: Vec<&ResourcePoint> = self
-            .point
+        let Some((_, point)) = self.choice.point_of(resource) else {
+            return Vec::new();
+        };
+        let chosen: Vec<&ResourcePoint> = point
             .resources
             .iter()
             .filter(|r| selects(resource, &r.name))
             .collect();
-        with_globals(&self.point, chosen)
+        with_globals(point, chosen)
     }
 
     fn restore(&self, resource: &str) -> Result<String> {
@@ -1169,7 +1194,11 @@ impl Drill<'_> {
             };
             let measured = match (&spec.kind, spec.binding(live)) {
                 (ResourceKind::Files(files), Some(lifeboat_plan::Binding::Path(b))) => {
-                    let root = self.point.resource(name).and_then(|r| r.root);
+                    let root = self
+                        .choice
+                        .point_of(name)
+                        .and_then(|(_, p)| p.resource(name))
+                        .and_then(|r| r.root);
                     Some(
                         match root {
                             _ if !b.path.is_dir() => {
