@@ -61,6 +61,8 @@ role = "primary"
 
 [sites.dr]
 role = "standby"
+# A failback stops writes at the DR site before its final capture.
+quiesce = [["true"]]
 
 [resources.exports]
 kind = "files"
