@@ -234,3 +234,50 @@ fn plan_check_notes_settings_no_command_performs_yet() {
     let out = w.run(&["plan", "check"], 0);
     assert!(out.contains("valid"), "{out}");
 }
+
+#[test]
+fn a_capture_time_covers_the_wait_for_the_server() {
+    // The server thinks for 1.2 s before its headers: the capture took that long.
+    let peer = crate::peer::Peer::start(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(1200));
+        (200, vec![], b"{\"queues\": []}".to_vec())
+    });
+    let w = Workplace::new();
+    std::fs::write(
+        w.path("lifeboat.toml"),
+        format!(
+            r#"[repository]
+url = "./repo"
+password = {{ env = "LIFEBOAT_PASSWORD" }}
+
+[sites.primary]
+role = "primary"
+
+[sites.dr]
+role = "standby"
+
+[resources.broker]
+kind = "http"
+at.primary = {{ url = "{}" }}
+"#,
+            peer.url("/definitions")
+        ),
+    )
+    .unwrap();
+    let plain = |args: &[&str]| {
+        let out = w
+            .cmd()
+            .env_remove("LIFEBOAT_REPOSITORY")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "lifeboat {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    plain(&["repo", "init"]);
+    let v: serde_json::Value = serde_json::from_str(&plain(&["--json", "backup"])).unwrap();
+    let points: serde_json::Value = serde_json::from_str(&plain(&["--json", "points"])).unwrap();
+    let stats = &points[0]["point"]["resources"][0]["stats"];
+    let ms = stats["duration_ms"].as_u64().unwrap_or(0);
+    assert!(ms >= 1200, "captured in {ms} ms: {points}\n{v}");
+}
