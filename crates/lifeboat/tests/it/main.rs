@@ -14,6 +14,8 @@ mod peer;
 mod plan;
 mod postgres;
 mod prune;
+mod prune_races;
+mod races;
 mod servers;
 mod services;
 mod support;
