@@ -141,15 +141,15 @@ enum NodeKind {
 #[derive(Clone, Copy)]
 struct DirSeen {
     inode: u64,
-    times: [(i64, u64); 2],
+    times: [(i64, i64); 2],
     /// A listed name was gone by the time it was looked at.
     vanished: bool,
 }
 
-fn dir_times(st: &rustix::fs::Stat) -> [(i64, u64); 2] {
+fn dir_times(st: &rustix::fs::Stat) -> [(i64, i64); 2] {
     [
-        (st.st_mtime, st.st_mtime_nsec as u64),
-        (st.st_ctime, st.st_ctime_nsec as u64),
+        (st.st_mtime, st.st_mtime_nsec as i64),
+        (st.st_ctime, st.st_ctime_nsec as i64),
     ]
 }
 
@@ -794,7 +794,7 @@ impl TreeWriter<'_, '_> {
             let have: HashSet<Vec<u8>> = entries.iter().map(|e| e.name.clone()).collect();
             let mut inodes: HashSet<u64> = entries
                 .iter()
-                .filter(|e| matches!(e.kind, EntryKind::File { .. }))
+                .filter(|e| matches!(e.kind, EntryKind::File { .. } | EntryKind::Dir { .. }))
                 .map(|e| e.meta.inode)
                 .collect();
             gone.clear();
@@ -850,7 +850,10 @@ impl TreeWriter<'_, '_> {
         };
         let ft = FileType::from_raw_mode(st.st_mode);
         if ft == FileType::Directory {
-            if self.filter.exclude.is_match(rel_path.join(EXCLUDE_PROBE)) {
+            // Captured under its old name already (renamed after it was scanned).
+            if self.filter.exclude.is_match(rel_path.join(EXCLUDE_PROBE))
+                || captured.contains(&st.st_ino)
+            {
                 return Ok(Late::Nothing);
             }
             return Ok(Late::Failed(

@@ -96,11 +96,17 @@ pub struct PruneReport {
 /// another name too, and the objects in `points/` that could not be opened (what they need is
 /// unknown). Fails rather than guesses when a tree cannot be read: deleting on a partial view
 /// would lose data.
-pub fn needed_chunks(repo: &Repository) -> Result<(HashSet<Id>, Vec<String>)> {
+///
+/// The manifests are listed first and the index read after: a manifest is saved only once
+/// the index files naming its chunks are, so every tree of a listed manifest is found, even
+/// one a backup saved a moment ago. Returns the repository with that index.
+pub fn needed_chunks(repo: &Repository) -> Result<(HashSet<Id>, Vec<String>, Repository)> {
     let mut needed = HashSet::new();
     let mut unreadable = Vec::new();
-    let mut reader = repo.reader();
-    for read in repo.scan_points()? {
+    let reads = repo.scan_points()?;
+    let fresh = repo.reopen()?;
+    let mut reader = fresh.reader();
+    for read in reads {
         let point = match read {
             PointRead::Sound(_, point) => point,
             PointRead::Misnamed { name, point } => {
@@ -140,7 +146,8 @@ pub fn needed_chunks(repo: &Repository) -> Result<(HashSet<Id>, Vec<String>)> {
             }
         }
     }
-    Ok((needed, unreadable))
+    drop(reader);
+    Ok((needed, unreadable, fresh))
 }
 
 /// Logs the step a prune begins (at debug level), so it can be followed, and interrupted at
@@ -263,7 +270,9 @@ fn prune_holding<'a>(
         ..PruneReport::default()
     };
     step("reading restore points");
-    let (needed, unreadable_points) = needed_chunks(repo)?;
+    // From here on, the repository with the index read after the manifests were listed.
+    let (needed, unreadable_points, fresh) = needed_chunks(repo)?;
+    let repo = &fresh;
     report.chunks_needed = needed.len();
     if !unreadable_points.is_empty() {
         // A manifest that does not open (damaged, or written by a newer lifeboat) may need
@@ -566,8 +575,7 @@ fn delete_condemned(pass: &Pass<'_>, report: &mut PruneReport) -> Result<()> {
     }
     // Needs at deletion time: restore points written since this prune began count too.
     step("reading restore points again");
-    let fresh = repo.reopen()?;
-    let (needed_now, unreadable_points) = needed_chunks(&fresh)?;
+    let (needed_now, unreadable_points, fresh) = needed_chunks(repo)?;
     if !unreadable_points.is_empty() {
         tracing::warn!(
             "prune: deleting nothing, since {} cannot be read and may need any pack",

@@ -720,3 +720,49 @@ impl Backend for ObjectStoreBackend {
 fn is_unnameable(e: &object_store::Error) -> bool {
     matches!(e, object_store::Error::InvalidPath { .. })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporary_files_are_told_from_objects_and_strays() {
+        let pack = format!("data/ab/ab{}", "0".repeat(62));
+        assert!(is_temporary(&format!("{pack}#1")));
+        assert!(is_temporary(&format!("index/{}#12", "1".repeat(64))));
+        assert!(is_temporary("config#3"));
+        assert!(!is_temporary(&pack));
+        assert!(!is_temporary(&format!("{pack}#")));
+        assert!(!is_temporary(&format!("{pack}#x1")));
+        // Only where an object could be.
+        assert!(!is_temporary("elsewhere/thing#1"));
+        assert!(!is_temporary("index/../config#1"));
+        assert!(!is_temporary("data/cd/ab00#1"));
+    }
+
+    #[test]
+    fn a_local_store_lists_and_removes_its_temporary_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = ObjectStoreBackend::local(dir.path(), true).unwrap();
+        backend
+            .put(Kind::Index, &"2".repeat(64), b"x".to_vec())
+            .unwrap();
+        let temp = format!("index/{}#1", "3".repeat(64));
+        std::fs::write(dir.path().join(&temp), b"half").unwrap();
+        std::fs::write(dir.path().join("index/notes#draft"), b"?").unwrap();
+        let found = backend.temporaries().unwrap();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].path, temp);
+        assert_eq!(found[0].size, 4);
+        assert!(backend.delete_temporary("index/notes#draft").is_err());
+        backend.delete_temporary(&temp).unwrap();
+        assert!(backend.temporaries().unwrap().is_empty());
+        let names: Vec<String> = backend
+            .list(Kind::Index)
+            .unwrap()
+            .into_iter()
+            .map(|o| o.name)
+            .collect();
+        assert!(names.contains(&"2".repeat(64)), "{names:?}");
+    }
+}

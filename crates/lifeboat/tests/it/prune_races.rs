@@ -21,17 +21,31 @@ fn data_tree(root: &Path, seed: u64, files: u64, size: usize) {
 fn prune_at_zero_grace_racing_a_backup_never_loses_what_the_backup_needs() {
     let w = Workplace::new();
     w.init();
-    // The tree the racing backup captures: its data is in the repository, needed by no point
-    // (forgotten), so a prune condemns it while the backup deduplicates against it.
+    // One tree whose content switches between X and Y: after `forget`, the point holding X is
+    // gone, so a prune condemns X's data while the racing backup of X deduplicates against it.
     let x = w.path("x");
     data_tree(&x, 1, 10, 700_000);
+    let src = w.path("src");
+    let set = |from: &Path| {
+        if src.exists() {
+            std::fs::remove_dir_all(&src).unwrap();
+        }
+        std::fs::create_dir_all(&src).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), src.join(e.file_name())).unwrap();
+        }
+    };
     let y = w.path("y");
     let repo = w.repo();
     for round in 0..20u64 {
-        w.backup(&x);
+        set(&x);
+        w.backup(&src);
         data_tree(&y, 100 + round, 1, 10_000);
-        w.backup(&y);
+        set(&y);
+        w.backup(&src);
         w.json(&["forget", "--keep-last", "1"], 0);
+        set(&x);
 
         let spawn = |args: &[&str]| -> Child {
             w.process()
@@ -41,14 +55,14 @@ fn prune_at_zero_grace_racing_a_backup_never_loses_what_the_backup_needs() {
                 .spawn()
                 .unwrap()
         };
-        let (prune, backup) = if round % 2 == 0 {
+        let (prune, backup) = if round.is_multiple_of(2) {
             let p = spawn(&["--json", "prune", "--grace", "0s"]);
             (
                 p,
-                spawn(&["--json", "backup", "--path", x.to_str().unwrap()]),
+                spawn(&["--json", "backup", "--path", src.to_str().unwrap()]),
             )
         } else {
-            let b = spawn(&["--json", "backup", "--path", x.to_str().unwrap()]);
+            let b = spawn(&["--json", "backup", "--path", src.to_str().unwrap()]);
             (spawn(&["--json", "prune", "--grace", "0s"]), b)
         };
         let backup = backup.wait_with_output().unwrap();
@@ -72,7 +86,7 @@ fn prune_at_zero_grace_racing_a_backup_never_loses_what_the_backup_needs() {
         );
         let out = w.path(&format!("out{round}"));
         w.run(&["restore", "latest", "--target", out.to_str().unwrap()], 0);
-        assert_eq!(describe(&x), describe(&out), "round {round}");
+        assert_eq!(describe(&src), describe(&out), "round {round}");
         std::fs::remove_dir_all(&out).unwrap();
         // No backup marker is left behind by a backup that ended.
         let markers: Vec<_> = w

@@ -26,7 +26,7 @@ fn churn(root: PathBuf, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
             .open(root.join("inplace.bin"))
             .unwrap();
         while !stop.load(Ordering::Relaxed) {
-            let (from, to) = if rounds % 2 == 0 {
+            let (from, to) = if rounds.is_multiple_of(2) {
                 ("a", "b")
             } else {
                 ("b", "a")
