@@ -523,7 +523,7 @@ pub fn backup(
         data: writer.packer(ChunkKind::Data),
         buf: Vec::new(),
     };
-    let root = tw.write_dir(nodes, Path::new(""), seen)?;
+    let (root, _) = tw.write_dir(nodes, Path::new(""), seen)?;
     writer.flush(&mut tw.trees)?;
     writer.flush(&mut tw.data)?;
     let skipped = std::mem::take(&mut tw.skipped);
@@ -677,7 +677,10 @@ impl TreeWriter<'_, '_> {
         self.changed.push(path);
     }
 
-    fn write_dir(&mut self, nodes: Vec<Node>, rel: &Path, seen: DirSeen) -> Result<Id> {
+    /// Writes a folder's tree; says whether it is whole (false: something in it vanished and
+    /// the folder itself can no longer be reached under its name, so its parent drops it and
+    /// captures it again under the name it has now).
+    fn write_dir(&mut self, nodes: Vec<Node>, rel: &Path, seen: DirSeen) -> Result<(Id, bool)> {
         let mut entries: Vec<Entry> = Vec::with_capacity(nodes.len());
         let mut vanished = seen.vanished;
         for node in nodes {
@@ -729,12 +732,15 @@ impl TreeWriter<'_, '_> {
                     children,
                     rel: child_rel,
                     seen: child_seen,
-                } => (
-                    EntryKind::Dir {
-                        tree: self.write_dir(children, &child_rel, child_seen)?,
-                    },
-                    node.meta,
-                ),
+                } => {
+                    let (tree, whole) = self.write_dir(children, &child_rel, child_seen)?;
+                    if !whole {
+                        vanished = true;
+                        self.stats.dirs -= 1;
+                        continue;
+                    }
+                    (EntryKind::Dir { tree }, node.meta)
+                }
                 NodeKind::Other(kind) => (kind, node.meta),
             };
             entries.push(Entry {
@@ -743,43 +749,34 @@ impl TreeWriter<'_, '_> {
                 meta,
             });
         }
-        self.settle(rel, seen, vanished, &mut entries)?;
+        let whole = self.settle(rel, seen, vanished, &mut entries)?;
         entries.sort_by(|a, b| a.name.cmp(&b.name));
-        let tree = Tree { entries };
-        let bytes = tree.encode();
-        // Never store what a reader would refuse to open.
-        if bytes.len() > lifeboat_format::seal::MAX_PAYLOAD {
-            return Err(FilesError::TooLarge(format!(
-                "a directory of {} entries encodes to {} bytes, more than a tree may hold ({})",
-                tree.entries.len(),
-                bytes.len(),
-                lifeboat_format::seal::MAX_PAYLOAD
-            )));
-        }
-        let id = self.writer.repository().key().chunk_id(&bytes);
-        self.writer.add(&mut self.trees, id, &bytes)?;
-        Ok(id)
+        Ok((self.store_tree(Tree { entries })?, whole))
     }
 
     /// Lists a folder that changed since its scan again, until it holds still (bounded), and
     /// captures every name not captured yet (a file already captured under another name, by
     /// its inode, is not captured twice). A name that kept vanishing is reported as skipped.
+    /// Returns false when something in it vanished and it is no longer under its name.
     fn settle(
         &mut self,
         rel: &Path,
         seen: DirSeen,
         vanished: bool,
         entries: &mut Vec<Entry>,
-    ) -> Result<()> {
-        // Gone or replaced itself: its parent's listing decides.
+    ) -> Result<bool> {
+        // Gone, renamed or replaced itself: its parent's listing decides.
         let Ok(dir) = self.top.open_beneath(rel) else {
-            return Ok(());
+            return Ok(!vanished);
         };
         let Ok(st) = rustix::fs::fstat(&dir) else {
-            return Ok(());
+            return Ok(!vanished);
         };
-        if st.st_ino != seen.inode || (!vanished && dir_times(&st) == seen.times) {
-            return Ok(());
+        if st.st_ino != seen.inode {
+            return Ok(!vanished);
+        }
+        if !vanished && dir_times(&st) == seen.times {
+            return Ok(true);
         }
         let mut given_up: HashSet<Vec<u8>> = HashSet::new();
         let mut gone: Vec<PathBuf> = Vec::new();
@@ -788,7 +785,7 @@ impl TreeWriter<'_, '_> {
                 std::thread::sleep(std::time::Duration::from_millis(1 << round.min(5)));
             }
             let Ok(before) = rustix::fs::fstat(&dir) else {
-                return Ok(());
+                return Ok(true);
             };
             let names = dir.names().map_err(io_err(&self.source.join(rel)))?;
             let have: HashSet<Vec<u8>> = entries.iter().map(|e| e.name.clone()).collect();
@@ -809,7 +806,7 @@ impl TreeWriter<'_, '_> {
                 }
                 match self.capture_late(&dir, &name, &rel_path, &inodes)? {
                     Late::Entry(entry) => {
-                        if matches!(entry.kind, EntryKind::File { .. }) {
+                        if matches!(entry.kind, EntryKind::File { .. } | EntryKind::Dir { .. }) {
                             inodes.insert(entry.meta.inode);
                         }
                         entries.push(entry);
@@ -823,16 +820,55 @@ impl TreeWriter<'_, '_> {
                 }
             }
             let Ok(after) = rustix::fs::fstat(&dir) else {
-                return Ok(());
+                return Ok(true);
             };
             if gone.is_empty() && dir_times(&after) == dir_times(&before) {
-                return Ok(());
+                return Ok(true);
             }
         }
         for rel_path in std::mem::take(&mut gone) {
             self.skip(&rel_path, &"kept changing its name during the backup");
         }
-        Ok(())
+        Ok(true)
+    }
+
+    /// Captures a folder found when its parent was listed again (renamed or made during the
+    /// backup): everything in it as it is now, read one file at a time.
+    fn capture_dir_late(&mut self, dir: &Dir, rel: &Path) -> Result<Id> {
+        let names = dir.names().map_err(io_err(&self.source.join(rel)))?;
+        let none = HashSet::new();
+        let mut entries = Vec::with_capacity(names.len());
+        for name in names {
+            let rel_path = rel.join(&name);
+            if self.filter.exclude.is_match(&rel_path) {
+                continue;
+            }
+            match self.capture_late(dir, &name, &rel_path, &none)? {
+                Late::Entry(entry) => entries.push(entry),
+                // Made and removed again during the backup.
+                Late::Nothing | Late::Gone => {}
+                Late::Failed(e) => self.skip(&rel_path, &e),
+            }
+        }
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        self.store_tree(Tree { entries })
+    }
+
+    /// Stores one folder's tree.
+    fn store_tree(&mut self, tree: Tree) -> Result<Id> {
+        let bytes = tree.encode();
+        // Never store what a reader would refuse to open.
+        if bytes.len() > lifeboat_format::seal::MAX_PAYLOAD {
+            return Err(FilesError::TooLarge(format!(
+                "a directory of {} entries encodes to {} bytes, more than a tree may hold ({})",
+                tree.entries.len(),
+                bytes.len(),
+                lifeboat_format::seal::MAX_PAYLOAD
+            )));
+        }
+        let id = self.writer.repository().key().chunk_id(&bytes);
+        self.writer.add(&mut self.trees, id, &bytes)?;
+        Ok(id)
     }
 
     /// Captures `name` found in `dir` when it was listed again.
@@ -856,9 +892,26 @@ impl TreeWriter<'_, '_> {
             {
                 return Ok(Late::Nothing);
             }
-            return Ok(Late::Failed(
-                "a folder that appeared under this name during the backup is not captured".into(),
-            ));
+            let child = match dir.open_child(name) {
+                Ok(child) => child,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Late::Gone),
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+                    return Ok(Late::Gone);
+                }
+                Err(e) => return Ok(Late::Failed(e.to_string())),
+            };
+            match rustix::fs::fstat(&child) {
+                Ok(now) if now.st_ino == st.st_ino => {}
+                Ok(_) => return Ok(Late::Gone),
+                Err(e) => return Ok(Late::Failed(std::io::Error::from(e).to_string())),
+            }
+            let tree = self.capture_dir_late(&child, rel_path)?;
+            self.stats.dirs += 1;
+            return Ok(Late::Entry(Entry {
+                name: name.as_bytes().to_vec(),
+                kind: EntryKind::Dir { tree },
+                meta: metadata_of(&st),
+            }));
         }
         if let Some(include) = &self.filter.include
             && !include.is_match(rel_path)

@@ -31,6 +31,12 @@ fn churn(root: PathBuf, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
             } else {
                 ("b", "a")
             };
+            // A whole folder renamed too.
+            std::fs::rename(
+                root.join(format!("rot/d.{from}")),
+                root.join(format!("rot/d.{to}")),
+            )
+            .unwrap();
             for i in 0..LOGS {
                 let logs = root.join("logs");
                 std::fs::rename(
@@ -70,6 +76,9 @@ fn files_renamed_during_a_backup_are_captured_under_one_of_their_names() {
         write(&src.join(format!("logs/{i:02}.a")), &log_content(i));
     }
     write(&src.join("inplace.bin"), &noise(INPLACE_LEN, 1));
+    for f in 0..3 {
+        write(&src.join(format!("rot/d.a/{f}.txt")), &log_content(100 + f));
+    }
     w.init();
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -102,6 +111,10 @@ fn files_renamed_during_a_backup_are_captured_under_one_of_their_names() {
             v["files_skipped"].is_u64() && v["files_changed"].is_u64(),
             "{v}"
         );
+        eprintln!(
+            "backup {run}: exit {code:?}, {} files skipped, {} changed while read",
+            v["files_skipped"], v["files_changed"]
+        );
         points.push(v["id"].as_str().unwrap().to_string());
     }
     stop.store(true, Ordering::Relaxed);
@@ -118,6 +131,15 @@ fn files_renamed_during_a_backup_are_captured_under_one_of_their_names() {
                 got == log_content(i),
                 "point {n}: log {i} has other content"
             );
+        }
+        let a = out.join("rot/d.a").exists();
+        let b = out.join("rot/d.b").exists();
+        assert!(a != b, "point {n}: the renamed folder: d.a {a}, d.b {b}");
+        let folder = out.join(if a { "rot/d.a" } else { "rot/d.b" });
+        for f in 0..3 {
+            let got = std::fs::read(folder.join(format!("{f}.txt")))
+                .unwrap_or_else(|e| panic!("point {n}: {} {f}.txt: {e}", folder.display()));
+            assert!(got == log_content(100 + f), "point {n}: {f}.txt");
         }
         let inplace = std::fs::read(out.join("inplace.bin")).unwrap();
         assert_eq!(inplace.len(), INPLACE_LEN, "point {n}: inplace.bin");
