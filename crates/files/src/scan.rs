@@ -1,6 +1,9 @@
 //! Backup of a directory tree: scan, read changed files in parallel, write trees.
 
+use std::collections::HashSet;
+use std::ffi::OsStr;
 use std::fs::File;
+use std::io::{Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -43,7 +46,16 @@ pub struct FilesCapture {
     pub stats: CaptureStats,
     /// Files left out because they could not be read, with why.
     pub skipped: Vec<String>,
+    /// Files that kept changing while they were read: captured as they were, maybe torn.
+    pub changed: Vec<String>,
 }
+
+/// How often a file that changed while it was read is read again before it is captured as
+/// it is (and reported as changed).
+const REREADS: usize = 3;
+/// How often a folder that changed during the backup is listed again to capture what is
+/// there now (a file renamed or replaced since the scan).
+const SETTLE_ROUNDS: usize = 8;
 
 /// A child name no real file has: a directory all of whose children an exclude pattern
 /// matches is left out whole.
@@ -116,8 +128,29 @@ enum NodeKind {
         job: Option<usize>,
         reused: Vec<Id>,
     },
-    Dir(Vec<Node>),
+    Dir {
+        children: Vec<Node>,
+        rel: PathBuf,
+        seen: DirSeen,
+    },
     Other(EntryKind),
+}
+
+/// A folder as the scan saw it before listing it: if its times differ later, or a name in it
+/// vanished, entries were added, removed or renamed since, and it is listed again.
+#[derive(Clone, Copy)]
+struct DirSeen {
+    inode: u64,
+    times: [(i64, i64); 2],
+    /// A listed name was gone by the time it was looked at.
+    vanished: bool,
+}
+
+fn dir_times(st: &rustix::fs::Stat) -> [(i64, i64); 2] {
+    [
+        (st.st_mtime, st.st_mtime_nsec as i64),
+        (st.st_ctime, st.st_ctime_nsec as i64),
+    ]
 }
 
 struct Node {
@@ -126,8 +159,91 @@ struct Node {
     kind: NodeKind,
 }
 
-/// A file's chunks and the bytes actually read, or why it could not be read.
-type ReadResult = std::result::Result<(Vec<Id>, u64), String>;
+/// A file as read: its chunks, the bytes actually read, and its metadata.
+struct ReadOk {
+    chunks: Vec<Id>,
+    size: u64,
+    meta: Metadata,
+    /// It still changed while read on the last attempt.
+    changed: bool,
+}
+
+/// Why a file was not read.
+enum ReadFail {
+    /// The name no longer led to the scanned file (renamed, deleted or replaced).
+    Vanished,
+    /// It could not be read.
+    Failed(String),
+}
+
+type ReadResult = std::result::Result<ReadOk, ReadFail>;
+
+/// The error `open_scanned` gives when the name now leads to something else.
+#[derive(Debug)]
+struct Replaced(&'static str);
+
+impl std::fmt::Display for Replaced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for Replaced {}
+
+fn replaced(what: &'static str) -> std::io::Error {
+    std::io::Error::other(Replaced(what))
+}
+
+/// Whether an open failed because the scanned file is no longer under its name.
+fn is_vanished(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::NotFound || e.get_ref().is_some_and(|i| i.is::<Replaced>())
+}
+
+/// Whether two looks at a file saw the same content.
+fn same_file(a: &rustix::fs::Stat, b: &rustix::fs::Stat) -> bool {
+    a.st_size == b.st_size
+        && (a.st_mtime, a.st_mtime_nsec) == (b.st_mtime, b.st_mtime_nsec)
+        && (a.st_ctime, a.st_ctime_nsec) == (b.st_ctime, b.st_ctime_nsec)
+}
+
+/// Reads and stores an open file. A file whose size, mtime or ctime differ after the read
+/// from before it is read again, up to [`REREADS`] times, then taken as it is (`changed`,
+/// with the metadata from before the read, so the next backup reads it again).
+fn read_steady(
+    writer: &RepoWriter<'_>,
+    packer: &mut lifeboat_repository::Packer,
+    file: &File,
+    buf: &mut Vec<u8>,
+    progress: Option<&Progress>,
+) -> std::result::Result<ReadOk, StreamError> {
+    let mut attempt = 0;
+    loop {
+        let before = rustix::fs::fstat(file).map_err(|e| StreamError::Read(e.into()))?;
+        let mut reading = file;
+        reading
+            .seek(SeekFrom::Start(0))
+            .map_err(StreamError::Read)?;
+        let (chunks, size) = store_stream(writer, packer, &mut reading, buf, progress)?;
+        let after = rustix::fs::fstat(file).map_err(|e| StreamError::Read(e.into()))?;
+        if same_file(&before, &after) && size == after.st_size.max(0) as u64 {
+            return Ok(ReadOk {
+                chunks,
+                size,
+                meta: metadata_of(&after),
+                changed: false,
+            });
+        }
+        if attempt == REREADS {
+            return Ok(ReadOk {
+                chunks,
+                size,
+                meta: metadata_of(&before),
+                changed: true,
+            });
+        }
+        attempt += 1;
+    }
+}
 
 struct Job {
     /// Relative to the tree's root, where it is opened again (beneath the root's handle).
@@ -176,8 +292,16 @@ impl Scanner<'_, '_> {
         dir: &Dir,
         rel: &Path,
         parent: Option<&Tree>,
-    ) -> Result<Option<Vec<Node>>> {
+    ) -> Result<Option<(Vec<Node>, DirSeen)>> {
         let shown = self.source.join(rel);
+        let st = rustix::fs::fstat(dir)
+            .map_err(std::io::Error::from)
+            .map_err(io_err(&shown))?;
+        let mut seen = DirSeen {
+            inode: st.st_ino,
+            times: dir_times(&st),
+            vanished: false,
+        };
         let listing = dir.names().map_err(io_err(&shown))?;
         let mut nodes = Vec::with_capacity(listing.len());
         for name in listing {
@@ -187,7 +311,10 @@ impl Scanner<'_, '_> {
             }
             let st = match dir.stat(&name) {
                 Ok(st) => st,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    seen.vanished = true;
+                    continue;
+                }
                 Err(e) => {
                     self.skip(&rel_path, &e);
                     continue;
@@ -211,16 +338,23 @@ impl Scanner<'_, '_> {
                 };
                 let child = match dir.open_child(&name) {
                     Ok(child) => child,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        seen.vanished = true;
+                        continue;
+                    }
                     Err(e) => {
                         self.skip(&rel_path, &e);
                         continue;
                     }
                 };
                 match self.scan_dir(&child, &rel_path, parent_tree.as_ref()) {
-                    Ok(Some(children)) => {
+                    Ok(Some((children, child_seen))) => {
                         self.stats.dirs += 1;
-                        NodeKind::Dir(children)
+                        NodeKind::Dir {
+                            children,
+                            rel: rel_path.clone(),
+                            seen: child_seen,
+                        }
                     }
                     Ok(None) => continue,
                     Err(FilesError::Io { source, .. }) => {
@@ -262,7 +396,10 @@ impl Scanner<'_, '_> {
                     }
                     FileType::Symlink => match dir.read_link(&name) {
                         Ok(target) => NodeKind::Other(EntryKind::Symlink { target }),
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                            seen.vanished = true;
+                            continue;
+                        }
                         Err(e) => {
                             self.skip(&rel_path, &e);
                             continue;
@@ -288,7 +425,7 @@ impl Scanner<'_, '_> {
         if nodes.is_empty() && self.filter.include.is_some() && !rel.as_os_str().is_empty() {
             return Ok(None);
         }
-        Ok(Some(nodes))
+        Ok(Some((nodes, seen)))
     }
 
     /// The parent's chunks for a file that has not changed since, if they are all still stored.
@@ -318,6 +455,12 @@ impl Scanner<'_, '_> {
 
 /// Captures the tree at `source` into the writer's repository. `parent` is the root tree of
 /// an earlier capture of the same tree, used to skip reading unchanged files.
+///
+/// A file renamed or replaced during the backup is captured under one of its names: a folder
+/// that changed since it was scanned (its times differ, or a name in it vanished) is listed
+/// again, and what is there now and not captured yet is captured. A file that changes while
+/// it is read is read again (see [`REREADS`]), then captured as it is and reported in
+/// `changed`.
 pub fn backup(
     writer: &RepoWriter<'_>,
     source: &Path,
@@ -344,9 +487,17 @@ pub fn backup(
         skipped: Vec::new(),
         progress,
     };
-    let nodes = scanner
+    // The root is never left out; were it, an empty tree is what the options select.
+    let (nodes, seen) = scanner
         .scan_dir(&top, Path::new(""), parent_tree.as_ref())?
-        .unwrap_or_default();
+        .unwrap_or((
+            Vec::new(),
+            DirSeen {
+                inode: 0,
+                times: [(0, 0); 2],
+                vanished: false,
+            },
+        ));
     if let Some(p) = scanner.progress {
         p.bytes_total
             .store(scanner.jobs.iter().map(|j| j.size).sum(), Ordering::Relaxed);
@@ -356,22 +507,29 @@ pub fn backup(
 
     let results = read_files(writer, &top, &scanner.jobs, progress)?;
     let mut stats = scanner.stats;
-    let mut skipped = scanner.skipped;
     stats.files_read = scanner.jobs.len() as u64;
 
-    let mut trees = writer.packer(ChunkKind::Tree);
-    let mut results: Vec<Option<ReadResult>> = results.into_iter().map(Some).collect();
-    let root = write_tree(
+    let mut tw = TreeWriter {
         writer,
         source,
-        &mut trees,
-        nodes,
-        &mut results,
-        &scanner.jobs,
-        &mut stats,
-        &mut skipped,
-    )?;
-    writer.flush(&mut trees)?;
+        top: &top,
+        filter: &scanner.filter,
+        jobs: &scanner.jobs,
+        results: results.into_iter().map(Some).collect(),
+        stats: &mut stats,
+        skipped: scanner.skipped,
+        changed: Vec::new(),
+        trees: writer.packer(ChunkKind::Tree),
+        data: writer.packer(ChunkKind::Data),
+        buf: Vec::new(),
+    };
+    let (root, _) = tw.write_dir(nodes, Path::new(""), seen)?;
+    writer.flush(&mut tw.trees)?;
+    writer.flush(&mut tw.data)?;
+    let skipped = std::mem::take(&mut tw.skipped);
+    let changed = std::mem::take(&mut tw.changed);
+    drop(tw);
+    stats.files_changed = changed.len() as u64;
 
     let after = writer.stats();
     stats.chunks_new = after.chunks_new - before.chunks_new;
@@ -382,6 +540,7 @@ pub fn backup(
         root,
         stats,
         skipped,
+        changed,
     })
 }
 
@@ -406,21 +565,21 @@ fn read_files(
                         break;
                     }
                     let job = &jobs[i];
-                    let outcome =
-                        open_scanned(top, job)
-                            .map_err(StreamError::Read)
-                            .and_then(|mut f| {
-                                store_stream(writer, &mut packer, &mut f, &mut buf, progress)
-                            });
-                    let outcome = match outcome {
-                        Err(StreamError::Store(e)) => {
-                            *failure.lock().expect("poisoned") = Some(e.into());
-                            break;
+                    let outcome = match open_scanned(top, job) {
+                        Err(e) if is_vanished(&e) => Err(ReadFail::Vanished),
+                        Err(e) => Err(ReadFail::Failed(e.to_string())),
+                        Ok(file) => {
+                            match read_steady(writer, &mut packer, &file, &mut buf, progress) {
+                                Err(StreamError::Store(e)) => {
+                                    *failure.lock().expect("poisoned") = Some(e.into());
+                                    break;
+                                }
+                                Err(e) => Err(ReadFail::Failed(e.to_string())),
+                                Ok(read) => Ok(read),
+                            }
                         }
-                        other => other,
                     };
-                    *results[i].lock().expect("poisoned") =
-                        Some(outcome.map_err(|e| e.to_string()));
+                    *results[i].lock().expect("poisoned") = Some(outcome);
                     if let Some(p) = progress {
                         p.files_done.fetch_add(1, Ordering::Relaxed);
                     }
@@ -439,7 +598,7 @@ fn read_files(
         .map(|r| {
             r.into_inner()
                 .expect("poisoned")
-                .unwrap_or_else(|| Err("not read".into()))
+                .unwrap_or_else(|| Err(ReadFail::Failed("not read".into())))
         })
         .collect())
 }
@@ -449,7 +608,7 @@ fn read_files(
 fn open_scanned(top: &Dir, job: &Job) -> std::io::Result<File> {
     let file = top.open_file_beneath(&job.rel).map_err(|e| {
         if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
-            std::io::Error::other("replaced by a symlink since it was scanned")
+            replaced("replaced by a symlink since it was scanned")
         } else {
             e
         }
@@ -457,96 +616,364 @@ fn open_scanned(top: &Dir, job: &Job) -> std::io::Result<File> {
     let st = rustix::fs::fstat(&file)?;
     let ft = FileType::from_raw_mode(st.st_mode);
     if ft != FileType::RegularFile {
-        return Err(std::io::Error::other(format!(
-            "replaced by a {} since it was scanned",
-            kind_name(ft)
-        )));
+        return Err(replaced(match ft {
+            FileType::Directory => "replaced by a folder since it was scanned",
+            FileType::Symlink => "replaced by a symlink since it was scanned",
+            FileType::Fifo => "replaced by a FIFO since it was scanned",
+            FileType::Socket => "replaced by a socket since it was scanned",
+            FileType::CharacterDevice | FileType::BlockDevice => {
+                "replaced by a device since it was scanned"
+            }
+            _ => "replaced by a file of another kind since it was scanned",
+        }));
     }
     if (st.st_dev, st.st_ino) != (job.dev, job.inode) {
-        return Err(std::io::Error::other(
-            "replaced by another file since it was scanned",
-        ));
+        return Err(replaced("replaced by another file since it was scanned"));
     }
     Ok(file)
 }
 
-fn kind_name(ft: FileType) -> &'static str {
-    match ft {
-        FileType::Directory => "folder",
-        FileType::Symlink => "symlink",
-        FileType::Fifo => "FIFO",
-        FileType::Socket => "socket",
-        FileType::CharacterDevice | FileType::BlockDevice => "device",
-        _ => "file of another kind",
-    }
+/// What became of a name found when a folder was listed again.
+enum Late {
+    /// Captured.
+    Entry(Entry),
+    /// Nothing to capture (left out by the options, or a file already captured).
+    Nothing,
+    /// Gone again before it could be captured.
+    Gone,
+    /// It could not be captured, with why.
+    Failed(String),
 }
 
-#[allow(clippy::too_many_arguments)]
-fn write_tree(
-    writer: &RepoWriter<'_>,
-    source: &Path,
-    packer: &mut lifeboat_repository::Packer,
-    nodes: Vec<Node>,
-    results: &mut [Option<ReadResult>],
-    jobs: &[Job],
-    stats: &mut CaptureStats,
-    skipped: &mut Vec<String>,
-) -> Result<Id> {
-    let mut tree = Tree {
-        entries: Vec::with_capacity(nodes.len()),
-    };
-    for node in nodes {
-        let kind = match node.kind {
-            NodeKind::File {
-                size,
-                job: None,
-                reused,
-            } => EntryKind::File {
-                size,
-                chunks: reused,
-            },
-            NodeKind::File { job: Some(i), .. } => match results[i].take() {
-                // The size actually read: the file may have changed since the scan.
-                Some(Ok((chunks, size))) => EntryKind::File { size, chunks },
-                other => {
-                    let e = match other {
-                        Some(Err(e)) => e,
-                        _ => "not read".to_string(),
-                    };
-                    let path = display_path(&source.join(&jobs[i].rel));
-                    tracing::warn!("skipping {path}: {e}");
-                    stats.files_skipped += 1;
-                    stats.files -= 1;
-                    skipped.push(format!("{path}: {e}"));
+/// Writes the trees bottom-up from the scan and the read results, listing again the folders
+/// that changed since they were scanned.
+struct TreeWriter<'a, 'r> {
+    writer: &'a RepoWriter<'r>,
+    source: &'a Path,
+    top: &'a Dir,
+    filter: &'a Filter,
+    jobs: &'a [Job],
+    results: Vec<Option<ReadResult>>,
+    stats: &'a mut CaptureStats,
+    skipped: Vec<String>,
+    changed: Vec<String>,
+    trees: lifeboat_repository::Packer,
+    /// For files captured when a folder is listed again.
+    data: lifeboat_repository::Packer,
+    buf: Vec<u8>,
+}
+
+impl TreeWriter<'_, '_> {
+    fn skip(&mut self, rel: &Path, e: &dyn std::fmt::Display) {
+        let path = display_path(&self.source.join(rel));
+        tracing::warn!("skipping {path}: {e}");
+        self.stats.files_skipped += 1;
+        self.skipped.push(format!("{path}: {e}"));
+    }
+
+    fn note_changed(&mut self, rel: &Path) {
+        let path = display_path(&self.source.join(rel));
+        tracing::warn!("{path} changed while it was read; captured as it was");
+        self.changed.push(path);
+    }
+
+    /// Writes a folder's tree; says whether it is whole (false: something in it vanished and
+    /// the folder itself can no longer be reached under its name, so its parent drops it and
+    /// captures it again under the name it has now).
+    fn write_dir(&mut self, nodes: Vec<Node>, rel: &Path, seen: DirSeen) -> Result<(Id, bool)> {
+        let mut entries: Vec<Entry> = Vec::with_capacity(nodes.len());
+        let mut vanished = seen.vanished;
+        for node in nodes {
+            let (kind, meta) = match node.kind {
+                NodeKind::File {
+                    size,
+                    job: None,
+                    reused,
+                } => (
+                    EntryKind::File {
+                        size,
+                        chunks: reused,
+                    },
+                    node.meta,
+                ),
+                NodeKind::File { job: Some(i), .. } => match self.results[i].take() {
+                    Some(Ok(read)) => {
+                        if read.changed {
+                            self.note_changed(&self.jobs[i].rel.clone());
+                        }
+                        // The size actually read: the file may have changed since the scan.
+                        (
+                            EntryKind::File {
+                                size: read.size,
+                                chunks: read.chunks,
+                            },
+                            read.meta,
+                        )
+                    }
+                    // Renamed, replaced or deleted: listing the folder again finds what is
+                    // there now.
+                    Some(Err(ReadFail::Vanished)) => {
+                        vanished = true;
+                        self.stats.files -= 1;
+                        self.stats.bytes = self.stats.bytes.saturating_sub(self.jobs[i].size);
+                        continue;
+                    }
+                    other => {
+                        let e = match other {
+                            Some(Err(ReadFail::Failed(e))) => e,
+                            _ => "not read".to_string(),
+                        };
+                        self.stats.files -= 1;
+                        self.skip(&self.jobs[i].rel.clone(), &e);
+                        continue;
+                    }
+                },
+                NodeKind::Dir {
+                    children,
+                    rel: child_rel,
+                    seen: child_seen,
+                } => {
+                    let (tree, whole) = self.write_dir(children, &child_rel, child_seen)?;
+                    if !whole {
+                        vanished = true;
+                        self.stats.dirs -= 1;
+                        continue;
+                    }
+                    (EntryKind::Dir { tree }, node.meta)
+                }
+                NodeKind::Other(kind) => (kind, node.meta),
+            };
+            entries.push(Entry {
+                name: node.name,
+                kind,
+                meta,
+            });
+        }
+        let whole = self.settle(rel, seen, vanished, &mut entries)?;
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok((self.store_tree(Tree { entries })?, whole))
+    }
+
+    /// Lists a folder that changed since its scan again, until it holds still (bounded), and
+    /// captures every name not captured yet (a file already captured under another name, by
+    /// its inode, is not captured twice). A name that kept vanishing is reported as skipped.
+    /// Returns false when something in it vanished and it is no longer under its name.
+    fn settle(
+        &mut self,
+        rel: &Path,
+        seen: DirSeen,
+        vanished: bool,
+        entries: &mut Vec<Entry>,
+    ) -> Result<bool> {
+        // Gone, renamed or replaced itself: its parent's listing decides.
+        let Ok(dir) = self.top.open_beneath(rel) else {
+            return Ok(!vanished);
+        };
+        let Ok(st) = rustix::fs::fstat(&dir) else {
+            return Ok(!vanished);
+        };
+        if st.st_ino != seen.inode {
+            return Ok(!vanished);
+        }
+        if !vanished && dir_times(&st) == seen.times {
+            return Ok(true);
+        }
+        let mut given_up: HashSet<Vec<u8>> = HashSet::new();
+        let mut gone: Vec<PathBuf> = Vec::new();
+        for round in 0..SETTLE_ROUNDS {
+            if round > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(1 << round.min(5)));
+            }
+            let Ok(before) = rustix::fs::fstat(&dir) else {
+                return Ok(true);
+            };
+            let names = dir.names().map_err(io_err(&self.source.join(rel)))?;
+            let have: HashSet<Vec<u8>> = entries.iter().map(|e| e.name.clone()).collect();
+            let mut inodes: HashSet<u64> = entries
+                .iter()
+                .filter(|e| matches!(e.kind, EntryKind::File { .. } | EntryKind::Dir { .. }))
+                .map(|e| e.meta.inode)
+                .collect();
+            gone.clear();
+            for name in names {
+                let bytes = name.as_bytes().to_vec();
+                if have.contains(&bytes) || given_up.contains(&bytes) {
                     continue;
                 }
-            },
-            NodeKind::Dir(children) => EntryKind::Dir {
-                tree: write_tree(
-                    writer, source, packer, children, results, jobs, stats, skipped,
-                )?,
-            },
-            NodeKind::Other(kind) => kind,
+                let rel_path = rel.join(&name);
+                if self.filter.exclude.is_match(&rel_path) {
+                    continue;
+                }
+                match self.capture_late(&dir, &name, &rel_path, &inodes)? {
+                    Late::Entry(entry) => {
+                        if matches!(entry.kind, EntryKind::File { .. } | EntryKind::Dir { .. }) {
+                            inodes.insert(entry.meta.inode);
+                        }
+                        entries.push(entry);
+                    }
+                    Late::Nothing => {}
+                    Late::Gone => gone.push(rel_path),
+                    Late::Failed(e) => {
+                        given_up.insert(bytes);
+                        self.skip(&rel_path, &e);
+                    }
+                }
+            }
+            let Ok(after) = rustix::fs::fstat(&dir) else {
+                return Ok(true);
+            };
+            if gone.is_empty() && dir_times(&after) == dir_times(&before) {
+                return Ok(true);
+            }
+        }
+        for rel_path in std::mem::take(&mut gone) {
+            self.skip(&rel_path, &"kept changing its name during the backup");
+        }
+        Ok(true)
+    }
+
+    /// Captures a folder found when its parent was listed again (renamed or made during the
+    /// backup): everything in it as it is now, read one file at a time.
+    fn capture_dir_late(&mut self, dir: &Dir, rel: &Path) -> Result<Id> {
+        let names = dir.names().map_err(io_err(&self.source.join(rel)))?;
+        let none = HashSet::new();
+        let mut entries = Vec::with_capacity(names.len());
+        for name in names {
+            let rel_path = rel.join(&name);
+            if self.filter.exclude.is_match(&rel_path) {
+                continue;
+            }
+            match self.capture_late(dir, &name, &rel_path, &none)? {
+                Late::Entry(entry) => entries.push(entry),
+                // Made and removed again during the backup.
+                Late::Nothing | Late::Gone => {}
+                Late::Failed(e) => self.skip(&rel_path, &e),
+            }
+        }
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        self.store_tree(Tree { entries })
+    }
+
+    /// Stores one folder's tree.
+    fn store_tree(&mut self, tree: Tree) -> Result<Id> {
+        let bytes = tree.encode();
+        // Never store what a reader would refuse to open.
+        if bytes.len() > lifeboat_format::seal::MAX_PAYLOAD {
+            return Err(FilesError::TooLarge(format!(
+                "a directory of {} entries encodes to {} bytes, more than a tree may hold ({})",
+                tree.entries.len(),
+                bytes.len(),
+                lifeboat_format::seal::MAX_PAYLOAD
+            )));
+        }
+        let id = self.writer.repository().key().chunk_id(&bytes);
+        self.writer.add(&mut self.trees, id, &bytes)?;
+        Ok(id)
+    }
+
+    /// Captures `name` found in `dir` when it was listed again.
+    fn capture_late(
+        &mut self,
+        dir: &Dir,
+        name: &OsStr,
+        rel_path: &Path,
+        captured: &HashSet<u64>,
+    ) -> Result<Late> {
+        let st = match dir.stat(name) {
+            Ok(st) => st,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Late::Gone),
+            Err(e) => return Ok(Late::Failed(e.to_string())),
         };
-        tree.entries.push(Entry {
-            name: node.name,
+        let ft = FileType::from_raw_mode(st.st_mode);
+        if ft == FileType::Directory {
+            // Captured under its old name already (renamed after it was scanned).
+            if self.filter.exclude.is_match(rel_path.join(EXCLUDE_PROBE))
+                || captured.contains(&st.st_ino)
+            {
+                return Ok(Late::Nothing);
+            }
+            let child = match dir.open_child(name) {
+                Ok(child) => child,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Late::Gone),
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+                    return Ok(Late::Gone);
+                }
+                Err(e) => return Ok(Late::Failed(e.to_string())),
+            };
+            match rustix::fs::fstat(&child) {
+                Ok(now) if now.st_ino == st.st_ino => {}
+                Ok(_) => return Ok(Late::Gone),
+                Err(e) => return Ok(Late::Failed(std::io::Error::from(e).to_string())),
+            }
+            let tree = self.capture_dir_late(&child, rel_path)?;
+            self.stats.dirs += 1;
+            return Ok(Late::Entry(Entry {
+                name: name.as_bytes().to_vec(),
+                kind: EntryKind::Dir { tree },
+                meta: metadata_of(&st),
+            }));
+        }
+        if let Some(include) = &self.filter.include
+            && !include.is_match(rel_path)
+        {
+            return Ok(Late::Nothing);
+        }
+        let mut meta = metadata_of(&st);
+        let kind = match ft {
+            FileType::RegularFile => {
+                if captured.contains(&st.st_ino) {
+                    return Ok(Late::Nothing);
+                }
+                let file = match dir.open_file_beneath(Path::new(name)) {
+                    Ok(file) => file,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Late::Gone),
+                    Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+                        return Ok(Late::Gone);
+                    }
+                    Err(e) => return Ok(Late::Failed(e.to_string())),
+                };
+                match rustix::fs::fstat(&file) {
+                    Ok(now)
+                        if FileType::from_raw_mode(now.st_mode) == FileType::RegularFile
+                            && (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino) => {}
+                    Ok(_) => return Ok(Late::Gone),
+                    Err(e) => return Ok(Late::Failed(std::io::Error::from(e).to_string())),
+                }
+                let read =
+                    match read_steady(self.writer, &mut self.data, &file, &mut self.buf, None) {
+                        Ok(read) => read,
+                        Err(StreamError::Store(e)) => return Err(e.into()),
+                        Err(e) => return Ok(Late::Failed(e.to_string())),
+                    };
+                if read.changed {
+                    self.note_changed(rel_path);
+                }
+                self.stats.files += 1;
+                self.stats.files_read += 1;
+                self.stats.bytes += read.size;
+                meta = read.meta;
+                EntryKind::File {
+                    size: read.size,
+                    chunks: read.chunks,
+                }
+            }
+            FileType::Symlink => match dir.read_link(name) {
+                Ok(target) => EntryKind::Symlink { target },
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Late::Gone),
+                Err(e) => return Ok(Late::Failed(e.to_string())),
+            },
+            FileType::Fifo => EntryKind::Fifo,
+            FileType::Socket => EntryKind::Socket,
+            FileType::CharacterDevice => EntryKind::CharDevice { rdev: st.st_rdev },
+            FileType::BlockDevice => EntryKind::BlockDevice { rdev: st.st_rdev },
+            _ => return Ok(Late::Nothing),
+        };
+        Ok(Late::Entry(Entry {
+            name: name.as_bytes().to_vec(),
             kind,
-            meta: node.meta,
-        });
+            meta,
+        }))
     }
-    let bytes = tree.encode();
-    // Never store what a reader would refuse to open.
-    if bytes.len() > lifeboat_format::seal::MAX_PAYLOAD {
-        return Err(FilesError::TooLarge(format!(
-            "a directory of {} entries encodes to {} bytes, more than a tree may hold ({})",
-            tree.entries.len(),
-            bytes.len(),
-            lifeboat_format::seal::MAX_PAYLOAD
-        )));
-    }
-    let id = writer.repository().key().chunk_id(&bytes);
-    writer.add(packer, id, &bytes)?;
-    Ok(id)
 }
 
 #[cfg(test)]

@@ -138,6 +138,8 @@ pub struct CaptureStats {
     pub files_read: u64,
     /// Files that vanished or could not be read during the capture, left out of it.
     pub files_skipped: u64,
+    /// Files that kept changing while they were read, captured as they were (maybe torn).
+    pub files_changed: u64,
     pub chunks_new: u64,
     /// Plaintext bytes of chunks the repository did not have.
     pub bytes_new: u64,

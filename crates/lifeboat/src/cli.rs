@@ -369,8 +369,8 @@ pub struct ForgetArgs {
 
 #[derive(Args, Debug)]
 pub struct PruneArgs {
-    /// How long condemned data waits before deletion; must exceed the longest backup
-    /// (`0s` deletes at once: only when no backup is running)
+    /// How long condemned data waits before deletion (`0s` deletes at once). Safe with
+    /// backups running at any value: data a backup under way may use waits until it ends
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
     pub grace: std::time::Duration,
     /// Show what would be done, change nothing

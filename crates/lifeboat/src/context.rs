@@ -154,6 +154,20 @@ impl Context {
         )?)
     }
 
+    /// The repository opened for a backup: a backup marker is written before the index is
+    /// read, so a prune spares what this backup may deduplicate against (removed on drop).
+    pub fn open_repository_for_backup(&self) -> Result<Repository> {
+        let backend = self.backend(false)?;
+        let password = self.password()?;
+        let cache = lifeboat_repository::default_cache_root();
+        Ok(Repository::open_for_backup(
+            backend,
+            password.as_bytes(),
+            cache.as_deref(),
+            lifeboat_repository::lease::Holder::current(),
+        )?)
+    }
+
     pub fn init_repository(&self) -> Result<(String, lifeboat_repository::Config)> {
         let password = self.password()?;
         let backend = self.backend(true)?;

@@ -37,6 +37,9 @@ pub struct CheckReport {
     pub problems: Vec<Problem>,
     /// Not errors: packs no index names (left by an interrupted backup; `prune` removes them).
     pub notes: Vec<String>,
+    /// Not errors, but worth knowing: leftovers of interrupted writes (temporary files) and
+    /// markers of backups under way or killed, which `prune` reclaims.
+    pub warnings: Vec<Problem>,
     pub packs: usize,
     pub index_files: usize,
     pub points: usize,
@@ -49,6 +52,13 @@ impl CheckReport {
     /// Whether nothing is wrong.
     pub fn is_ok(&self) -> bool {
         self.problems.is_empty()
+    }
+
+    fn warning(&mut self, object: impl Into<String>, message: impl Into<String>) {
+        self.warnings.push(Problem {
+            object: object.into(),
+            message: message.into(),
+        });
     }
 
     fn problem(&mut self, object: impl Into<String>, message: impl Into<String>) {
@@ -81,6 +91,16 @@ pub fn check(repo: &Repository, read_data: bool, progress: Progress<'_>) -> Resu
             .map(|s| format!(" ({s} bytes)"))
             .unwrap_or_default();
         report.problem(stray.path, format!("stray: {}{size}", stray.reason));
+    }
+    for temp in backend.temporaries()? {
+        report.warning(
+            temp.path,
+            format!(
+                "the temporary file of a write that never finished ({} bytes, written {}); `lifeboat prune` removes it once older than its grace period",
+                temp.size,
+                temp.modified.strftime("%Y-%m-%d %H:%M:%S UTC")
+            ),
+        );
     }
     check_keys(repo, &mut report)?;
 
@@ -166,8 +186,25 @@ pub fn check(repo: &Repository, read_data: bool, progress: Progress<'_>) -> Resu
         }
     }
     for info in backend.list(Kind::Leases)? {
+        let path = Kind::Leases.path_of(&info.name);
+        if crate::running::is_marker_name(&info.name) {
+            match crate::running::read_record(backend.as_ref(), &info.name, Some(info.size)) {
+                Ok(record) => report.warning(
+                    path,
+                    format!(
+                        "a backup under way since {} ({}), or one that was killed (`lifeboat prune` removes its marker after {} h)",
+                        info.modified.strftime("%Y-%m-%d %H:%M:%S UTC"),
+                        record.holder,
+                        crate::running::HONOURED_FOR.as_secs() / 3600
+                    ),
+                ),
+                Err(RepoError::Storage(e)) if e.is_not_found() => {}
+                Err(e) => report.problem(path, what_is_wrong(e)),
+            }
+            continue;
+        }
         if let Err(e) = crate::lease::read_record(backend.as_ref(), &info.name, Some(info.size)) {
-            report.problem(Kind::Leases.path_of(&info.name), what_is_wrong(e));
+            report.problem(path, what_is_wrong(e));
         }
     }
 

@@ -220,7 +220,22 @@ pub fn read_marker(
 
 impl Index {
     /// Brings the cached table up to date with the repository's index files and maps it.
+    /// A cache folder that cannot be created or written (a read-only home) is no reason to
+    /// fail: a temporary one is used instead, with a warning.
     pub fn load(backend: &dyn Backend, key: &MasterKey, cache_dir: Option<&Path>) -> Result<Index> {
+        if let Some(dir) = cache_dir {
+            match Self::load_in(backend, key, Some(dir)) {
+                Err(RepoError::Cache { path, source }) => tracing::warn!(
+                    "cannot use the local cache {} ({source}); using a temporary one for this command",
+                    path.display()
+                ),
+                other => return other,
+            }
+        }
+        Self::load_in(backend, key, None)
+    }
+
+    fn load_in(backend: &dyn Backend, key: &MasterKey, cache_dir: Option<&Path>) -> Result<Index> {
         let mut sizes: HashMap<Id, u64> = HashMap::new();
         for info in backend.list(Kind::Index)? {
             match info.name.parse::<Id>() {

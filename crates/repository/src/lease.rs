@@ -42,6 +42,21 @@ pub struct Holder {
     pub pid: u32,
 }
 
+impl Holder {
+    /// This process on this host.
+    pub fn current() -> Self {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "unknown host".into());
+        Holder {
+            host,
+            pid: std::process::id(),
+        }
+    }
+}
+
 impl std::fmt::Display for Holder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "host {} (pid {})", self.host, self.pid)
@@ -115,6 +130,8 @@ fn latest(backend: &dyn Backend) -> Result<Option<(u64, Option<LeaseRecord>)>> {
                 best = Some((g, info.name, info.size))
             }
             Some(_) => {}
+            // A backup under way (see `running`), not a lease.
+            None if crate::running::is_marker_name(&info.name) => {}
             None => damage::skip(
                 &Kind::Leases.path_of(&info.name),
                 "prune lease",

@@ -24,6 +24,7 @@ pub mod lease;
 pub mod prune;
 mod reader;
 pub mod retention;
+pub mod running;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -124,6 +125,10 @@ pub struct Repository {
     key: MasterKey,
     config: Config,
     index: index::Index,
+    /// Where the index cache lives (`None`: a temporary one).
+    cache_dir: Option<PathBuf>,
+    /// The marker of the backup this repository was opened for, removed when it is dropped.
+    backup: Option<running::BackupMarker>,
 }
 
 impl std::fmt::Debug for Repository {
@@ -175,14 +180,40 @@ impl Repository {
     }
 
     /// Opens a repository with a password. `cache_root` holds the local index cache (a
-    /// temporary directory is used when it is `None`).
+    /// temporary directory is used when it is `None`, or when it cannot be written).
     pub fn open(
         backend: Arc<dyn Backend>,
         password: &[u8],
         cache_root: Option<&Path>,
     ) -> Result<Self> {
+        Self::open_inner(backend, password, cache_root, None)
+    }
+
+    /// Opens a repository to back up into: a backup marker (see [`running`]) is written
+    /// before the index is read, and removed when the repository is dropped, so a prune never
+    /// deletes a pack this backup may deduplicate against. Drop it only after the manifest
+    /// is saved.
+    pub fn open_for_backup(
+        backend: Arc<dyn Backend>,
+        password: &[u8],
+        cache_root: Option<&Path>,
+        holder: lease::Holder,
+    ) -> Result<Self> {
+        Self::open_inner(backend, password, cache_root, Some(holder))
+    }
+
+    fn open_inner(
+        backend: Arc<dyn Backend>,
+        password: &[u8],
+        cache_root: Option<&Path>,
+        backup: Option<lease::Holder>,
+    ) -> Result<Self> {
         let config = read_config(backend.as_ref())?;
         let key = unlock(backend.as_ref(), password)?;
+        let backup = match backup {
+            Some(holder) => Some(running::BackupMarker::write(backend.clone(), holder)?),
+            None => None,
+        };
         let cache_dir = cache_root.map(|root| root.join(config.id.to_hex()));
         let index = index::Index::load(backend.as_ref(), &key, cache_dir.as_deref())?;
         tracing::info!(
@@ -198,7 +229,33 @@ impl Repository {
             key,
             config,
             index,
+            cache_dir,
+            backup,
         })
+    }
+
+    /// The same repository with its index read again (what was written since it was opened
+    /// included): a prune re-checks needs at deletion time with it.
+    pub fn reopen(&self) -> Result<Repository> {
+        let index =
+            index::Index::load(self.backend.as_ref(), &self.key, self.cache_dir.as_deref())?;
+        Ok(Repository {
+            backend: self.backend.clone(),
+            key: self.key.clone(),
+            config: self.config.clone(),
+            index,
+            cache_dir: self.cache_dir.clone(),
+            backup: None,
+        })
+    }
+
+    /// Ends the backup this repository was opened for: removes its marker. Call after the
+    /// manifest is saved (dropping the repository does the same, logging a failure).
+    pub fn end_backup(&mut self) -> Result<()> {
+        match self.backup.take() {
+            Some(marker) => marker.remove(),
+            None => Ok(()),
+        }
     }
 
     /// The storage.

@@ -37,6 +37,7 @@ use serde::Serialize;
 use crate::damage;
 use crate::index::{CondemnedPacks, read_condemned, read_index_file};
 use crate::lease::{self, Holder, Lease};
+use crate::running;
 use crate::{PointRead, RepoError, Repository, Result};
 
 /// How a prune runs.
@@ -81,17 +82,31 @@ pub struct PruneReport {
     /// Manifests that could not be read: while there are any, prune deletes nothing.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub held_back_by: Vec<String>,
+    /// Due markers whose packs wait because a backup that started before them is under way.
+    pub waiting_for_backups: usize,
+    /// Temporary files of interrupted writes removed (older than the grace period).
+    pub temporaries_removed: usize,
+    /// Markers of backups that never ended (killed), removed once no longer honoured.
+    pub stale_backup_markers_removed: usize,
+    /// Index files removed because other index files name all their packs.
+    pub redundant_index_files_removed: usize,
 }
 
 /// Every chunk (tree and content) some restore point reaches, counting manifests stored under
 /// another name too, and the objects in `points/` that could not be opened (what they need is
 /// unknown). Fails rather than guesses when a tree cannot be read: deleting on a partial view
 /// would lose data.
-pub fn needed_chunks(repo: &Repository) -> Result<(HashSet<Id>, Vec<String>)> {
+///
+/// The manifests are listed first and the index read after: a manifest is saved only once
+/// the index files naming its chunks are, so every tree of a listed manifest is found, even
+/// one a backup saved a moment ago. Returns the repository with that index.
+pub fn needed_chunks(repo: &Repository) -> Result<(HashSet<Id>, Vec<String>, Repository)> {
     let mut needed = HashSet::new();
     let mut unreadable = Vec::new();
-    let mut reader = repo.reader();
-    for read in repo.scan_points()? {
+    let reads = repo.scan_points()?;
+    let fresh = repo.reopen()?;
+    let mut reader = fresh.reader();
+    for read in reads {
         let point = match read {
             PointRead::Sound(_, point) => point,
             PointRead::Misnamed { name, point } => {
@@ -131,7 +146,14 @@ pub fn needed_chunks(repo: &Repository) -> Result<(HashSet<Id>, Vec<String>)> {
             }
         }
     }
-    Ok((needed, unreadable))
+    drop(reader);
+    Ok((needed, unreadable, fresh))
+}
+
+/// Logs the step a prune begins (at debug level), so it can be followed, and interrupted at
+/// each step by tests that watch for these lines.
+fn step(name: &str) {
+    tracing::debug!("prune step: {name}");
 }
 
 /// What both phases of one prune run share.
@@ -230,6 +252,7 @@ pub fn prune(
         lease.borrow().record().generation
     );
     let result = prune_holding(repo, options, now, Some(&lease));
+    step("releasing the lease");
     if let Err(e) = lease.into_inner().release() {
         tracing::warn!("could not release the prune lease (it expires by itself): {e}");
     }
@@ -246,7 +269,10 @@ fn prune_holding<'a>(
         dry_run: options.dry_run,
         ..PruneReport::default()
     };
-    let (needed, unreadable_points) = needed_chunks(repo)?;
+    step("reading restore points");
+    // From here on, the repository with the index read after the manifests were listed.
+    let (needed, unreadable_points, fresh) = needed_chunks(repo)?;
+    let repo = &fresh;
     report.chunks_needed = needed.len();
     if !unreadable_points.is_empty() {
         // A manifest that does not open (damaged, or written by a newer lifeboat) may need
@@ -283,14 +309,107 @@ fn prune_holding<'a>(
             inv.unreadable_index_files.join(", ")
         );
     }
-    // Repacking added packs that now hold needed chunks; the delete phase must see them.
-    let inv = if report.repacked_packs > 0 && !options.dry_run {
-        inventory(repo)?
-    } else {
-        inv
-    };
-    delete_condemned(&pass, &inv, &mut report)?;
+    drop(inv);
+    delete_condemned(&pass, &mut report)?;
+    if !options.dry_run && report.held_back_by.is_empty() {
+        reclaim_leftovers(&pass, &mut report)?;
+    }
     Ok(report)
+}
+
+/// The backup markers still honoured (see [`running`]), oldest first.
+fn live_backups(pass: &Pass<'_>) -> Result<Vec<running::ListedMarker>> {
+    let honour = honoured_for(pass);
+    let mut live: Vec<_> = running::list(pass.repo.backend().as_ref())?
+        .into_iter()
+        .filter(|m| pass.now.duration_since(m.stored) < honour)
+        .collect();
+    live.sort_by_key(|m| m.stored);
+    Ok(live)
+}
+
+/// How long a backup marker holds deletions back: a day, or the grace period if longer.
+fn honoured_for(pass: &Pass<'_>) -> jiff::SignedDuration {
+    pass.grace.max(
+        jiff::SignedDuration::try_from(running::HONOURED_FOR).unwrap_or(jiff::SignedDuration::MAX),
+    )
+}
+
+/// Whether something stored at `time` may belong to (or be needed by) a live backup: one
+/// that registered before it, within the clock margin.
+fn predates(backups: &[running::ListedMarker], time: jiff::Timestamp) -> bool {
+    backups.iter().any(|b| {
+        b.stored
+            <= time
+                .checked_add(running::CLOCK_MARGIN)
+                .unwrap_or(jiff::Timestamp::MAX)
+    })
+}
+
+/// An interrupted prune's or backup's leftovers that no object names: temporary files of
+/// writes that never finished (older than the grace period and than every backup under way)
+/// and markers of backups killed long ago.
+fn reclaim_leftovers(pass: &Pass<'_>, report: &mut PruneReport) -> Result<()> {
+    step("reclaiming leftovers");
+    let backend = pass.repo.backend();
+    let honour = honoured_for(pass);
+    let (live, stale): (Vec<_>, Vec<_>) = running::list(backend.as_ref())?
+        .into_iter()
+        .partition(|m| pass.now.duration_since(m.stored) < honour);
+    for temp in backend.temporaries()? {
+        let old_enough = pass.now.duration_since(temp.modified) >= pass.grace;
+        // A backup under way may still be writing it: only one older than all of them goes.
+        let owned = live.iter().any(|b| {
+            temp.modified
+                .checked_add(running::CLOCK_MARGIN)
+                .unwrap_or(jiff::Timestamp::MAX)
+                >= b.stored
+        });
+        if old_enough && !owned {
+            pass.keep_lease()?;
+            backend.delete_temporary(&temp.path)?;
+            tracing::info!("prune: removed {} (an interrupted write)", temp.path);
+            report.temporaries_removed += 1;
+        }
+    }
+    // Index files every pack of which another index file names too (a prune killed between
+    // writing a replacement and deleting the original leaves such a pair).
+    let inv = inventory(pass.repo)?;
+    if inv.unreadable_index_files.is_empty() {
+        let mut naming: HashMap<Id, usize> = HashMap::new();
+        let distinct =
+            |file: &IndexFile| -> HashSet<Id> { file.packs.iter().map(|p| p.id).collect() };
+        for (_, file) in &inv.index_files {
+            for p in distinct(file) {
+                *naming.entry(p).or_default() += 1;
+            }
+        }
+        let mut files: Vec<&(Id, IndexFile)> = inv.index_files.iter().collect();
+        files.sort_by_key(|(id, file)| (file.packs.len(), *id));
+        for (id, file) in files {
+            let packs = distinct(file);
+            if packs.iter().all(|p| naming[p] >= 2) {
+                pass.keep_lease()?;
+                backend.delete(Kind::Index, &id.to_hex())?;
+                for p in &packs {
+                    if let Some(n) = naming.get_mut(p) {
+                        *n -= 1;
+                    }
+                }
+                report.redundant_index_files_removed += 1;
+            }
+        }
+    }
+    for marker in stale {
+        pass.keep_lease()?;
+        backend.delete(Kind::Leases, &marker.name)?;
+        tracing::info!(
+            "prune: removed {} (a backup that never ended)",
+            Kind::Leases.path_of(&marker.name)
+        );
+        report.stale_backup_markers_removed += 1;
+    }
+    Ok(())
 }
 
 fn condemn(pass: &Pass<'_>, inv: &Inventory, report: &mut PruneReport) -> Result<()> {
@@ -306,8 +425,13 @@ fn condemn(pass: &Pass<'_>, inv: &Inventory, report: &mut PruneReport) -> Result
         .into_iter()
         .flat_map(|(_, m)| m.packs)
         .collect();
+    let live = live_backups(pass)?;
     let mut condemned = Vec::new();
     let mut to_repack: Vec<(Id, Vec<PackEntry>)> = Vec::new();
+    // Indexed packs in the order they get to keep their needed chunks: the least wasteful
+    // first, so a copy made by an interrupted repack is kept and the pack it superseded,
+    // whose needed chunks are then all held elsewhere, is condemned.
+    let mut indexed: Vec<(Id, &Vec<PackEntry>, u64, u64)> = Vec::new();
     let mut ids: Vec<&Id> = inv.stored.keys().collect();
     ids.sort();
     for id in ids {
@@ -318,6 +442,8 @@ fn condemn(pass: &Pass<'_>, inv: &Inventory, report: &mut PruneReport) -> Result
         match inv.packs.get(id) {
             // A damaged index file may name it: never condemn on a partial view.
             None if !inv.unreadable_index_files.is_empty() => report.kept_unindexed += 1,
+            // A backup under way may have written it and not indexed it yet.
+            None if predates(&live, modified) => {}
             None => {
                 if now.duration_since(modified) >= grace {
                     condemned.push(*id);
@@ -331,16 +457,35 @@ fn condemn(pass: &Pass<'_>, inv: &Inventory, report: &mut PruneReport) -> Result
                     .map(|e| u64::from(e.length))
                     .sum();
                 let all_bytes: u64 = entries.iter().map(|e| u64::from(e.length)).sum();
-                if needed_bytes == 0 {
-                    condemned.push(*id);
-                    report.condemned_bytes += size;
-                } else if all_bytes > 0
-                    && (all_bytes - needed_bytes) as f64 / all_bytes as f64
-                        >= options.repack_threshold
-                {
-                    to_repack.push((*id, entries.clone()));
-                }
+                indexed.push((*id, entries, needed_bytes, all_bytes));
             }
+        }
+    }
+    // Waste as a fraction a/b compared exactly: needed/all descending, then more needed bytes.
+    indexed.sort_by(|a, b| {
+        let (an, aa) = (u128::from(a.2), u128::from(a.3.max(1)));
+        let (bn, ba) = (u128::from(b.2), u128::from(b.3.max(1)));
+        (bn * aa)
+            .cmp(&(an * ba))
+            .then(b.2.cmp(&a.2))
+            .then(a.0.cmp(&b.0))
+    });
+    let mut covered: HashSet<Id> = HashSet::new();
+    for (id, entries, _, all_bytes) in indexed {
+        let mut useful: Vec<PackEntry> = Vec::new();
+        for e in entries {
+            if needed.contains(&e.id) && covered.insert(e.id) {
+                useful.push(*e);
+            }
+        }
+        let useful_bytes: u64 = useful.iter().map(|e| u64::from(e.length)).sum();
+        if useful.is_empty() {
+            condemned.push(id);
+            report.condemned_bytes += inv.stored[&id].0;
+        } else if all_bytes > 0
+            && (all_bytes - useful_bytes) as f64 / all_bytes as f64 >= options.repack_threshold
+        {
+            to_repack.push((id, useful));
         }
     }
     if options.dry_run {
@@ -349,12 +494,13 @@ fn condemn(pass: &Pass<'_>, inv: &Inventory, report: &mut PruneReport) -> Result
         return Ok(());
     }
     if !to_repack.is_empty() {
+        step("repacking");
         let writer = repo.writer();
         let mut data = writer.packer(ChunkKind::Data);
         let mut trees = writer.packer(ChunkKind::Tree);
         let mut reader = repo.reader();
         for (pack, entries) in &to_repack {
-            for e in entries.iter().filter(|e| needed.contains(&e.id)) {
+            for e in entries {
                 let bytes = reader.read(&e.id)?;
                 let packer = if e.kind == ChunkKind::Tree {
                     &mut trees
@@ -370,9 +516,11 @@ fn condemn(pass: &Pass<'_>, inv: &Inventory, report: &mut PruneReport) -> Result
         writer.flush(&mut data)?;
         writer.flush(&mut trees)?;
         writer.finish()?;
+        step("repacked and indexed");
     }
     report.condemned_packs = condemned.len();
     if !condemned.is_empty() {
+        step("writing the condemned marker");
         let marker = CondemnedPacks {
             time: now,
             packs: condemned,
@@ -384,16 +532,24 @@ fn condemn(pass: &Pass<'_>, inv: &Inventory, report: &mut PruneReport) -> Result
     Ok(())
 }
 
-fn delete_condemned(pass: &Pass<'_>, inv: &Inventory, report: &mut PruneReport) -> Result<()> {
+fn delete_condemned(pass: &Pass<'_>, report: &mut PruneReport) -> Result<()> {
     let Pass {
         repo,
         options,
         now,
         grace,
-        needed,
         ..
     } = *pass;
     let backend = repo.backend();
+    // First the backups under way, then everything else read again: a backup not listed here
+    // either has ended (its index files and manifest are then read below) or registers later,
+    // after every marker read here was stored, so it never uses a pack they condemn.
+    let live = live_backups(pass)?;
+    let stored_at: HashMap<String, jiff::Timestamp> = backend
+        .list(Kind::Condemned)?
+        .into_iter()
+        .map(|info| (info.name, info.modified))
+        .collect();
     let markers = read_condemned(backend.as_ref())?;
     let (due, waiting): (Vec<_>, Vec<_>) = markers
         .into_iter()
@@ -402,9 +558,37 @@ fn delete_condemned(pass: &Pass<'_>, inv: &Inventory, report: &mut PruneReport) 
         .iter()
         .map(|(_, m)| m.time.checked_add(grace).unwrap_or(m.time))
         .collect();
+    // A backup that registered before a marker was stored may deduplicate against its packs.
+    let (due, held): (Vec<_>, Vec<_>) = due
+        .into_iter()
+        .partition(|(name, m)| !predates(&live, stored_at.get(name).copied().unwrap_or(m.time)));
+    report.waiting_for_backups = held.len();
+    if !held.is_empty() {
+        tracing::info!(
+            "prune: {} condemned markers wait for {} backups under way that started before them",
+            held.len(),
+            live.len()
+        );
+    }
     if due.is_empty() {
         return Ok(());
     }
+    // Needs at deletion time: restore points written since this prune began count too.
+    step("reading restore points again");
+    let (needed_now, unreadable_points, fresh) = needed_chunks(repo)?;
+    if !unreadable_points.is_empty() {
+        tracing::warn!(
+            "prune: deleting nothing, since {} cannot be read and may need any pack",
+            unreadable_points.join(", ")
+        );
+        report.held_back_by = unreadable_points;
+        return Ok(());
+    }
+    let mut needed: HashSet<Id> = needed_now;
+    needed.extend(pass.needed.iter().copied());
+    let needed = &needed;
+    let inv = inventory(&fresh)?;
+    let inv = &inv;
     let mut doomed: HashSet<Id> = due
         .iter()
         .flat_map(|(_, m)| m.packs.iter().copied())
@@ -449,6 +633,7 @@ fn delete_condemned(pass: &Pass<'_>, inv: &Inventory, report: &mut PruneReport) 
     }
 
     // Index first: new files without the doomed packs, then the old files go.
+    step("rewriting index files");
     for (file_id, file) in &inv.index_files {
         if !file.packs.iter().any(|p| doomed.contains(&p.id)) {
             continue;
@@ -467,6 +652,7 @@ fn delete_condemned(pass: &Pass<'_>, inv: &Inventory, report: &mut PruneReport) 
         backend.delete(Kind::Index, &file_id.to_hex())?;
         report.index_files_rewritten += 1;
     }
+    step("deleting packs");
     for pack in &doomed {
         if let Some((size, _)) = inv.stored.get(pack) {
             pass.keep_lease()?;
@@ -475,6 +661,7 @@ fn delete_condemned(pass: &Pass<'_>, inv: &Inventory, report: &mut PruneReport) 
             report.deleted_bytes += size;
         }
     }
+    step("deleting due markers");
     for (name, _) in due {
         pass.keep_lease()?;
         backend.delete(Kind::Condemned, &name)?;

@@ -176,6 +176,42 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn strays(&self) -> Result<Vec<Stray>>;
     /// Removes an object; removing one that is not there is no error.
     fn delete(&self, kind: Kind, name: &str) -> Result<()>;
+    /// Temporary files of writes that never finished (a local store writes `<object>#<n>` and
+    /// renames it into place; a killed writer leaves it). Listings never show them. Stores
+    /// without such files have none.
+    fn temporaries(&self) -> Result<Vec<Temporary>> {
+        Ok(Vec::new())
+    }
+    /// Removes one temporary file [`Backend::temporaries`] listed; one gone already is no error.
+    fn delete_temporary(&self, path: &str) -> Result<()> {
+        let _ = path;
+        Ok(())
+    }
+}
+
+/// A temporary file left by a write that never finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Temporary {
+    /// Its path relative to the repository root (`data/ab/<id>#1`).
+    pub path: String,
+    /// Its size.
+    pub size: u64,
+    /// When it was last written.
+    pub modified: jiff::Timestamp,
+}
+
+/// Whether a path relative to the root is where a write of an object leaves its temporary
+/// file: an object's place followed by `#` and digits.
+pub fn is_temporary(path: &str) -> bool {
+    let Some((object, digits)) = path.rsplit_once('#') else {
+        return false;
+    };
+    !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !path
+            .split('/')
+            .any(|part| part.is_empty() || part == "." || part == "..")
+        && locate(object).is_some()
 }
 
 /// Options for opening a location: object-store settings (`endpoint`, `region`,
@@ -591,10 +627,142 @@ impl Backend for ObjectStoreBackend {
             Err(e) => Err(self.error(kind, name, e)),
         }
     }
+
+    fn temporaries(&self) -> Result<Vec<Temporary>> {
+        let Some(root) = &self.local_root else {
+            return Ok(Vec::new());
+        };
+        let failed = |path: &Path, e: std::io::Error| StorageError::Failed {
+            location: self.location.clone(),
+            path: path.display().to_string(),
+            message: format!("looking for temporary files: {e}"),
+        };
+        let mut out = Vec::new();
+        // Temporary files lie where objects do: in a kind's folder or a fan-out folder.
+        let mut folders: Vec<PathBuf> = Vec::new();
+        for kind in Kind::ALL {
+            if kind == Kind::Config {
+                folders.push(PathBuf::new());
+            } else {
+                folders.push(PathBuf::from(kind.folder()));
+            }
+        }
+        if let Ok(fans) = std::fs::read_dir(root.join("data")) {
+            for fan in fans.flatten() {
+                if fan.file_type().is_ok_and(|t| t.is_dir()) {
+                    folders.push(Path::new("data").join(fan.file_name()));
+                }
+            }
+        }
+        for folder in folders {
+            let entries = match std::fs::read_dir(root.join(&folder)) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(failed(&folder, e)),
+            };
+            for entry in entries.flatten() {
+                let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                    continue;
+                };
+                let rel = if folder.as_os_str().is_empty() {
+                    name
+                } else {
+                    format!("{}/{name}", folder.display())
+                };
+                if !is_temporary(&rel) {
+                    continue;
+                }
+                let Ok(meta) = entry.metadata() else { continue };
+                if !meta.is_file() {
+                    continue;
+                }
+                let modified = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| jiff::Timestamp::try_from(t).ok())
+                    .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+                out.push(Temporary {
+                    path: rel,
+                    size: meta.len(),
+                    modified,
+                });
+            }
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    fn delete_temporary(&self, path: &str) -> Result<()> {
+        let Some(root) = &self.local_root else {
+            return Ok(());
+        };
+        if !is_temporary(path) {
+            return Err(StorageError::Failed {
+                location: self.location.clone(),
+                path: path.to_string(),
+                message: "not a temporary file's name".into(),
+            });
+        }
+        match std::fs::remove_file(root.join(path)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StorageError::Failed {
+                location: self.location.clone(),
+                path: path.to_string(),
+                message: e.to_string(),
+            }),
+        }
+    }
 }
 
 /// Whether a listing error concerns one entry's name (which the store cannot represent as an
 /// object path) rather than the listing itself.
 fn is_unnameable(e: &object_store::Error) -> bool {
     matches!(e, object_store::Error::InvalidPath { .. })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporary_files_are_told_from_objects_and_strays() {
+        let pack = format!("data/ab/ab{}", "0".repeat(62));
+        assert!(is_temporary(&format!("{pack}#1")));
+        assert!(is_temporary(&format!("index/{}#12", "1".repeat(64))));
+        assert!(is_temporary("config#3"));
+        assert!(!is_temporary(&pack));
+        assert!(!is_temporary(&format!("{pack}#")));
+        assert!(!is_temporary(&format!("{pack}#x1")));
+        // Only where an object could be.
+        assert!(!is_temporary("elsewhere/thing#1"));
+        assert!(!is_temporary("index/../config#1"));
+        assert!(!is_temporary("data/cd/ab00#1"));
+    }
+
+    #[test]
+    fn a_local_store_lists_and_removes_its_temporary_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = ObjectStoreBackend::local(dir.path(), true).unwrap();
+        backend
+            .put(Kind::Index, &"2".repeat(64), b"x".to_vec())
+            .unwrap();
+        let temp = format!("index/{}#1", "3".repeat(64));
+        std::fs::write(dir.path().join(&temp), b"half").unwrap();
+        std::fs::write(dir.path().join("index/notes#draft"), b"?").unwrap();
+        let found = backend.temporaries().unwrap();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].path, temp);
+        assert_eq!(found[0].size, 4);
+        assert!(backend.delete_temporary("index/notes#draft").is_err());
+        backend.delete_temporary(&temp).unwrap();
+        assert!(backend.temporaries().unwrap().is_empty());
+        let names: Vec<String> = backend
+            .list(Kind::Index)
+            .unwrap()
+            .into_iter()
+            .map(|o| o.name)
+            .collect();
+        assert!(names.contains(&"2".repeat(64)), "{names:?}");
+    }
 }

@@ -308,8 +308,8 @@ fn database_targets(
 
 pub fn run(ctx: &Context, args: BackupArgs) -> Result<Exit> {
     let (targets, site, discovered) = targets(ctx, &args, None)?;
-    let (id, point, skipped_files) = capture(ctx, targets, site, discovered, args.tag)?;
-    report(ctx, id, &point, &skipped_files)
+    let (id, point, left) = capture(ctx, targets, site, discovered, args.tag)?;
+    report(ctx, id, &point, &left)
 }
 
 /// A new restore point of `resources` (all when empty) captured at `site`, for runbooks.
@@ -327,7 +327,7 @@ pub(crate) fn capture_at(
         tag: tags.clone(),
     };
     let (targets, site, discovered) = targets(ctx, &args, Some(site))?;
-    let (id, point, _) = capture(ctx, targets, site, discovered, tags)?;
+    let (id, point, _left) = capture(ctx, targets, site, discovered, tags)?;
     Ok((id, point))
 }
 
@@ -338,8 +338,8 @@ fn capture(
     site: Option<String>,
     discovered: Discovered,
     tags: Vec<String>,
-) -> Result<(Id, RestorePoint, Vec<String>)> {
-    let repo = ctx.open_repository()?;
+) -> Result<(Id, RestorePoint, LeftOut)> {
+    let mut repo = ctx.open_repository_for_backup()?;
     let started = jiff::Timestamp::now();
     let earlier = repo.points()?;
     let writer = repo.writer();
@@ -349,6 +349,7 @@ fn capture(
     );
     let mut resources = Vec::new();
     let mut skipped_files = Vec::new();
+    let mut changed_files = Vec::new();
     for target in targets {
         tracing::info!("capturing {} ({})", target.name, target.kind);
         // The whole capture (snapshot, waits, transfer), not only the part that stores bytes.
@@ -368,6 +369,7 @@ fn capture(
                     drop(bar);
                     let outcome = outcome.map(|capture| {
                         left_out = capture.skipped;
+                        changed_files.extend(capture.changed);
                         (capture.root, capture.stats)
                     });
                     (source, outcome.map_err(|e| e.to_string()), parent)
@@ -482,19 +484,48 @@ fn capture(
         discovered,
     };
     let id = repo.save_point(&point)?;
-    Ok((id, point, skipped_files))
+    // Only now may a prune delete what this backup deduplicated against.
+    if let Err(e) = repo.end_backup() {
+        tracing::warn!(
+            "could not remove this backup's marker (a prune removes it after {} h): {e}",
+            lifeboat_repository::running::HONOURED_FOR.as_secs() / 3600
+        );
+    }
+    Ok((
+        id,
+        point,
+        LeftOut {
+            skipped: skipped_files,
+            changed: changed_files,
+        },
+    ))
 }
 
-fn report(ctx: &Context, id: Id, point: &RestorePoint, skipped_files: &[String]) -> Result<Exit> {
+/// Files a capture left out, and files it took while they changed.
+struct LeftOut {
+    skipped: Vec<String>,
+    changed: Vec<String>,
+}
+
+fn report(ctx: &Context, id: Id, point: &RestorePoint, left: &LeftOut) -> Result<Exit> {
+    let skipped_files = &left.skipped;
+    let files_skipped: u64 = point.resources.iter().map(|r| r.stats.files_skipped).sum();
+    let files_changed: u64 = point.resources.iter().map(|r| r.stats.files_changed).sum();
     let exit = if point.is_complete() {
         Exit::Success
     } else {
         Exit::Incomplete
     };
     if ctx.global.json {
-        output::json(
-            &serde_json::json!({ "id": id, "complete": point.is_complete(), "point": point, "skipped": skipped_files }),
-        );
+        output::json(&serde_json::json!({
+            "id": id,
+            "complete": point.is_complete(),
+            "point": point,
+            "skipped": skipped_files,
+            "changed": left.changed,
+            "files_skipped": files_skipped,
+            "files_changed": files_changed,
+        }));
         return Ok(exit);
     }
     for r in &point.resources {
@@ -532,8 +563,23 @@ fn report(ctx: &Context, id: Id, point: &RestorePoint, skipped_files: &[String])
     for s in skipped_files {
         eprintln!("warning: skipped {s}");
     }
+    for c in &left.changed {
+        eprintln!("warning: {c} changed while it was read; captured as it was");
+    }
+    let mut counts = Vec::new();
+    if files_skipped > 0 {
+        counts.push(format!("{files_skipped} files skipped"));
+    }
+    if files_changed > 0 {
+        counts.push(format!("{files_changed} files changed while read"));
+    }
+    let counts = if counts.is_empty() {
+        String::new()
+    } else {
+        format!("; {}", counts.join(", "))
+    };
     println!(
-        "restore point {id} saved{}",
+        "restore point {id} saved{}{counts}",
         if point.is_complete() {
             ""
         } else {

@@ -119,6 +119,9 @@ pub fn check(ctx: &Context, args: CheckArgs) -> Result<Exit> {
         for note in &report.notes {
             println!("note: {note}");
         }
+        for w in &report.warnings {
+            println!("warning: {}: {}", w.object, w.message);
+        }
         for p in &report.problems {
             println!("error: {}: {}", p.object, p.message);
         }
@@ -298,6 +301,18 @@ pub fn prune(ctx: &Context, args: PruneArgs) -> Result<Exit> {
         output::bytes(report.deleted_bytes),
         report.spared_packs,
     );
+    if report.waiting_for_backups > 0 {
+        println!(
+            "{} condemned markers wait for backups under way that started before them",
+            report.waiting_for_backups
+        );
+    }
+    if report.temporaries_removed + report.stale_backup_markers_removed > 0 {
+        println!(
+            "removed {} temporary files of interrupted writes and {} markers of killed backups",
+            report.temporaries_removed, report.stale_backup_markers_removed
+        );
+    }
     for when in &report.waiting {
         println!(
             "condemned packs wait until {} (grace period) before a prune deletes them",

@@ -17,6 +17,8 @@ mod peer;
 mod plan;
 mod postgres;
 mod prune;
+mod prune_races;
+mod races;
 mod servers;
 mod services;
 mod support;
