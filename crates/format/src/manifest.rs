@@ -200,6 +200,27 @@ impl RestorePoint {
         }
     }
 
+    /// Whether the point holds something of every part of resource `name` (every item it
+    /// discovered included), though some parts may be `partial`: what a pinned `--point`
+    /// may restore when nothing complete exists, the skipped entries said.
+    pub fn captured_in_part(&self, name: &str) -> bool {
+        let mut any = false;
+        for r in self.entries(name) {
+            if r.root.is_none() || matches!(r.status, ResourceStatus::Failed { .. }) {
+                return false;
+            }
+            any = true;
+        }
+        match self.discovered.get(name) {
+            Some(items) => items.iter().all(|item| {
+                self.resources.iter().any(|r| {
+                    r.name.strip_prefix(name).and_then(|s| s.strip_prefix('/')) == Some(item)
+                })
+            }),
+            None => any,
+        }
+    }
+
     pub fn seal(&self, key: &[u8; 32]) -> Vec<u8> {
         let json = serde_json::to_vec(self).expect("a restore point always serialises");
         seal::seal(key, Domain::Manifest, &json)

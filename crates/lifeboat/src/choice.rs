@@ -59,6 +59,14 @@ pub(crate) fn choose(repo: &Repository, pinned: Option<&str>, names: &[String]) 
             (chosen, manifests)
         }
     };
+    for c in chosen.iter().filter(|c| c.partial) {
+        tracing::warn!(
+            "`{}` comes from restore point {}, whose capture skipped entries: they are not \
+             restored (`lifeboat points` lists them)",
+            c.resource,
+            c.point.short()
+        );
+    }
     Ok(Choice { chosen, manifests })
 }
 
@@ -67,7 +75,9 @@ pub(crate) fn explain(why: Unchosen) -> anyhow::Error {
     match why {
         Unchosen::Never(names) => anyhow::anyhow!(
             "no restore point holds a complete capture of {} (every item it discovered \
-             included): `lifeboat backup {}` captures it",
+             included): `lifeboat backup {}` captures it; `--only` leaves it out of a run; \
+             where only captures that skipped entries exist, `--point ID` restores one of \
+             them (`lifeboat points --resource NAME` lists them)",
             names
                 .iter()
                 .map(|n| format!("`{n}`"))
@@ -76,7 +86,7 @@ pub(crate) fn explain(why: Unchosen) -> anyhow::Error {
             names.join(" ")
         ),
         Unchosen::Lacking { point, missing } => anyhow::anyhow!(
-            "restore point {} lacks a complete capture of: {} (`lifeboat points --resource \
+            "restore point {} holds no usable capture of: {} (`lifeboat points --resource \
              NAME` lists the points that have one)",
             point.short(),
             missing.join(", ")

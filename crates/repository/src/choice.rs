@@ -17,6 +17,10 @@ pub struct Chosen {
     pub point: Id,
     /// When that capture started: what the restored data is as of.
     pub time: jiff::Timestamp,
+    /// The capture left entries out (only a pinned point is taken so): what it skipped is
+    /// not restored.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
 }
 
 /// Why no choice could be made.
@@ -47,6 +51,7 @@ pub fn choose(points: &[(Id, RestorePoint)], names: &[String]) -> Result<Vec<Cho
                 resource: name.clone(),
                 point: *id,
                 time: p.time,
+                partial: false,
             }),
             None => never.push(name.clone()),
         }
@@ -58,12 +63,13 @@ pub fn choose(points: &[(Id, RestorePoint)], names: &[String]) -> Result<Vec<Cho
     }
 }
 
-/// Every one of `names` from the one point `pinned`, which must hold a complete capture of
-/// each.
+/// Every one of `names` from the one point `pinned`, which must hold a capture of each: a
+/// complete one, or one that left some entries out (marked `partial`: the operator pinned
+/// it, which is the way to recover when no complete capture exists).
 pub fn pin(id: Id, pinned: &RestorePoint, names: &[String]) -> Result<Vec<Chosen>, Unchosen> {
     let missing: Vec<String> = names
         .iter()
-        .filter(|n| !pinned.captured_whole(n))
+        .filter(|n| !pinned.captured_in_part(n))
         .cloned()
         .collect();
     if !missing.is_empty() {
@@ -75,6 +81,7 @@ pub fn pin(id: Id, pinned: &RestorePoint, names: &[String]) -> Result<Vec<Chosen
             resource: name.clone(),
             point: id,
             time: pinned.time,
+            partial: !pinned.captured_whole(name),
         })
         .collect())
 }
@@ -182,6 +189,22 @@ mod tests {
             })
         );
         assert!(pin(points[0].0, &points[0].1, &names(&["flows"])).is_ok());
+    }
+
+    #[test]
+    fn a_partial_capture_is_taken_only_when_pinned_and_then_marked() {
+        let mut busy = point(10, &[("logs", true)], &[]);
+        busy.1.resources[0].status = ResourceStatus::partial(vec!["app.log: vanished".into()]);
+        let points = vec![busy];
+        assert_eq!(
+            choose(&points, &names(&["logs"])),
+            Err(Unchosen::Never(names(&["logs"])))
+        );
+        let pinned = pin(points[0].0, &points[0].1, &names(&["logs"])).unwrap();
+        assert!(pinned[0].partial);
+        // A failed capture is never taken, pinned or not.
+        let failed = point(20, &[("logs", false)], &[]);
+        assert!(pin(failed.0, &failed.1, &names(&["logs"])).is_err());
     }
 
     proptest! {

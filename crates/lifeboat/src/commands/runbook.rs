@@ -62,6 +62,9 @@ struct PointRef {
     point: String,
     /// When its capture started.
     time: jiff::Timestamp,
+    /// The capture skipped entries (a pinned `--point` may supply such a one).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    partial: bool,
 }
 
 pub fn failover(ctx: &Context, args: FailoverArgs) -> Result<Exit> {
@@ -165,6 +168,7 @@ fn begin(
                 let at = PointRef {
                     point: c.point.to_string(),
                     time: c.time,
+                    partial: c.partial,
                 };
                 (c.resource.clone(), at)
             })
@@ -511,10 +515,15 @@ fn print_dry_run(ctx: &Context, plan: &Plan, run: &RunFile) {
         let width = run.points.keys().map(|k| k.len()).max().unwrap_or(0);
         for (resource, p) in &run.points {
             println!(
-                "  {resource:<width$}  {}  taken {}  ({} old)",
+                "  {resource:<width$}  {}  taken {}  ({} old){}",
                 &p.point[..8.min(p.point.len())],
                 output::zoned_time(p.time),
-                output::millis(age(p.time))
+                output::millis(age(p.time)),
+                if p.partial {
+                    "  PARTIAL: the entries its capture skipped are not restored"
+                } else {
+                    ""
+                }
             );
         }
     }
