@@ -185,6 +185,16 @@ impl Sweep<'_> {
                     let sub = load_tree(reader, sub)?;
                     self.tree(reader, &sub, &child, &path)?;
                 }
+                // A folder where the point has a file: the restore clears what of it is in
+                // scope before the file takes its place; a dry run counts that too.
+                Some(_) if !self.act => {
+                    if dir
+                        .stat(&name)
+                        .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
+                    {
+                        self.remove(dir, &name, &path);
+                    }
+                }
                 Some(_) => {}
                 None => {
                     self.remove(dir, &name, &path);

@@ -100,6 +100,7 @@ impl Filter {
 pub struct PathFilter(Filter);
 
 impl PathFilter {
+    /// The filter of `opts`' include/exclude globs; a bad glob is an error naming it.
     pub fn new(opts: &BackupOptions) -> Result<Self> {
         Ok(PathFilter(Filter::new(opts)?))
     }

@@ -58,6 +58,21 @@ pub struct ResourcePoint {
     /// `lifeboat verify` compares a restored copy against.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<DatabaseFacts>,
+    /// For a file tree: the include/exclude it was captured with, which bounds what a
+    /// mirror restore of it may remove (absent in older points: they are never mirrored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<CaptureScope>,
+}
+
+/// The patterns a file tree was captured with, relative to its root.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureScope {
+    /// Globs a file had to match to be captured; empty: everything.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
+    /// Globs of paths left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
 }
 
 /// One database as captured: enough to recreate it empty (encoding, locale, owner) and to
@@ -191,6 +206,9 @@ impl RestorePoint {
             any = true;
         }
         match self.discovered.get(name) {
+            // A discovery that found nothing, with nothing else captured, is no proof the
+            // resource is empty (an API that answered nothing): not complete.
+            Some(items) if items.is_empty() => any,
             Some(items) => items.iter().all(|item| {
                 self.resources.iter().any(|r| {
                     r.name.strip_prefix(name).and_then(|s| s.strip_prefix('/')) == Some(item)
@@ -212,6 +230,8 @@ impl RestorePoint {
             any = true;
         }
         match self.discovered.get(name) {
+            // Nothing discovered and nothing captured: pinned, it restores nothing, as asked.
+            Some(items) if items.is_empty() => true,
             Some(items) => items.iter().all(|item| {
                 self.resources.iter().any(|r| {
                     r.name.strip_prefix(name).and_then(|s| s.strip_prefix('/')) == Some(item)
@@ -271,6 +291,7 @@ mod tests {
                 parent: None,
                 stats: CaptureStats::default(),
                 database: None,
+                scope: None,
             }],
             discovered: BTreeMap::new(),
         };
@@ -293,6 +314,7 @@ mod tests {
             parent: None,
             stats: CaptureStats::default(),
             database: None,
+            scope: None,
         }
     }
 
@@ -349,6 +371,16 @@ mod tests {
         let old = point(vec![entry("pg", ok.clone()), entry("pg/a", ok)], &[]);
         assert!(old.captured_whole("pg"));
         assert!(!old.captured_whole("files"));
+    }
+
+    #[test]
+    fn an_empty_discovery_is_not_a_complete_capture() {
+        let nothing = point(vec![], &[("flows", &[])]);
+        assert!(!nothing.captured_whole("flows"));
+        assert!(nothing.captured_in_part("flows"));
+        // A server's accounts were captured: its empty list of databases is believable.
+        let accounts = point(vec![entry("pg", ResourceStatus::Complete)], &[("pg", &[])]);
+        assert!(accounts.captured_whole("pg"));
     }
 
     #[test]

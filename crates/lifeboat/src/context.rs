@@ -74,7 +74,8 @@ impl Context {
             argv.extend(["--plan".to_string(), file.display().to_string()]);
         }
         if let Some(repo) = &self.global.repository {
-            argv.extend(["--repo".to_string(), repo.clone()]);
+            // Alerts travel: a credential in the URL is shown as `****`, to be filled in.
+            argv.extend(["--repo".to_string(), lifeboat_plan::masked(repo)]);
         }
         argv.extend(args.iter().map(|a| a.to_string()));
         argv.iter()

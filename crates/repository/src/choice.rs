@@ -28,8 +28,13 @@ pub struct Chosen {
 pub enum Unchosen {
     /// No point holds a complete capture of these.
     Never(Vec<String>),
-    /// The pinned point lacks a complete capture of these.
-    Lacking { point: Id, missing: Vec<String> },
+    /// The pinned point holds no usable capture of these.
+    Lacking {
+        /// The pinned point.
+        point: Id,
+        /// The resources it lacks.
+        missing: Vec<String>,
+    },
 }
 
 /// The newest point holding a complete capture of `name` (every item it discovered included).
@@ -112,6 +117,7 @@ mod tests {
             parent: None,
             stats: CaptureStats::default(),
             database: None,
+            scope: None,
         }
     }
 

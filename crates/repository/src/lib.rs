@@ -83,6 +83,10 @@ pub enum RepoError {
         expires: jiff::Timestamp,
     },
     #[error(
+        "this backup's marker {marker} is gone (a prune took it for a killed backup's after {hours} h): data the backup wrote may have been deleted, so no restore point was saved; run the backup again"
+    )]
+    BackupMarkerLost { marker: String, hours: u64 },
+    #[error(
         "this prune lost its lease to {holder} (it ran past {expires} without renewing); stopped before deleting more"
     )]
     LeaseLost {
@@ -415,6 +419,20 @@ impl Repository {
     /// Stores a restore point. Call only after every chunk it names is in packs and index
     /// files ([`RepoWriter::finish`]).
     pub fn save_point(&self, point: &RestorePoint) -> Result<Id> {
+        // A backup that outlived its marker's protection may have lost packs to a prune: its
+        // manifest would name missing data. Checked last, so nothing can go between.
+        if let Some(marker) = &self.backup {
+            match self.backend.head(Kind::Leases, marker.name()) {
+                Ok(_) => {}
+                Err(e) if e.is_not_found() => {
+                    return Err(RepoError::BackupMarkerLost {
+                        marker: Kind::Leases.path_of(marker.name()),
+                        hours: running::HONOURED_FOR.as_secs() / 3600,
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         let sealed = point.seal(self.key.encryption_key());
         let id = Id::of_stored(&sealed);
         self.backend.put(Kind::Points, &id.to_hex(), sealed)?;
@@ -523,4 +541,41 @@ fn unlock(backend: &dyn Backend, password: &[u8]) -> Result<MasterKey> {
         }
     }
     Err(last_corruption.unwrap_or(RepoError::WrongPassword { location }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lifeboat_storage::ObjectStoreBackend;
+
+    #[test]
+    fn a_backup_whose_marker_is_gone_saves_no_point() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend: Arc<dyn Backend> =
+            Arc::new(ObjectStoreBackend::local(dir.path(), true).unwrap());
+        Repository::init(backend.clone(), b"pw", KdfParams::OWASP_MINIMUM).unwrap();
+        let repo =
+            Repository::open_for_backup(backend.clone(), b"pw", None, lease::Holder::current())
+                .unwrap();
+        let point = RestorePoint {
+            version: FORMAT_VERSION,
+            time: jiff::Timestamp::now(),
+            finished: jiff::Timestamp::now(),
+            hostname: "h".into(),
+            plan: None,
+            site: None,
+            tags: vec![],
+            resources: vec![],
+            discovered: Default::default(),
+        };
+        // A prune took the marker for a killed backup's.
+        for marker in running::list(backend.as_ref()).unwrap() {
+            backend.delete(Kind::Leases, &marker.name).unwrap();
+        }
+        assert!(matches!(
+            repo.save_point(&point),
+            Err(RepoError::BackupMarkerLost { .. })
+        ));
+        assert!(backend.list(Kind::Points).unwrap().is_empty());
+    }
 }

@@ -118,9 +118,13 @@ pub struct Membership {
 /// What the policy decided for one point, over every group it is part of.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PointDecision<T> {
+    /// The point decided on.
     pub point: T,
+    /// When its capture started.
     pub time: Timestamp,
+    /// Whether some group keeps it.
     pub keep: bool,
+    /// The groups it belongs to, and what each decided.
     pub groups: Vec<Membership>,
 }
 
@@ -235,6 +239,20 @@ pub fn by_group<T: Clone>(
         if let Some(&(i, _, _)) = members.iter().take_while(|m| !m.1).find(|m| m.2) {
             kept.push((i, vec!["newest partial"]));
         }
+        // Captures that skipped entries keep their own history by the same policy (they never
+        // count towards the complete ones' N): a resource that is never captured whole (one
+        // unreadable file) must not be left with a single point.
+        let partial: Vec<(usize, Timestamp)> = members
+            .iter()
+            .filter(|m| !m.1 && m.2)
+            .map(|m| (m.0, points[m.0].1.time))
+            .collect();
+        kept.extend(
+            apply(&partial, policy, tz)
+                .into_iter()
+                .filter(|d| d.keep)
+                .map(|d| (d.point, vec!["partial history"])),
+        );
         for (i, rules) in kept {
             if let Some(m) = memberships[i].iter_mut().find(|m| m.group == *name) {
                 m.rules = rules;
@@ -314,6 +332,7 @@ mod tests {
                 parent: None,
                 stats: CaptureStats::default(),
                 database: None,
+                scope: None,
             }
         }
 
@@ -393,6 +412,27 @@ mod tests {
             let five = decisions.iter().find(|d| d.point == 5).unwrap();
             assert!(!five.keep);
             assert!(five.groups.iter().any(|m| m.group == "pg/tmp" && m.dropped));
+        }
+
+        #[test]
+        fn a_resource_never_captured_whole_keeps_its_history() {
+            let last3 = Policy {
+                keep_last: 3,
+                ..Policy::default()
+            };
+            // One unreadable file: every capture of the tree is partial.
+            let points: Vec<RestorePoint> = (0..6)
+                .map(|h| {
+                    let mut p = pg(h, &[], Some(&[]));
+                    p.discovered.clear();
+                    p.resources = vec![entry(
+                        "files",
+                        ResourceStatus::partial(vec!["locked.db: permission denied".into()]),
+                    )];
+                    p
+                })
+                .collect();
+            assert_eq!(kept(&points, &last3), vec![3, 4, 5]);
         }
 
         #[test]

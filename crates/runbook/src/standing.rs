@@ -11,10 +11,15 @@ use crate::steps::Step;
 /// The last run, as `status` reads it back.
 #[derive(Debug, Clone, Copy)]
 pub struct LastRun<'a> {
+    /// The run's id (its folder under `runs/`).
     pub id: &'a str,
+    /// The site it moved away from.
     pub from: &'a str,
+    /// The site it moved to.
     pub to: &'a str,
+    /// Its steps, in order.
     pub steps: &'a [Step],
+    /// Its journal.
     pub records: &'a [Record],
 }
 
@@ -31,7 +36,9 @@ pub enum StopKind {
 /// A site a run stopped, or tried to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Stopped {
+    /// The site stopped.
     pub site: String,
+    /// By a fence or a quiesce.
     pub how: StopKind,
     /// The stop was confirmed (commands succeeded, confirmation checks passed).
     pub confirmed: bool,

@@ -211,6 +211,34 @@ pub fn run_with_input(argv: &[String], cwd: &Path, input: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// A writer that adds what passes through to a [`Progress`] (a database restore's bar).
+pub(crate) struct Counted<'a, W> {
+    inner: W,
+    progress: Option<&'a Progress>,
+}
+
+impl<'a, W> Counted<'a, W> {
+    pub(crate) fn new(inner: W, progress: Option<&'a Progress>) -> Self {
+        Counted { inner, progress }
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for Counted<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if let Some(progress) = self.progress {
+            progress
+                .bytes_done
+                .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 #[cfg(test)]
 mod item_tests {
     use super::*;
@@ -241,33 +269,5 @@ mod item_tests {
                 "{item:?}"
             );
         }
-    }
-}
-
-/// A writer that adds what passes through to a [`Progress`] (a database restore's bar).
-pub(crate) struct Counted<'a, W> {
-    inner: W,
-    progress: Option<&'a Progress>,
-}
-
-impl<'a, W> Counted<'a, W> {
-    pub(crate) fn new(inner: W, progress: Option<&'a Progress>) -> Self {
-        Counted { inner, progress }
-    }
-}
-
-impl<W: std::io::Write> std::io::Write for Counted<'_, W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        if let Some(progress) = self.progress {
-            progress
-                .bytes_done
-                .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
     }
 }

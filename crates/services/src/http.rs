@@ -316,25 +316,33 @@ pub fn capture_http(writer: &RepoWriter<'_>, req: &HttpRequest) -> Result<Docume
     store(writer, "document", &mut body)
 }
 
-/// Asks for the document as a capture does and compares the answer with the one stored under
-/// `root`, storing nothing: `None` when equal, else how it differs.
+/// Asks for the document with `GET` and compares the answer with the one stored under
+/// `root`, storing nothing: `None` when equal, else how it differs. A binding read with
+/// another method is refused (sending it could write at the site).
 pub fn compare_http(
     repo: &Repository,
     root: &lifeboat_format::Id,
     req: &HttpRequest,
 ) -> Result<Option<String>> {
+    // A comparison writes nothing: a binding read with another method than GET (an export
+    // that answers a POST, or an import endpoint) is not sent anything.
+    if req.method != "GET" {
+        return Err(failed(
+            req,
+            format!(
+                "not compared: the binding is read with {}, which may change the site; \
+                 a comparison sends only GET",
+                req.method
+            ),
+        ));
+    }
     let agent = agent(Duration::from_secs(300));
-    let body = if req.method == "POST" {
-        Some(&[][..])
-    } else {
-        None
-    };
     let mut response = send(
         &agent,
-        if body.is_some() { "POST" } else { "GET" },
+        "GET",
         &req.url,
         &req.headers,
-        body,
+        None,
         true,
         Shown::WithoutQuery,
     )

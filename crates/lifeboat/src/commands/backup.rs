@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result, bail};
 use lifeboat_files::{BackupOptions, Progress};
-use lifeboat_format::manifest::{CaptureStats, ResourcePoint, ResourceStatus, RestorePoint};
+use lifeboat_format::manifest::{
+    CaptureScope, CaptureStats, ResourcePoint, ResourceStatus, RestorePoint,
+};
 use lifeboat_format::{FORMAT_VERSION, Id};
 use lifeboat_plan::{DatabaseSelection, ResourceKind, Verify};
 use lifeboat_services::{MyServer, PgServer};
@@ -355,6 +357,14 @@ fn capture(
         // The whole capture (snapshot, waits, transfer), not only the part that stores bytes.
         let capture_started = std::time::Instant::now();
         let mut database = None;
+        // What a mirror restore of a file tree may remove: the scope it was captured in.
+        let scope = match &target.capture {
+            Capture::Files(_, options) => Some(CaptureScope {
+                include: options.include.clone(),
+                exclude: options.exclude.clone(),
+            }),
+            _ => None,
+        };
         // Entries a file-tree capture had to leave out.
         let mut left_out: Vec<String> = Vec::new();
         let (source, outcome, parent): (String, Result<(Id, CaptureStats), String>, Option<Id>) =
@@ -468,6 +478,7 @@ fn capture(
             parent,
             stats,
             database,
+            scope,
         });
     }
     // Data and index first; the manifest only once everything it names is stored.

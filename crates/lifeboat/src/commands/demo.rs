@@ -232,6 +232,8 @@ fn capture(repo: &Repository, source: &Path, parent: Option<Id>) -> Result<(Id, 
             parent,
             stats: capture.stats,
             database: None,
+            // Everything was captured: a mirror restore may remove whatever the point lacks.
+            scope: Some(Default::default()),
         }],
         discovered: Default::default(),
     };

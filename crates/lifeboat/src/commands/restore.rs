@@ -173,7 +173,8 @@ pub fn run(ctx: &Context, args: RestoreArgs) -> Result<Exit> {
             // A comparison needs no accounts applied first, and compares none: a server's
             // accounts are left out when its databases are compared.
             let chosen = if args.verify {
-                let (accounts, databases): (Vec<(Id, &ResourcePoint)>, Vec<(Id, &ResourcePoint)>) =
+                type Chosen<'a> = Vec<(Id, &'a ResourcePoint)>;
+                let (accounts, databases): (Chosen, Chosen) =
                     chosen.into_iter().partition(|(_, r)| {
                         matches!(r.kind.as_str(), "postgres" | "mysql") && r.database.is_none()
                     });
@@ -259,6 +260,34 @@ fn renamed<'a>(renames: &'a [(String, String)], database: &'a str) -> &'a str {
         .iter()
         .find(|(old, _)| old == database)
         .map_or(database, |(_, new)| new.as_str())
+}
+
+/// What a mirror restore of `r` may remove: the scope its capture recorded, and only for a
+/// complete capture. A capture that skipped entries lacks them, and an older point does not
+/// say what it left out: removing what they lack could delete data no point holds, so those
+/// are restored as an overlay (removing nothing), with a note.
+pub(crate) fn mirror_scope(r: &ResourcePoint) -> Option<lifeboat_files::BackupOptions> {
+    let scope = r.scope.as_ref()?;
+    if r.status != lifeboat_format::manifest::ResourceStatus::Complete {
+        return None;
+    }
+    Some(lifeboat_files::BackupOptions {
+        include: scope.include.clone(),
+        exclude: scope.exclude.clone(),
+    })
+}
+
+/// Why `r` is restored without removing anything, when it is.
+fn overlay_note(r: &ResourcePoint) -> Option<&'static str> {
+    if mirror_scope(r).is_some() {
+        None
+    } else if r.status != lifeboat_format::manifest::ResourceStatus::Complete {
+        Some("its capture skipped entries, so nothing at the target was removed (an overlay)")
+    } else {
+        Some(
+            "its restore point predates recorded capture scopes, so nothing at the target was removed (an overlay)",
+        )
+    }
 }
 
 /// The include/exclude a plan's file tree resource captures with, relative to its root:
@@ -407,9 +436,14 @@ fn to_directory(
                 subpath: args.path.clone(),
                 owners: None,
                 // --merge overlays; otherwise the target becomes the point (it was empty,
-                // or --replace said so).
-                mirror: (!args.merge).then_some(scope),
+                // or --replace said so) within the scope it was captured in.
+                mirror: if args.merge { None } else { mirror_scope(r) },
             };
+            if !args.merge
+                && let Some(note) = overlay_note(r)
+            {
+                eprintln!("note: `{}`: {note}", r.name);
+            }
             let started = std::time::Instant::now();
             let stats = lifeboat_files::restore(repo, root, &target, &options, Some(&progress))?;
             drop(bar);
@@ -631,21 +665,22 @@ pub(crate) fn restore_at_site_done(
                     path.display()
                 );
             }
-            // The binding becomes the point within the resource's scope: what the point
-            // lacks there goes, once everything else is restored.
+            // The binding becomes the point within the scope it was captured in: what the
+            // point lacks there goes, once everything else is restored.
             let options = RestoreOptions {
-                mirror: Some(scope_of(Some(plan), base)),
+                mirror: mirror_scope(r),
                 ..RestoreOptions::default()
             };
             let stats =
                 lifeboat_files::restore(repo, root, path, &options, args.progress.as_deref())?;
             Ok(AtSiteDone {
                 text: format!(
-                    "restored {} files ({}) to {}{}",
+                    "restored {} files ({}) to {}{}{}",
                     stats.files,
                     output::bytes(stats.bytes),
                     path.display(),
-                    removed_text(&stats.removed)
+                    removed_text(&stats.removed),
+                    overlay_note(r).map_or(String::new(), |n| format!("; {n}"))
                 ),
                 removed: Some(stats.removed),
             })

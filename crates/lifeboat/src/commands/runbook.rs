@@ -22,7 +22,7 @@ use lifeboat_services::checks::{CheckSpec, Probe, SqlTarget, run_check};
 use serde::{Deserialize, Serialize};
 
 use super::backup::{Server, selects};
-use super::restore::{AtSite, restore_at_site_done, scope_of, with_globals};
+use super::restore::{AtSite, mirror_scope, restore_at_site_done, scope_of, with_globals};
 use crate::cli::{FailoverArgs, PlannedArgs, ResumeArgs, RunArgs, SwitchoverArgs};
 use crate::context::Context;
 use crate::output::{self, Exit};
@@ -1287,13 +1287,16 @@ fn dry_removals(
         let Some(Ok((_, point))) = point_of(run, resource).map(|id| repo.find_point(id)) else {
             continue;
         };
-        let (Some(binding), Some(root)) = (
-            files.at.get(site),
-            point.resource(resource).and_then(|r| r.root),
-        ) else {
+        let Some(captured) = point.resource(resource) else {
             continue;
         };
-        let scope = scope_of(Some(plan), resource);
+        // Restored as an overlay (a capture that skipped entries, an older point): nothing
+        // is removed.
+        let (Some(binding), Some(root), Some(scope)) =
+            (files.at.get(site), captured.root, mirror_scope(captured))
+        else {
+            continue;
+        };
         if let Ok(gone) = lifeboat_files::removals(&repo, root, None, &binding.path, &scope) {
             out.push((resource.clone(), gone));
         }

@@ -356,19 +356,23 @@ pub fn watch(ctx: &Context) -> Result<Exit> {
     }
 }
 
-/// The report of the newest run, when it wrote one.
-/// A run began after `before` and its journal ends on a failed step (which it alerted).
+/// A run began after `before` and a step of it stopped failed (which the run alerted): its
+/// last record is a failure, even when a step beside it in the same wave finished later.
 fn stopped_on_a_step(store: &StateStore, before: Option<&str>) -> bool {
     let Some(id) = store.runs().pop().filter(|id| Some(id.as_str()) != before) else {
         return false;
     };
     store.journal(&id).is_ok_and(|journal| {
-        journal
-            .last()
-            .is_some_and(|r| r.event == lifeboat_runbook::journal::Event::Failed)
+        let mut last = std::collections::HashMap::new();
+        for record in &journal {
+            last.insert(record.step.as_str(), record.event);
+        }
+        last.values()
+            .any(|event| *event == lifeboat_runbook::journal::Event::Failed)
     })
 }
 
+/// The report of the newest run, when it wrote one.
 fn last_report(store: &StateStore) -> Option<serde_json::Value> {
     let id = store.runs().pop()?;
     serde_json::from_slice(&store.read_run_file(&id, "report.json").ok()?).ok()
@@ -386,7 +390,11 @@ fn newest_point_age(
     // What a failover now would restore: each resource's newest complete capture; the
     // oldest of them is how old the restored data would be.
     let names: Vec<String> = ctx.plan()?.resources.keys().cloned().collect();
-    let chosen = lifeboat_repository::choice::choose(&points, &names).ok()?;
+    // A resource never captured complete makes the restorable data as old as can be: the
+    // stale alert fires and an automatic failover waits for approval.
+    let Ok(chosen) = lifeboat_repository::choice::choose(&points, &names) else {
+        return Some(u64::MAX);
+    };
     let oldest = lifeboat_repository::choice::oldest(&chosen)?;
     let age = jiff::Timestamp::now().duration_since(oldest.time);
     Some(age.as_millis().max(0) as u64)
@@ -445,6 +453,11 @@ fn describe(alert: &Alert) -> String {
             },
             achieved_rto_ms.map_or("-".into(), |ms| format!("{} s", ms / 1000)),
             achieved_rpo_ms.map_or("-".into(), |ms| format!("{} s", ms / 1000)),
+        ),
+        Alert::PointsStale { age_ms, rpo_ms } if *age_ms == u64::MAX => format!(
+            "a resource has no complete capture in any restore point (`lifeboat audit` names \
+             it), beyond the rpo of {} s",
+            rpo_ms / 1000
         ),
         Alert::PointsStale { age_ms, rpo_ms } => format!(
             "the newest restore point is {} s old, beyond the rpo of {} s",
