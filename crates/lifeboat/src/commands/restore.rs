@@ -173,7 +173,7 @@ pub fn run(ctx: &Context, args: RestoreArgs) -> Result<Exit> {
             // A comparison needs no accounts applied first, and compares none: a server's
             // accounts are left out when its databases are compared.
             let chosen = if args.verify {
-                let (accounts, databases): (Vec<(Id, &ResourcePoint)>, Vec<(Id, &ResourcePoint)>) =
+                let (accounts, databases): (Vec<_>, Vec<_>) =
                     chosen.into_iter().partition(|(_, r)| {
                         matches!(r.kind.as_str(), "postgres" | "mysql") && r.database.is_none()
                     });
