@@ -1,7 +1,7 @@
 //! Backup of a directory tree: scan, read changed files in parallel, write trees.
 
-use std::collections::HashSet;
-use std::ffi::OsStr;
+use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
@@ -60,6 +60,58 @@ const SETTLE_ROUNDS: usize = 8;
 /// A child name no real file has: a directory all of whose children an exclude pattern
 /// matches is left out whole.
 const EXCLUDE_PROBE: &str = "\u{1}lifeboat-probe";
+
+/// What a file or folder is, whatever its name: its device and inode.
+type Ident = (u64, u64);
+
+/// Points in a backup where a unit test may act on the tree (or fail a listing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Event {
+    /// A folder is about to be listed by the scan.
+    ScanList,
+    /// The scan is done; the files have not been read yet.
+    Scanned,
+    /// A folder is about to be listed again (round `n` of its settling).
+    SettleList,
+    /// A folder was just listed again; its names have not been looked at yet.
+    SettleListed,
+    /// A folder found while settling is about to be listed.
+    LateList,
+}
+
+#[cfg(test)]
+type Hook = Box<dyn FnMut(Event, &Path, usize) -> Option<std::io::Error>>;
+
+#[cfg(test)]
+thread_local! {
+    static HOOK: std::cell::RefCell<Option<Hook>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Lets a unit test change the tree at `event`, or fail the listing that follows it.
+#[cfg(test)]
+fn hook(event: Event, rel: &Path, round: usize) -> Option<std::io::Error> {
+    HOOK.with(|h| h.borrow_mut().as_mut().and_then(|f| f(event, rel, round)))
+}
+
+#[cfg(not(test))]
+#[inline(always)]
+fn hook(_: Event, _: &Path, _: usize) -> Option<std::io::Error> {
+    None
+}
+
+/// Lists a folder (see [`hook`]).
+fn list(dir: &Dir, rel: &Path, event: Event, round: usize) -> std::io::Result<Vec<OsString>> {
+    if let Some(e) = hook(event, rel, round) {
+        return Err(e);
+    }
+    let names = dir.names()?;
+    if event == Event::SettleList
+        && let Some(e) = hook(Event::SettleListed, rel, round)
+    {
+        return Err(e);
+    }
+    Ok(names)
+}
 
 struct Filter {
     include: Option<GlobSet>,
@@ -128,6 +180,8 @@ enum NodeKind {
         size: u64,
         job: Option<usize>,
         reused: Vec<Id>,
+        /// Its device (the inode is in the node's metadata).
+        dev: u64,
     },
     Dir {
         children: Vec<Node>,
@@ -139,12 +193,15 @@ enum NodeKind {
 
 /// A folder as the scan saw it before listing it: if its times differ later, or a name in it
 /// vanished, entries were added, removed or renamed since, and it is listed again.
-#[derive(Clone, Copy)]
+#[derive(Clone, Default)]
 struct DirSeen {
+    dev: u64,
     inode: u64,
     times: [(i64, i64); 2],
     /// A listed name was gone by the time it was looked at.
     vanished: bool,
+    /// Names the scan skipped (and reported): never tried again when it is listed again.
+    skipped: Vec<Vec<u8>>,
 }
 
 fn dir_times(st: &rustix::fs::Stat) -> [(i64, i64); 2] {
@@ -299,11 +356,13 @@ impl Scanner<'_, '_> {
             .map_err(std::io::Error::from)
             .map_err(io_err(&shown))?;
         let mut seen = DirSeen {
+            dev: st.st_dev,
             inode: st.st_ino,
             times: dir_times(&st),
             vanished: false,
+            skipped: Vec::new(),
         };
-        let listing = dir.names().map_err(io_err(&shown))?;
+        let listing = list(dir, rel, Event::ScanList, 0).map_err(io_err(&shown))?;
         let mut nodes = Vec::with_capacity(listing.len());
         for name in listing {
             let rel_path = rel.join(&name);
@@ -318,6 +377,7 @@ impl Scanner<'_, '_> {
                 }
                 Err(e) => {
                     self.skip(&rel_path, &e);
+                    seen.skipped.push(name.as_bytes().to_vec());
                     continue;
                 }
             };
@@ -345,6 +405,7 @@ impl Scanner<'_, '_> {
                     }
                     Err(e) => {
                         self.skip(&rel_path, &e);
+                        seen.skipped.push(name_bytes);
                         continue;
                     }
                 };
@@ -360,6 +421,7 @@ impl Scanner<'_, '_> {
                     Ok(None) => continue,
                     Err(FilesError::Io { source, .. }) => {
                         self.skip(&rel_path, &source);
+                        seen.skipped.push(name_bytes);
                         continue;
                     }
                     Err(e) => return Err(e),
@@ -379,6 +441,7 @@ impl Scanner<'_, '_> {
                                 size,
                                 job: None,
                                 reused: chunks,
+                                dev: st.st_dev,
                             },
                             None => {
                                 self.jobs.push(Job {
@@ -391,6 +454,7 @@ impl Scanner<'_, '_> {
                                     size,
                                     job: Some(self.jobs.len() - 1),
                                     reused: Vec::new(),
+                                    dev: st.st_dev,
                                 }
                             }
                         }
@@ -403,6 +467,7 @@ impl Scanner<'_, '_> {
                         }
                         Err(e) => {
                             self.skip(&rel_path, &e);
+                            seen.skipped.push(name_bytes);
                             continue;
                         }
                     },
@@ -491,14 +556,8 @@ pub fn backup(
     // The root is never left out; were it, an empty tree is what the options select.
     let (nodes, seen) = scanner
         .scan_dir(&top, Path::new(""), parent_tree.as_ref())?
-        .unwrap_or((
-            Vec::new(),
-            DirSeen {
-                inode: 0,
-                times: [(0, 0); 2],
-                vanished: false,
-            },
-        ));
+        .unwrap_or_default();
+    hook(Event::Scanned, Path::new(""), 0);
     if let Some(p) = scanner.progress {
         p.bytes_total
             .store(scanner.jobs.iter().map(|j| j.size).sum(), Ordering::Relaxed);
@@ -520,11 +579,14 @@ pub fn backup(
         stats: &mut stats,
         skipped: scanner.skipped,
         changed: Vec::new(),
+        captured: HashSet::new(),
+        vanished: Vec::new(),
         trees: writer.packer(ChunkKind::Tree),
         data: writer.packer(ChunkKind::Data),
         buf: Vec::new(),
     };
     let (root, _) = tw.write_dir(nodes, Path::new(""), seen)?;
+    tw.account_for_vanished();
     writer.flush(&mut tw.trees)?;
     writer.flush(&mut tw.data)?;
     let skipped = std::mem::take(&mut tw.skipped);
@@ -636,8 +698,8 @@ fn open_scanned(top: &Dir, job: &Job) -> std::io::Result<File> {
 
 /// What became of a name found when a folder was listed again.
 enum Late {
-    /// Captured.
-    Entry(Entry),
+    /// Captured (a file or folder with its identity).
+    Entry(Entry, Option<Ident>),
     /// Nothing to capture (left out by the options, or a file already captured).
     Nothing,
     /// Gone again before it could be captured.
@@ -658,6 +720,11 @@ struct TreeWriter<'a, 'r> {
     stats: &'a mut CaptureStats,
     skipped: Vec<String>,
     changed: Vec<String>,
+    /// The identity of every file and folder captured so far, anywhere in the tree.
+    captured: HashSet<Ident>,
+    /// Files and folders the scan saw that were no longer under their name when read or
+    /// written, with that name: each must be captured under some name, or is skipped.
+    vanished: Vec<(Ident, PathBuf)>,
     trees: lifeboat_repository::Packer,
     /// For files captured when a folder is listed again.
     data: lifeboat_repository::Packer,
@@ -683,19 +750,26 @@ impl TreeWriter<'_, '_> {
     /// captures it again under the name it has now).
     fn write_dir(&mut self, nodes: Vec<Node>, rel: &Path, seen: DirSeen) -> Result<(Id, bool)> {
         let mut entries: Vec<Entry> = Vec::with_capacity(nodes.len());
+        // Where each captured file and folder is in `entries`, by identity.
+        let mut ids: HashMap<Ident, usize> = HashMap::new();
+        // Reported as skipped already: never tried again when the folder is listed again.
+        let mut given_up: HashSet<Vec<u8>> = seen.skipped.iter().cloned().collect();
         let mut vanished = seen.vanished;
         for node in nodes {
-            let (kind, meta) = match node.kind {
+            let inode = node.meta.inode;
+            let (kind, meta, id) = match node.kind {
                 NodeKind::File {
                     size,
                     job: None,
                     reused,
+                    dev,
                 } => (
                     EntryKind::File {
                         size,
                         chunks: reused,
                     },
                     node.meta,
+                    Some((dev, inode)),
                 ),
                 NodeKind::File { job: Some(i), .. } => match self.results[i].take() {
                     Some(Ok(read)) => {
@@ -709,14 +783,17 @@ impl TreeWriter<'_, '_> {
                                 chunks: read.chunks,
                             },
                             read.meta,
+                            Some((self.jobs[i].dev, self.jobs[i].inode)),
                         )
                     }
                     // Renamed, replaced or deleted: listing the folder again finds what is
-                    // there now.
+                    // there now; if it is not found under any name, it is skipped.
                     Some(Err(ReadFail::Vanished)) => {
                         vanished = true;
                         self.stats.files -= 1;
                         self.stats.bytes = self.stats.bytes.saturating_sub(self.jobs[i].size);
+                        let job = &self.jobs[i];
+                        self.vanished.push(((job.dev, job.inode), job.rel.clone()));
                         continue;
                     }
                     other => {
@@ -726,6 +803,7 @@ impl TreeWriter<'_, '_> {
                         };
                         self.stats.files -= 1;
                         self.skip(&self.jobs[i].rel.clone(), &e);
+                        given_up.insert(node.name);
                         continue;
                     }
                 },
@@ -734,37 +812,49 @@ impl TreeWriter<'_, '_> {
                     rel: child_rel,
                     seen: child_seen,
                 } => {
+                    let id = (child_seen.dev, child_seen.inode);
                     let (tree, whole) = self.write_dir(children, &child_rel, child_seen)?;
                     if !whole {
                         vanished = true;
                         self.stats.dirs -= 1;
+                        self.vanished.push((id, child_rel));
                         continue;
                     }
-                    (EntryKind::Dir { tree }, node.meta)
+                    (EntryKind::Dir { tree }, node.meta, Some(id))
                 }
-                NodeKind::Other(kind) => (kind, node.meta),
+                NodeKind::Other(kind) => (kind, node.meta, None),
             };
+            if let Some(id) = id {
+                self.captured.insert(id);
+                ids.insert(id, entries.len());
+            }
             entries.push(Entry {
                 name: node.name,
                 kind,
                 meta,
             });
         }
-        let whole = self.settle(rel, seen, vanished, &mut entries)?;
+        let whole = self.settle(rel, seen, vanished, &mut entries, &mut ids, given_up)?;
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         Ok((self.store_tree(Tree { entries })?, whole))
     }
 
     /// Lists a folder that changed since its scan again, until it holds still (bounded), and
-    /// captures every name not captured yet (a file already captured under another name, by
-    /// its inode, is not captured twice). A name that kept vanishing is reported as skipped.
-    /// Returns false when something in it vanished and it is no longer under its name.
+    /// captures every name not captured yet (a file already captured under another name is
+    /// not captured twice, see [`already_captured`]). A name first seen now that is gone
+    /// again before it can be read did not exist throughout the backup: it is only logged
+    /// (what the scan saw and is not captured under any name is skipped at the end, see
+    /// [`TreeWriter::account_for_vanished`]). A folder that can no longer be listed is
+    /// skipped, as the scan does. Returns false when something in it vanished and it is no
+    /// longer under its name.
     fn settle(
         &mut self,
         rel: &Path,
         seen: DirSeen,
         vanished: bool,
         entries: &mut Vec<Entry>,
+        ids: &mut HashMap<Ident, usize>,
+        mut given_up: HashSet<Vec<u8>>,
     ) -> Result<bool> {
         // Gone, renamed or replaced itself: its parent's listing decides.
         let Ok(dir) = self.top.open_beneath(rel) else {
@@ -773,13 +863,12 @@ impl TreeWriter<'_, '_> {
         let Ok(st) = rustix::fs::fstat(&dir) else {
             return Ok(!vanished);
         };
-        if st.st_ino != seen.inode {
+        if (st.st_dev, st.st_ino) != (seen.dev, seen.inode) {
             return Ok(!vanished);
         }
         if !vanished && dir_times(&st) == seen.times {
             return Ok(true);
         }
-        let mut given_up: HashSet<Vec<u8>> = HashSet::new();
         let mut gone: Vec<PathBuf> = Vec::new();
         for round in 0..SETTLE_ROUNDS {
             if round > 0 {
@@ -788,13 +877,15 @@ impl TreeWriter<'_, '_> {
             let Ok(before) = rustix::fs::fstat(&dir) else {
                 return Ok(true);
             };
-            let names = dir.names().map_err(io_err(&self.source.join(rel)))?;
+            let names = match list(&dir, rel, Event::SettleList, round) {
+                Ok(names) => names,
+                Err(e) => {
+                    // What it held when scanned is kept; what came since is not known.
+                    self.skip(rel, &format!("could not be listed again: {e}"));
+                    return Ok(true);
+                }
+            };
             let have: HashSet<Vec<u8>> = entries.iter().map(|e| e.name.clone()).collect();
-            let mut inodes: HashSet<u64> = entries
-                .iter()
-                .filter(|e| matches!(e.kind, EntryKind::File { .. } | EntryKind::Dir { .. }))
-                .map(|e| e.meta.inode)
-                .collect();
             gone.clear();
             for name in names {
                 let bytes = name.as_bytes().to_vec();
@@ -805,10 +896,10 @@ impl TreeWriter<'_, '_> {
                 if self.filter.exclude.is_match(&rel_path) {
                     continue;
                 }
-                match self.capture_late(&dir, &name, &rel_path, &inodes)? {
-                    Late::Entry(entry) => {
-                        if matches!(entry.kind, EntryKind::File { .. } | EntryKind::Dir { .. }) {
-                            inodes.insert(entry.meta.inode);
+                match self.capture_late(&dir, &name, &rel_path, ids, entries)? {
+                    Late::Entry(entry, id) => {
+                        if let Some(id) = id {
+                            ids.insert(id, entries.len());
                         }
                         entries.push(entry);
                     }
@@ -827,25 +918,42 @@ impl TreeWriter<'_, '_> {
                 return Ok(true);
             }
         }
-        for rel_path in std::mem::take(&mut gone) {
-            self.skip(&rel_path, &"kept changing its name during the backup");
+        for rel_path in gone {
+            let path = display_path(&self.source.join(&rel_path));
+            tracing::debug!("{path} appeared and was gone again during the backup; not captured");
         }
         Ok(true)
+    }
+
+    /// Reports as skipped each file or folder the scan saw that was no longer under its name
+    /// when read and was not captured under any name since (renamed or moved past every
+    /// listing, or replaced or deleted: which of these cannot be told, so the point is
+    /// `partial`).
+    fn account_for_vanished(&mut self) {
+        let mut reported = HashSet::new();
+        for (id, rel) in std::mem::take(&mut self.vanished) {
+            if !self.captured.contains(&id) && reported.insert(id) {
+                self.skip(
+                    &rel,
+                    &"renamed, replaced or deleted during the backup and not found again under any name",
+                );
+            }
+        }
     }
 
     /// Captures a folder found when its parent was listed again (renamed or made during the
     /// backup): everything in it as it is now, read one file at a time.
     fn capture_dir_late(&mut self, dir: &Dir, rel: &Path) -> Result<Id> {
-        let names = dir.names().map_err(io_err(&self.source.join(rel)))?;
-        let none = HashSet::new();
+        let names = list(dir, rel, Event::LateList, 0).map_err(io_err(&self.source.join(rel)))?;
+        let none = HashMap::new();
         let mut entries = Vec::with_capacity(names.len());
         for name in names {
             let rel_path = rel.join(&name);
             if self.filter.exclude.is_match(&rel_path) {
                 continue;
             }
-            match self.capture_late(dir, &name, &rel_path, &none)? {
-                Late::Entry(entry) => entries.push(entry),
+            match self.capture_late(dir, &name, &rel_path, &none, &[])? {
+                Late::Entry(entry, _) => entries.push(entry),
                 // Made and removed again during the backup.
                 Late::Nothing | Late::Gone => {}
                 Late::Failed(e) => self.skip(&rel_path, &e),
@@ -878,7 +986,8 @@ impl TreeWriter<'_, '_> {
         dir: &Dir,
         name: &OsStr,
         rel_path: &Path,
-        captured: &HashSet<u64>,
+        ids: &HashMap<Ident, usize>,
+        entries: &[Entry],
     ) -> Result<Late> {
         let st = match dir.stat(name) {
             Ok(st) => st,
@@ -889,7 +998,7 @@ impl TreeWriter<'_, '_> {
         if ft == FileType::Directory {
             // Captured under its old name already (renamed after it was scanned).
             if self.filter.exclude.is_match(rel_path.join(EXCLUDE_PROBE))
-                || captured.contains(&st.st_ino)
+                || already_captured(dir, &st, ids, entries)
             {
                 return Ok(Late::Nothing);
             }
@@ -902,17 +1011,27 @@ impl TreeWriter<'_, '_> {
                 Err(e) => return Ok(Late::Failed(e.to_string())),
             };
             match rustix::fs::fstat(&child) {
-                Ok(now) if now.st_ino == st.st_ino => {}
+                Ok(now) if (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino) => {}
                 Ok(_) => return Ok(Late::Gone),
                 Err(e) => return Ok(Late::Failed(std::io::Error::from(e).to_string())),
             }
-            let tree = self.capture_dir_late(&child, rel_path)?;
+            // One that can no longer be listed is skipped, as the scan does.
+            let tree = match self.capture_dir_late(&child, rel_path) {
+                Ok(tree) => tree,
+                Err(FilesError::Io { source, .. }) => return Ok(Late::Failed(source.to_string())),
+                Err(e) => return Err(e),
+            };
             self.stats.dirs += 1;
-            return Ok(Late::Entry(Entry {
-                name: name.as_bytes().to_vec(),
-                kind: EntryKind::Dir { tree },
-                meta: metadata_of(&st),
-            }));
+            let id = (st.st_dev, st.st_ino);
+            self.captured.insert(id);
+            return Ok(Late::Entry(
+                Entry {
+                    name: name.as_bytes().to_vec(),
+                    kind: EntryKind::Dir { tree },
+                    meta: metadata_of(&st),
+                },
+                Some(id),
+            ));
         }
         if let Some(include) = &self.filter.include
             && !include.is_match(rel_path)
@@ -922,7 +1041,7 @@ impl TreeWriter<'_, '_> {
         let mut meta = metadata_of(&st);
         let kind = match ft {
             FileType::RegularFile => {
-                if captured.contains(&st.st_ino) {
+                if already_captured(dir, &st, ids, entries) {
                     return Ok(Late::Nothing);
                 }
                 let file = match dir.open_file_beneath(Path::new(name)) {
@@ -952,6 +1071,7 @@ impl TreeWriter<'_, '_> {
                 self.stats.files += 1;
                 self.stats.files_read += 1;
                 self.stats.bytes += read.size;
+                self.captured.insert((st.st_dev, st.st_ino));
                 meta = read.meta;
                 EntryKind::File {
                     size: read.size,
@@ -969,17 +1089,294 @@ impl TreeWriter<'_, '_> {
             FileType::BlockDevice => EntryKind::BlockDevice { rdev: st.st_rdev },
             _ => return Ok(Late::Nothing),
         };
-        Ok(Late::Entry(Entry {
-            name: name.as_bytes().to_vec(),
-            kind,
-            meta,
-        }))
+        let id = matches!(kind, EntryKind::File { .. }).then_some((st.st_dev, st.st_ino));
+        Ok(Late::Entry(
+            Entry {
+                name: name.as_bytes().to_vec(),
+                kind,
+                meta,
+            },
+            id,
+        ))
+    }
+}
+
+/// Whether the file or folder `st` describes, found in `dir` under a name not captured yet,
+/// is one captured there already under another name. Its identity (device and inode) must
+/// be that of a captured entry, and either that entry's name still leads to it (a second
+/// hard link) or it still has the size and mtime captured (a rename changes neither; its
+/// ctime, which a rename changes, is not compared). An inode number freed during the backup
+/// and reused by a new file or folder passes neither, so the new one is captured.
+fn already_captured(
+    dir: &Dir,
+    st: &rustix::fs::Stat,
+    ids: &HashMap<Ident, usize>,
+    entries: &[Entry],
+) -> bool {
+    let id = (st.st_dev, st.st_ino);
+    let Some(entry) = ids.get(&id).and_then(|&i| entries.get(i)) else {
+        return false;
+    };
+    if dir
+        .stat(OsStr::from_bytes(&entry.name))
+        .is_ok_and(|now| (now.st_dev, now.st_ino) == id)
+    {
+        return true;
+    }
+    let same_mtime = entry.meta.mtime == metadata_of(st).mtime;
+    match entry.kind {
+        EntryKind::File { size, .. } => same_mtime && size == st.st_size.max(0) as u64,
+        EntryKind::Dir { .. } => same_mtime,
+        _ => false,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const PASSWORD: &[u8] = b"settle";
+
+    fn repository(tmp: &Path) -> lifeboat_repository::Repository {
+        use lifeboat_repository::Repository;
+        let backend: std::sync::Arc<dyn lifeboat_storage::Backend> = std::sync::Arc::new(
+            lifeboat_storage::ObjectStoreBackend::local(&tmp.join("repo"), true).unwrap(),
+        );
+        if !tmp.join("repo/config").exists() {
+            Repository::init(
+                backend.clone(),
+                PASSWORD,
+                lifeboat_format::keys::KdfParams::OWASP_MINIMUM,
+            )
+            .unwrap();
+        }
+        Repository::open(backend, PASSWORD, Some(&tmp.join("cache"))).unwrap()
+    }
+
+    fn paths_in(reader: &mut ChunkReader<'_>, id: &Id, below: &str, out: &mut Vec<String>) {
+        for entry in load_tree(reader, id).unwrap().entries {
+            let path = format!("{below}{}", String::from_utf8(entry.name).unwrap());
+            if let EntryKind::Dir { tree } = entry.kind {
+                paths_in(reader, &tree, &format!("{path}/"), out);
+            }
+            out.push(path);
+        }
+    }
+
+    /// Backs up `src` with `hook` acting on the tree at its events; returns the capture and
+    /// every path in it.
+    fn capture_with(
+        tmp: &Path,
+        src: &Path,
+        hook: impl FnMut(Event, &Path, usize) -> Option<std::io::Error> + 'static,
+    ) -> (FilesCapture, Vec<String>) {
+        let repo = repository(tmp);
+        let writer = repo.writer();
+        HOOK.with(|h| *h.borrow_mut() = Some(Box::new(hook)));
+        let capture = backup(&writer, src, None, &BackupOptions::default(), None);
+        HOOK.with(|h| *h.borrow_mut() = None);
+        let capture = capture.unwrap();
+        writer.finish().unwrap();
+        drop(repo);
+        let repo = repository(tmp);
+        let mut paths = Vec::new();
+        paths_in(&mut repo.reader(), &capture.root, "", &mut paths);
+        paths.sort();
+        (capture, paths)
+    }
+
+    fn write(path: &Path, bytes: &[u8]) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    fn denied() -> Option<std::io::Error> {
+        Some(std::io::Error::from_raw_os_error(libc_eacces()))
+    }
+
+    fn libc_eacces() -> i32 {
+        rustix::io::Errno::ACCESS.raw_os_error()
+    }
+
+    #[test]
+    fn a_name_first_seen_while_settling_that_vanishes_makes_no_point_partial() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        write(&src.join("a"), b"a");
+        write(&src.join("x"), b"x, as scanned");
+        // An application writes `tN.tmp` and renames it over `x`, again and again: every
+        // listing while settling sees a temporary name that is gone before it is read.
+        let root = src.clone();
+        let (capture, paths) = capture_with(tmp.path(), &src, move |event, rel, round| {
+            let tmp_name = |n: usize| root.join(format!("t{n}.tmp"));
+            match event {
+                Event::Scanned => std::fs::write(tmp_name(0), b"x, rewritten").unwrap(),
+                Event::SettleListed if rel == Path::new("") => {
+                    std::fs::rename(tmp_name(round), root.join("x")).unwrap();
+                    std::fs::write(tmp_name(round + 1), b"x, rewritten").unwrap();
+                }
+                _ => {}
+            }
+            None
+        });
+        assert!(capture.skipped.is_empty(), "{:?}", capture.skipped);
+        assert_eq!(capture.stats.files_skipped, 0);
+        assert!(
+            paths.contains(&"a".into()) && paths.contains(&"x".into()),
+            "{paths:?}"
+        );
+    }
+
+    #[test]
+    fn a_scanned_file_is_captured_under_its_new_name_or_skipped() {
+        let tmp = tempfile::tempdir().unwrap();
+        // Renamed once after the scan: captured under its new name, nothing skipped.
+        let src = tmp.path().join("once");
+        write(&src.join("a"), b"a");
+        write(&src.join("e"), b"e");
+        let root = src.clone();
+        let (capture, paths) = capture_with(tmp.path(), &src, move |event, _, _| {
+            if event == Event::Scanned {
+                std::fs::rename(root.join("e"), root.join("e0")).unwrap();
+            }
+            None
+        });
+        assert!(capture.skipped.is_empty(), "{:?}", capture.skipped);
+        assert_eq!(paths, ["a", "e0"]);
+
+        // Moved to another folder after the scan: captured there.
+        let src = tmp.path().join("moved");
+        write(&src.join("d1/e"), b"e");
+        write(&src.join("d2/f"), b"f");
+        let root = src.clone();
+        let (capture, paths) = capture_with(tmp.path(), &src, move |event, _, _| {
+            if event == Event::Scanned {
+                std::fs::rename(root.join("d1/e"), root.join("d2/e")).unwrap();
+            }
+            None
+        });
+        assert!(capture.skipped.is_empty(), "{:?}", capture.skipped);
+        assert_eq!(paths, ["d1", "d2", "d2/e", "d2/f"]);
+
+        // Renamed again after every listing: never captured, so skipped (once).
+        let src = tmp.path().join("restless");
+        write(&src.join("a"), b"a");
+        write(&src.join("e"), b"e");
+        let root = src.clone();
+        let (capture, paths) = capture_with(tmp.path(), &src, move |event, _, round| {
+            match event {
+                Event::Scanned => std::fs::rename(root.join("e"), root.join("e0")).unwrap(),
+                Event::SettleListed => std::fs::rename(
+                    root.join(format!("e{round}")),
+                    root.join(format!("e{}", round + 1)),
+                )
+                .unwrap(),
+                _ => {}
+            }
+            None
+        });
+        assert_eq!(capture.skipped.len(), 1, "{:?}", capture.skipped);
+        assert!(
+            capture.skipped[0].contains("restless/e: renamed"),
+            "{:?}",
+            capture.skipped
+        );
+        assert_eq!(capture.stats.files_skipped, 1);
+        assert_eq!(paths, ["a"]);
+    }
+
+    #[test]
+    fn a_name_the_scan_skipped_is_not_tried_again_when_its_folder_settles() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        write(&src.join("d/a"), b"a");
+        write(&src.join("d/sub/x"), b"x");
+        let root = src.clone();
+        let (capture, paths) = capture_with(tmp.path(), &src, move |event, rel, _| {
+            match event {
+                Event::ScanList | Event::LateList if rel == Path::new("d/sub") => return denied(),
+                Event::Scanned => std::fs::write(root.join("d/new"), b"new").unwrap(),
+                _ => {}
+            }
+            None
+        });
+        assert_eq!(capture.skipped.len(), 1, "{:?}", capture.skipped);
+        assert!(
+            capture.skipped[0].contains("d/sub"),
+            "{:?}",
+            capture.skipped
+        );
+        assert_eq!(capture.stats.files_skipped, 1);
+        assert_eq!(paths, ["d", "d/a", "d/new"]);
+    }
+
+    #[test]
+    fn a_folder_that_can_no_longer_be_listed_is_skipped_not_fatal() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        write(&src.join("d/a"), b"a");
+        write(&src.join("e/b"), b"b");
+        let root = src.clone();
+        let (capture, paths) = capture_with(tmp.path(), &src, move |event, rel, _| {
+            match event {
+                Event::Scanned => {
+                    std::fs::write(root.join("d/new"), b"new").unwrap();
+                    std::fs::write(root.join("e/c"), b"c").unwrap();
+                }
+                // `d` as chmod 000 during the backup.
+                Event::SettleList if rel == Path::new("d") => return denied(),
+                _ => {}
+            }
+            None
+        });
+        assert_eq!(capture.skipped.len(), 1, "{:?}", capture.skipped);
+        assert!(
+            capture.skipped[0].contains("d: could not be listed again"),
+            "{:?}",
+            capture.skipped
+        );
+        assert_eq!(capture.stats.files_skipped, 1);
+        assert_eq!(paths, ["d", "d/a", "e", "e/b", "e/c"]);
+    }
+
+    #[test]
+    fn an_identity_counts_as_captured_only_for_the_same_file() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        std::fs::write(root.join("b"), b"new file").unwrap();
+        std::fs::hard_link(root.join("b"), root.join("link")).unwrap();
+        let dir = Dir::open_source(root).unwrap();
+        let st = dir.stat(OsStr::new("b")).unwrap();
+        let m = std::fs::metadata(root.join("b")).unwrap();
+        let entry = |name: &str, size: u64, mtime: Time| Entry {
+            name: name.as_bytes().to_vec(),
+            kind: EntryKind::File {
+                size,
+                chunks: Vec::new(),
+            },
+            meta: Metadata {
+                mtime,
+                ..metadata_of(&st)
+            },
+        };
+        let now = metadata_of(&st).mtime;
+        let old = Time { secs: 1, nanos: 0 };
+        let ids = HashMap::from([((m.dev(), m.ino()), 0)]);
+        let check = |e: Entry, ids: &HashMap<Ident, usize>| {
+            already_captured(&dir, &st, ids, std::slice::from_ref(&e))
+        };
+        // A file captured as `a`, deleted; its inode number now `b`'s, a new file: captured.
+        assert!(!check(entry("a", 3, old), &ids));
+        assert!(!check(entry("a", 3, now), &ids));
+        // `a` renamed to `b`: size and mtime unchanged, not captured twice.
+        assert!(check(entry("a", m.len(), now), &ids));
+        // Captured as `link`, which still leads to it: a second hard link.
+        assert!(check(entry("link", 3, old), &ids));
+        // The same inode number on another device is another file.
+        let other = HashMap::from([((m.dev() + 1, m.ino()), 0)]);
+        assert!(!check(entry("link", m.len(), now), &other));
+    }
 
     #[test]
     fn a_path_filter_keeps_what_a_backup_captures() {
