@@ -190,9 +190,11 @@ pub struct RestoreArgs {
     /// Restore database OLD under the name NEW (repeatable), e.g. `orders=orders_check`
     #[arg(long, value_name = "OLD=NEW", value_parser = parse_rename, requires = "site")]
     pub rename: Vec<(String, String)>,
-    /// Parallel jobs for each PostgreSQL database restore (`pg_restore --jobs`). 1 streams
-    /// the dump into `pg_restore`; more first write it to a temporary file (parallel restore
-    /// seeks), which pays off for many large tables on many cores
+    /// Parallel jobs for each PostgreSQL database restore (`pg_restore --jobs`). 1 (the
+    /// default) streams the dump into `pg_restore`, which measured fastest on small machines
+    /// (`bench/postgres.sh`, 2 cores: 1.9 s against 2.4 s with 2 jobs); more first write it to
+    /// a temporary file (parallel restore seeks), which pays off for many large tables on many
+    /// cores
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub jobs: u32,
     /// Compare the restore point with --target or the bindings at --site instead of writing:
