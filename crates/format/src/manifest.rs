@@ -209,13 +209,20 @@ impl RestorePoint {
             // A discovery that found nothing, with nothing else captured, is no proof the
             // resource is empty (an API that answered nothing): not complete.
             Some(items) if items.is_empty() => any,
-            Some(items) => items.iter().all(|item| {
-                self.resources.iter().any(|r| {
-                    r.name.strip_prefix(name).and_then(|s| s.strip_prefix('/')) == Some(item)
-                })
-            }),
+            Some(items) => self.holds_items(name, items),
             None => any,
         }
+    }
+
+    /// Whether an entry `name/<item>` exists for each of `items` (a set of the entries' items
+    /// first: servers with hundreds of databases make the pairwise search quadratic).
+    fn holds_items(&self, name: &str, items: &[String]) -> bool {
+        let captured: std::collections::HashSet<&str> = self
+            .resources
+            .iter()
+            .filter_map(|r| r.name.strip_prefix(name)?.strip_prefix('/'))
+            .collect();
+        items.iter().all(|item| captured.contains(item.as_str()))
     }
 
     /// Whether the point holds something of every part of resource `name` (every item it
@@ -232,11 +239,7 @@ impl RestorePoint {
         match self.discovered.get(name) {
             // Nothing discovered and nothing captured: pinned, it restores nothing, as asked.
             Some(items) if items.is_empty() => true,
-            Some(items) => items.iter().all(|item| {
-                self.resources.iter().any(|r| {
-                    r.name.strip_prefix(name).and_then(|s| s.strip_prefix('/')) == Some(item)
-                })
-            }),
+            Some(items) => self.holds_items(name, items),
             None => any,
         }
     }

@@ -177,11 +177,13 @@ pub fn by_group<T: Clone>(
     let resources: Vec<BTreeMap<String, Option<Vec<String>>>> =
         points.iter().map(|(_, p)| resources_of(p)).collect();
     // Each resource's items as its newest point that knows them has them.
-    let mut current: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut current: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
     for &i in &order {
         for (name, items) in &resources[i] {
             if let Some(items) = items {
-                current.entry(name.clone()).or_insert_with(|| items.clone());
+                current
+                    .entry(name.clone())
+                    .or_insert_with(|| items.iter().cloned().collect());
             }
         }
     }
@@ -205,9 +207,7 @@ pub fn by_group<T: Clone>(
             });
             for r in p.entries(name).filter(|r| r.name != *name) {
                 let item = &r.name[name.len() + 1..];
-                let dropped = !current
-                    .get(name)
-                    .is_some_and(|items| items.iter().any(|i| i == item));
+                let dropped = !current.get(name).is_some_and(|items| items.contains(item));
                 let complete = r.status == ResourceStatus::Complete && r.root.is_some();
                 if !dropped {
                     groups
