@@ -277,6 +277,28 @@ fn a_capture_that_skips_files_is_incomplete_and_exits_4() {
         "{skipped}"
     );
     std::fs::set_permissions(src.join("closed"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Restored with --replace, a capture that skipped entries is an overlay: the files it
+    // could not read (and anything else) stay at the target, never removed as "lacking".
+    let out_dir = w.path("out");
+    write(&out_dir.join("secret.txt"), b"the only copy");
+    write(&out_dir.join("other.txt"), b"kept");
+    let restored = w
+        .cmd()
+        .args(["restore", "latest", "--target", s(&out_dir), "--replace"])
+        .output()
+        .unwrap();
+    assert!(restored.status.success(), "{restored:?}");
+    let note = String::from_utf8_lossy(&restored.stderr);
+    assert!(note.contains("skipped entries"), "{note}");
+    assert_eq!(
+        std::fs::read(out_dir.join("secret.txt")).unwrap(),
+        b"the only copy"
+    );
+    assert!(out_dir.join("other.txt").exists());
+    assert_eq!(
+        std::fs::read(out_dir.join("readable.txt")).unwrap(),
+        b"fine"
+    );
 }
 
 #[test]
@@ -450,5 +472,104 @@ fn the_repository_is_private_whatever_the_umask() {
     assert_eq!(
         mode, 0o700,
         "the repository folder (its key files within) is private"
+    );
+}
+
+#[test]
+fn a_failover_from_a_pinned_partial_capture_says_so_and_calls_no_rpo_met() {
+    let w = Workplace::new();
+    let primary = w.path("primary");
+    write(&primary.join("readable.csv"), b"a,b\n");
+    write(&primary.join("locked.csv"), b"only here\n");
+    std::fs::set_permissions(
+        primary.join("locked.csv"),
+        std::fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
+    std::fs::create_dir_all(w.path("dr/data")).unwrap();
+    write(&w.path("dr/data/locked.csv"), b"an older copy\n");
+    std::fs::write(
+        w.path("lifeboat.toml"),
+        format!(
+            r#"[repository]
+url = "./repo"
+password = {{ env = "LIFEBOAT_PASSWORD" }}
+
+[state]
+dir = "state"
+
+[sites.primary]
+role = "primary"
+
+[sites.dr]
+role = "standby"
+
+[resources.data]
+kind = "files"
+at.primary = {{ path = "{}" }}
+at.dr = {{ path = "{}" }}
+
+[fence]
+run = [["true"]]
+"#,
+            primary.display(),
+            w.path("dr/data").display()
+        ),
+    )
+    .unwrap();
+    // Root reads everything: the backup runs as an unprivileged user then.
+    let as_user = |args: &[&str], code: i32| {
+        let mut c = w.process();
+        c.env_remove("LIFEBOAT_REPOSITORY");
+        if is_root() {
+            c.uid(65534).gid(65534);
+        }
+        let out = c.args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    if is_root() {
+        std::fs::set_permissions(w.dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        for p in [primary.clone(), primary.join("readable.csv")] {
+            std::os::unix::fs::chown(&p, Some(65534), Some(65534)).unwrap();
+        }
+    }
+    as_user(&["repo", "init"], 0);
+    as_user(&["backup"], 4);
+    let points: serde_json::Value =
+        serde_json::from_str(&as_user(&["--json", "points"], 0)).unwrap();
+    let id = points[0]["id"].as_str().unwrap().to_string();
+    // Nothing complete: the failover refuses, and says how to go on.
+    let refused = as_user(&["--json", "failover", "--to", "dr", "--dry-run"], 1);
+    assert!(refused.contains("--point"), "{refused}");
+    // Pinned, it goes on, says the capture is partial, and calls no RPO met.
+    let dry = as_user(&["failover", "--to", "dr", "--point", &id, "--dry-run"], 0);
+    assert!(dry.contains("PARTIAL"), "{dry}");
+    // The DR site's folder is root's: the failover itself runs as the test does.
+    let out = w
+        .process()
+        .env_remove("LIFEBOAT_REPOSITORY")
+        .args(["--json", "failover", "--to", "dr", "--point", &id, "--yes"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["partial"], serde_json::json!(["data"]), "{report}");
+    assert!(report["rpo_met"].is_null(), "{report}");
+    assert!(
+        report["rpo_basis"]
+            .as_str()
+            .unwrap()
+            .contains("skipped entries"),
+        "{report}"
+    );
+    // The DR site's copy of what the capture could not read is not removed.
+    assert_eq!(
+        std::fs::read(w.path("dr/data/locked.csv")).unwrap(),
+        b"an older copy\n"
+    );
+    assert_eq!(
+        std::fs::read(w.path("dr/data/readable.csv")).unwrap(),
+        b"a,b\n"
     );
 }
