@@ -107,6 +107,10 @@ pub struct PointAt {
     pub point: String,
     /// When its capture started.
     pub time: jiff::Timestamp,
+    /// The capture skipped entries (a pinned `--point` may supply such a one): the drill
+    /// cannot prove what it skipped comes back.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
 }
 
 /// `drills/<id>/drill.json`.

@@ -201,6 +201,15 @@ pub fn assess(m: Measured<'_>) -> DrillReport {
     let mut resources = m.resources;
     for r in &mut resources {
         r.rpo_met = age_of(&r.resource) <= r.rpo_objective_ms;
+        // From a capture that skipped entries: nothing proves those come back.
+        if record.points.get(&r.resource).is_some_and(|p| p.partial) {
+            r.rpo_met = false;
+            r.problems.push(
+                "restored from a capture that skipped entries: what it skipped did not come \
+                 back, so its RPO is not called met"
+                    .to_string(),
+            );
+        }
     }
     let rpo_objective_ms = resources
         .iter()
@@ -236,7 +245,7 @@ pub fn assess(m: Measured<'_>) -> DrillReport {
         for p in &r.problems {
             problems.push(format!("`{}`: {p}", r.resource));
         }
-        if !r.rpo_met {
+        if age_of(&r.resource) > r.rpo_objective_ms {
             problems.push(format!(
                 "`{}`: RPO missed: the restore point was {} old, past its rpo of {}",
                 r.resource,
@@ -511,6 +520,7 @@ mod tests {
             crate::record::PointAt {
                 point: "ab".repeat(32),
                 time: "2026-12-01T00:00:00Z".parse().unwrap(),
+                partial: false,
             },
         );
         record.points.insert(
@@ -518,6 +528,7 @@ mod tests {
             crate::record::PointAt {
                 point: "cd".repeat(32),
                 time: "2026-12-01T00:08:00Z".parse().unwrap(),
+                partial: false,
             },
         );
         let journal = all_ok();
@@ -537,6 +548,20 @@ mod tests {
                 .problems
                 .iter()
                 .any(|p| p.contains("`db`: RPO missed") && p.contains("10m")),
+            "{:?}",
+            report.problems
+        );
+        // A capture that skipped entries proves nothing about them: not passed.
+        record.points.get_mut("docs").unwrap().partial = true;
+        let mut m = measured(&record, &journal, 60_000);
+        m.resources[1].rpo_objective_ms = 180_000;
+        let report = assess(m);
+        assert!(!report.resources[1].rpo_met && !report.passed);
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.contains("skipped entries")),
             "{:?}",
             report.problems
         );

@@ -150,6 +150,7 @@ pub fn drill(ctx: &Context, args: DrillArgs) -> Result<Exit> {
                 let at = lifeboat_drill::record::PointAt {
                     point: c.point.to_string(),
                     time: c.time,
+                    partial: c.partial,
                 };
                 (c.resource.clone(), at)
             })
