@@ -35,9 +35,36 @@ pub fn capture_sqlite(writer: &RepoWriter<'_>, path: &Path) -> Result<Document> 
     let copy = dir.path().join("copy.sqlite");
     conn.execute("VACUUM INTO ?1", [copy.to_string_lossy().as_ref()])
         .map_err(|e| sqlite_err(path, e))?;
+    // `VACUUM INTO` writes a rollback-journal file: a WAL database is marked WAL again in the
+    // copy's header, so it comes back as it was.
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+        .map_err(|e| sqlite_err(path, e))?;
     drop(conn);
+    if mode.eq_ignore_ascii_case("wal") {
+        set_format_versions(&copy, WAL).map_err(|e| sqlite_err(&copy, e))?;
+    }
     let mut file = std::fs::File::open(&copy).map_err(|e| sqlite_err(&copy, e))?;
     store(writer, "database.sqlite", &mut file)
+}
+
+/// The header's file format write and read versions (bytes 18 and 19): 1 for a rollback
+/// journal, 2 for WAL (SQLite's file format, §1.3.3).
+const WAL: [u8; 2] = [2, 2];
+const ROLLBACK: [u8; 2] = [1, 1];
+
+fn format_versions(path: &Path) -> std::io::Result<[u8; 2]> {
+    use std::os::unix::fs::FileExt;
+    let mut versions = [0u8; 2];
+    std::fs::File::open(path)?.read_exact_at(&mut versions, 18)?;
+    Ok(versions)
+}
+
+fn set_format_versions(path: &Path, versions: [u8; 2]) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new().write(true).open(path)?;
+    file.write_all_at(&versions, 18)?;
+    file.sync_all()
 }
 
 fn sidecar(path: &Path, suffix: &str) -> PathBuf {
@@ -93,6 +120,13 @@ pub fn restore_sqlite(
             return Err(e);
         }
     };
+    // A WAL copy is checked as a rollback one (a read-only WAL open would leave `-wal` and
+    // `-shm` files beside the staging name), then marked WAL again.
+    let wal = format_versions(&staging).is_ok_and(|v| v == WAL);
+    if wal && let Err(e) = set_format_versions(&staging, ROLLBACK) {
+        let _ = std::fs::remove_file(&staging);
+        return Err(sqlite_err(&staging, e));
+    }
     let check: String =
         match Connection::open_with_flags(&staging, OpenFlags::SQLITE_OPEN_READ_ONLY)
             .and_then(|c| c.query_row("PRAGMA integrity_check", [], |row| row.get(0)))
@@ -109,6 +143,10 @@ pub fn restore_sqlite(
             path,
             format!("restored copy fails its integrity check: {check}"),
         ));
+    }
+    if wal && let Err(e) = set_format_versions(&staging, WAL) {
+        let _ = std::fs::remove_file(&staging);
+        return Err(sqlite_err(&staging, e));
     }
     // A journal left by the old database would be replayed onto the new one.
     for suffix in ["-wal", "-shm", "-journal"] {
@@ -137,6 +175,10 @@ pub fn compare_sqlite(
     let mut file = std::fs::File::create(&copy).map_err(|e| sqlite_err(&copy, e))?;
     lifeboat_files::read_stream(&mut repo.reader(), &chunks, &mut file)?;
     drop(file);
+    // Read as a rollback-journal file: the copy's WAL mark only says how it is restored.
+    if format_versions(&copy).is_ok_and(|v| v == WAL) {
+        set_format_versions(&copy, ROLLBACK).map_err(|e| sqlite_err(&copy, e))?;
+    }
     let open = |p: &Path| {
         let conn = Connection::open_with_flags(
             p,

@@ -153,12 +153,20 @@ fn documents_and_sqlite_round_trip_to_the_dr_site() {
             "-c",
             "import sqlite3; c=sqlite3.connect('dr/app.db'); \
              assert c.execute('pragma integrity_check').fetchone()[0]=='ok'; \
+             m=c.execute('pragma journal_mode').fetchone()[0]; assert m=='wal', m; \
              n=c.execute('select count(*) from s').fetchone()[0]; assert 5000 <= n <= 5400, n; print(n)",
         ])
         .current_dir(w.dir.path())
         .output()
         .unwrap();
     assert!(check.status.success(), "{check:?}");
+    // Nothing of the restore is left beside the database (staging names, their journals).
+    let leftovers: Vec<String> = std::fs::read_dir(w.path("dr"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".lifeboat-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 
     // A database that exists is not overwritten without --replace; all of it is, with it.
     let out = run(
