@@ -3,7 +3,7 @@
 //! settings that cannot work. Findings as a table, `--json` or Markdown; the exit code gates a
 //! pipeline (`--fail-on`).
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -141,13 +141,31 @@ fn coverage(plan: &Plan, out: &mut Vec<Finding>) {
                         continue;
                     }
                 };
-                let protected_paths: Vec<&Path> = plan
+                let protected_paths: Vec<PathBuf> = plan
                     .resources
                     .values()
-                    .filter_map(|r| match &r.kind {
-                        ResourceKind::Files(f) => f.at.get(primary).map(|b| b.path.as_path()),
-                        ResourceKind::Sqlite(s) => s.at.get(primary).map(|b| b.path.as_path()),
-                        _ => None,
+                    .flat_map(|r| match &r.kind {
+                        ResourceKind::Files(f) => {
+                            f.at.get(primary)
+                                .map(|b| b.path.clone())
+                                .into_iter()
+                                .collect()
+                        }
+                        // A SQLite database is its file and the journals SQLite keeps beside it.
+                        ResourceKind::Sqlite(s) => {
+                            s.at.get(primary)
+                                .map(|b| {
+                                    let mut paths = vec![b.path.clone()];
+                                    for suffix in ["-wal", "-shm", "-journal"] {
+                                        let mut sidecar = b.path.clone().into_os_string();
+                                        sidecar.push(suffix);
+                                        paths.push(PathBuf::from(sidecar));
+                                    }
+                                    paths
+                                })
+                                .unwrap_or_default()
+                        }
+                        _ => Vec::new(),
                     })
                     .collect();
                 let mut names: Vec<String> = entries

@@ -34,6 +34,11 @@ kind = "files"
 at.primary = {{ path = "srv/docs" }}
 at.dr = {{ path = "dr/docs" }}
 
+[resources.app]
+kind = "sqlite"
+at.primary = {{ path = "srv/app.db" }}
+at.dr = {{ path = "dr/app.db" }}
+
 [resources.fast]
 kind = "files"
 rpo = "{fast_rpo}"
@@ -79,6 +84,19 @@ fn audit_finds_the_unprotected_the_stale_and_the_drifting_then_passes() {
         write(&w.path(&format!("{dir}/a.txt")), b"a");
     }
     write(&w.path("dr-version"), b"1.1\n");
+    // A SQLite database with the journals SQLite keeps beside it: all of it is the resource.
+    let made = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sqlite3; c=sqlite3.connect('srv/app.db'); c.execute('create table t(x)'); c.commit()",
+        ])
+        .current_dir(w.dir.path())
+        .status()
+        .unwrap();
+    assert!(made.success());
+    for sidecar in ["srv/app.db-wal", "srv/app.db-shm"] {
+        write(&w.path(sidecar), b"");
+    }
     w.init();
     audit(&w, &["backup"], 0);
     std::thread::sleep(std::time::Duration::from_millis(1500));
@@ -103,6 +121,7 @@ fn audit_finds_the_unprotected_the_stale_and_the_drifting_then_passes() {
     assert!(has("coverage", "`extra`"), "{findings:#?}");
     assert!(!has("coverage", "`shop`"), "{findings:#?}");
     assert!(has("coverage", "srv/loose"), "{findings:#?}");
+    assert!(!has("coverage", "app.db"), "{findings:#?}");
     assert!(
         !has("coverage", "srv/tmp") && !has("coverage", "srv/docs"),
         "{findings:#?}"
