@@ -631,7 +631,8 @@ fn execute(ctx: &Context, plan: &Plan, store: &StateStore, mut run: RunFile) -> 
         };
         if !failed.is_empty() {
             alert_stopped(ctx, plan, &run, &failed);
-            let (_, first) = failed.into_iter().next().expect("not empty");
+        }
+        if let Some((_, first)) = failed.into_iter().next() {
             return Err(first);
         }
     }
