@@ -422,11 +422,12 @@ impl Repository {
         // A backup that outlived its marker's protection may have lost packs to a prune: its
         // manifest would name missing data. Checked last, so nothing can go between.
         if let Some(marker) = &self.backup {
-            match self.backend.head(Kind::Leases, marker.name()) {
+            let name = marker.name();
+            match self.backend.head(Kind::Leases, &name) {
                 Ok(_) => {}
                 Err(e) if e.is_not_found() => {
                     return Err(RepoError::BackupMarkerLost {
-                        marker: Kind::Leases.path_of(marker.name()),
+                        marker: Kind::Leases.path_of(&name),
                         hours: running::HONOURED_FOR.as_secs() / 3600,
                     });
                 }

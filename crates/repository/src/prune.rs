@@ -324,7 +324,7 @@ fn live_backups(pass: &Pass<'_>) -> Result<Vec<running::ListedMarker>> {
         .into_iter()
         .filter(|m| pass.now.duration_since(m.stored) < honour)
         .collect();
-    live.sort_by_key(|m| m.stored);
+    live.sort_by_key(|m| m.registered);
     Ok(live)
 }
 
@@ -339,7 +339,7 @@ fn honoured_for(pass: &Pass<'_>) -> jiff::SignedDuration {
 /// that registered before it, within the clock margin.
 fn predates(backups: &[running::ListedMarker], time: jiff::Timestamp) -> bool {
     backups.iter().any(|b| {
-        b.stored
+        b.registered
             <= time
                 .checked_add(running::CLOCK_MARGIN)
                 .unwrap_or(jiff::Timestamp::MAX)
@@ -363,7 +363,7 @@ fn reclaim_leftovers(pass: &Pass<'_>, report: &mut PruneReport) -> Result<()> {
             temp.modified
                 .checked_add(running::CLOCK_MARGIN)
                 .unwrap_or(jiff::Timestamp::MAX)
-                >= b.stored
+                >= b.registered
         });
         if old_enough && !owned {
             pass.keep_lease()?;
@@ -667,4 +667,26 @@ fn delete_condemned(pass: &Pass<'_>, report: &mut PruneReport) -> Result<()> {
         backend.delete(Kind::Condemned, &name)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_renewed_backup_counts_from_when_it_registered() {
+        let at = |s: i64| jiff::Timestamp::from_second(1_700_000_000 + s).unwrap();
+        // Registered at 0, a pack condemned at 100, the marker renewed at 200.
+        let renewed = running::ListedMarker {
+            name: "backup-x".into(),
+            stored: at(200),
+            registered: at(0),
+        };
+        assert!(predates(std::slice::from_ref(&renewed), at(100)));
+        let later = running::ListedMarker {
+            registered: at(150),
+            ..renewed
+        };
+        assert!(!predates(&[later], at(100)));
+    }
 }
