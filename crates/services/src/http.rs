@@ -1,5 +1,6 @@
-//! Configuration documents over HTTP (`kind = "http"`): `GET` (or the binding's method) to
-//! capture, `PUT`/`POST`/`PATCH` the document back to apply. Header values may carry
+//! Configuration documents over HTTP (`kind = "http"`): `GET` (or `POST`, the binding's
+//! `capture_method`) to capture, `PUT`/`POST`/`PATCH` (its `method`) the document back to
+//! apply, streamed both ways. Header values may carry
 //! credentials: they are never logged or put in an error.
 //!
 //! Redirects: every request here (documents, webhooks, health checks, version endpoints)
