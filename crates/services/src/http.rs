@@ -309,7 +309,9 @@ impl<R: Read> Read for Exact<R> {
                 _ => Err(std::io::Error::other("the body is longer than its length")),
             };
         }
-        let want = buf.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
         let n = self.inner.read(&mut buf[..want])?;
         if n == 0 {
             return Err(std::io::Error::new(

@@ -224,7 +224,7 @@ fn coverage(plan: &Plan, out: &mut Vec<Finding>) {
 
 /// Every name a command inventory's line may be protected under, compared exactly (never as
 /// a substring): a resource's name; each item a resource's discovery lists now, and
-/// `<resource>/<item>`; and what its primary binding names: one argument of its `capture`,
+/// `<resource>/<item>`; and what its primary binding names: an argument of its `capture`,
 /// its URL, its path, a database it lists.
 fn covered_names(plan: &Plan, out: &mut Vec<Finding>) -> std::collections::BTreeSet<String> {
     use lifeboat_plan::{Binding, DatabaseSelection};
@@ -258,8 +258,9 @@ fn covered_names(plan: &Plan, out: &mut Vec<Finding>) -> std::collections::BTree
                 names.insert(b.path.to_string_lossy().into_owned());
             }
             Some(Binding::Command(b)) => {
-                if let Some(capture) = b.capture_command() {
-                    names.extend(capture.argv().iter().cloned());
+                // Its arguments, not the program (`cat` protects nothing).
+                if let Some(capture) = &b.capture {
+                    names.extend(capture.argv().iter().skip(1).cloned());
                 }
             }
             Some(Binding::Http(b)) => {

@@ -37,13 +37,15 @@ fn an_http_post_apply_succeeds_only_where_the_document_arrived() {
     // Large enough that a 307's re-send must read the document from the repository again.
     let document = noise(3 << 20, 14);
     let served = document.clone();
-    let peer = Peer::start(move |seen| match (seen.method.as_str(), seen.target.as_str()) {
-        ("GET", "/doc") => (200, vec![], served.clone()),
-        ("POST", "/moved") => (302, vec![("Location".into(), "/landing".into())], vec![]),
-        ("POST", "/temporary") => (307, vec![("Location".into(), "/final".into())], vec![]),
-        ("POST", "/final") => (201, vec![], b"created".to_vec()),
-        _ => (200, vec![], vec![]),
-    });
+    let peer = Peer::start(
+        move |seen| match (seen.method.as_str(), seen.target.as_str()) {
+            ("GET", "/doc") => (200, vec![], served.clone()),
+            ("POST", "/moved") => (302, vec![("Location".into(), "/landing".into())], vec![]),
+            ("POST", "/temporary") => (307, vec![("Location".into(), "/final".into())], vec![]),
+            ("POST", "/final") => (201, vec![], b"created".to_vec()),
+            _ => (200, vec![], vec![]),
+        },
+    );
     let w = Workplace::new();
     let plan = format!(
         r#"{HEAD}
@@ -85,7 +87,14 @@ at.dr = {{ url = "{temporary}", method = "POST" }}
     // A 307 is followed with the same method and the whole body.
     let out = run(
         &w,
-        &["restore", "latest", "--site", "dr", "--resource", "temporary"],
+        &[
+            "restore",
+            "latest",
+            "--site",
+            "dr",
+            "--resource",
+            "temporary",
+        ],
         0,
     );
     assert!(out.contains("sent"), "{out}");
@@ -129,7 +138,10 @@ at.dr = {{ apply = ["sh", "-c", "mkdir -p dr && cat > \"dr/[$1]\"", "sh", "{{ite
         std::fs::read(w.path("dr/[  padded  ]")).unwrap(),
         b"flow [  padded  ]"
     );
-    assert_eq!(std::fs::read(w.path("dr/[plain]")).unwrap(), b"flow [plain]");
+    assert_eq!(
+        std::fs::read(w.path("dr/[plain]")).unwrap(),
+        b"flow [plain]"
+    );
 }
 
 /// The bytes of the large document: a fast PRNG (xorshift), so nothing deduplicates.
@@ -195,7 +207,11 @@ impl Streamer {
         let mut reader = BufReader::new(stream.try_clone()?);
         let mut line = String::new();
         reader.read_line(&mut line)?;
-        let method = line.split_whitespace().next().unwrap_or_default().to_string();
+        let method = line
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string();
         let mut length = 0u64;
         loop {
             let mut header = String::new();
@@ -285,7 +301,7 @@ fn large_document_len() -> u64 {
 fn a_large_document_streams_both_ways_in_bounded_memory() {
     const LIMIT: u64 = 100 << 20;
     let len = large_document_len();
-    let seed = 0x5eed_1e_b0a7;
+    let seed = 0x5eed_b0a7;
     let server = Streamer::start(seed, len);
     let w = Workplace::new();
     let plan = format!(
@@ -327,8 +343,8 @@ at.dr = {{ url = "{put}" }}
 /// The subjects of the audit's coverage findings.
 fn coverage(w: &Workplace) -> Vec<String> {
     let out = w.cmd().args(["--json", "audit"]).output().expect("runs");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {out:?}"));
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {out:?}"));
     report["findings"]
         .as_array()
         .unwrap()
@@ -370,7 +386,7 @@ directory = "srv"
 
 [[inventory]]
 name = "names"
-command = ["printf", "config\nconf\napp.json\n"]
+command = ["printf", "config\nconf\napp.json\nconf/app.json\ncat\n"]
 exclude = {names_exclude}
 "#
         )
@@ -396,22 +412,24 @@ exclude = {names_exclude}
     run(&w, &["repo", "init"], 0);
     run(&w, &["backup"], 0);
 
-    // Discovered items, SQLite's side files and a resource's own name are protected; a name
-    // that is only part of a binding (`conf`, `app.json` of `cat conf/app.json`) is not.
+    // Discovered items, SQLite's side files, a resource's own name and an argument of a
+    // capture are protected; a name that is only part of a binding (`conf`, `app.json` of
+    // `cat conf/app.json`) is not, nor the program a capture runs.
     let mut found = coverage(&w);
     found.sort();
     assert_eq!(
         found,
         [
             r#""app.json" "not protected by any resource (names)""#,
-            r#""conf" "not protected by any resource (names)""#
+            r#""cat" "not protected by any resource (names)""#,
+            r#""conf" "not protected by any resource (names)""#,
         ]
     );
 
-    // With those two left out deliberately, the coverage is clean.
+    // With those left out deliberately, the coverage is clean.
     write(
         &w.path("lifeboat.toml"),
-        plan(r#"["conf", "app.json"]"#).as_bytes(),
+        plan(r#"["conf", "app.json", "cat"]"#).as_bytes(),
     );
     let found = coverage(&w);
     assert!(found.is_empty(), "{found:#?}");
