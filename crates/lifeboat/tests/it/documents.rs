@@ -43,6 +43,8 @@ fn an_http_post_apply_succeeds_only_where_the_document_arrived() {
             ("POST", "/moved") => (302, vec![("Location".into(), "/landing".into())], vec![]),
             ("POST", "/temporary") => (307, vec![("Location".into(), "/final".into())], vec![]),
             ("POST", "/final") => (201, vec![], b"created".to_vec()),
+            ("GET", "/temporary") => (307, vec![("Location".into(), "/final".into())], vec![]),
+            ("GET", "/final") => (200, vec![], served.clone()),
             _ => (200, vec![], vec![]),
         },
     );
@@ -108,6 +110,27 @@ at.dr = {{ url = "{temporary}", method = "POST" }}
     assert!(finals[0].body == document, "the body that arrived differs");
     let length = document.len().to_string();
     assert_eq!(finals[0].header("content-length"), Some(length.as_str()));
+
+    // `method = "POST"` is how the document is applied there, not how it is read: a
+    // comparison at the site reads it with GET, and posts nothing.
+    let posted = peer.seen().iter().filter(|s| s.method == "POST").count();
+    let verified = w.json(
+        &[
+            "restore",
+            "latest",
+            "--site",
+            "dr",
+            "--resource",
+            "temporary",
+            "--verify",
+        ],
+        0,
+    );
+    assert_eq!(verified["resources"][0]["done"], "matches", "{verified:#}");
+    assert_eq!(
+        peer.seen().iter().filter(|s| s.method == "POST").count(),
+        posted
+    );
 }
 
 #[test]
