@@ -734,6 +734,7 @@ const BINDING_FIELDS: &[(&str, &[KindName])] = &[
     ("apply", &[KindName::Command]),
     ("shell", &[KindName::Command]),
     ("method", &[KindName::Http]),
+    ("capture_method", &[KindName::Http]),
     ("headers", &[KindName::Http]),
 ];
 
@@ -1110,6 +1111,22 @@ fn decode_http_binding(
     let mut fields = Fields::open(node, path, cx)?.with_hint(hint);
     let url = fields.required::<Spanned<NonEmpty>>("url", cx);
     let method = fields.optional::<HttpMethod>("method", cx);
+    let capture_method = fields.optional::<Spanned<HttpMethod>>("capture_method", cx);
+    if let Some(m) = &capture_method
+        && !matches!(m.get_ref(), HttpMethod::Get | HttpMethod::Post)
+    {
+        cx.push(
+            Diagnostic::error(
+                path.key("capture_method").as_str(),
+                m.span(),
+                format!(
+                    "a capture reads the document: `capture_method` is GET or POST, not {}",
+                    m.get_ref().as_str()
+                ),
+            )
+            .with_help("`method` is how the document is applied (PUT, POST or PATCH)"),
+        );
+    }
     let headers = fields
         .optional::<IndexMap<String, Spanned<StringOrSecret>>>("headers", cx)
         .unwrap_or_default();
@@ -1149,6 +1166,7 @@ fn decode_http_binding(
             url
         },
         method,
+        capture_method: capture_method.map(Spanned::into_inner),
         headers: headers
             .into_iter()
             .map(|(name, value)| (name, value.into_inner()))

@@ -730,15 +730,18 @@ plan_enum! {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpBinding {
     pub url: String,
-    /// `None`: GET to capture, PUT to apply.
+    /// How the document is applied; `None`: PUT.
     pub method: Option<HttpMethod>,
+    /// How the document is captured (`GET` or `POST`); `None`: GET. Separate from `method`,
+    /// so a site's import endpoint is never sent a capture's empty POST (a failback).
+    pub capture_method: Option<HttpMethod>,
     /// Header values are plain strings or secrets; credential headers must be secrets.
     pub headers: IndexMap<String, StringOrSecret>,
 }
 
 impl HttpBinding {
     pub fn capture_method(&self) -> HttpMethod {
-        self.method.unwrap_or(HttpMethod::Get)
+        self.capture_method.unwrap_or(HttpMethod::Get)
     }
 
     pub fn apply_method(&self) -> HttpMethod {

@@ -147,7 +147,7 @@ fn http(
         "GET",
         url,
         &[],
-        None,
+        &crate::http::Body::Empty,
         follow,
         crate::http::Shown::WithoutQuery,
     )

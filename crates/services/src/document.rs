@@ -120,6 +120,47 @@ pub(crate) fn read_document(repo: &Repository, root: &Id) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// A document's bytes as a reader, one chunk in memory at a time (an HTTP body).
+pub(crate) struct DocumentReader<'r> {
+    reader: lifeboat_repository::ChunkReader<'r>,
+    chunks: &'r [Id],
+    next: usize,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl<'r> DocumentReader<'r> {
+    pub(crate) fn new(repo: &'r Repository, chunks: &'r [Id]) -> Self {
+        DocumentReader {
+            reader: repo.reader(),
+            chunks,
+            next: 0,
+            buf: Vec::new(),
+            pos: 0,
+        }
+    }
+}
+
+impl Read for DocumentReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.buf.len() {
+            let Some(id) = self.chunks.get(self.next) else {
+                return Ok(0);
+            };
+            self.buf.clear();
+            self.pos = 0;
+            self.reader
+                .read_into(id, &mut self.buf)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            self.next += 1;
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
 /// Compares the document stored under `root` with the bytes `source` gives now, without
 /// storing or writing anything: `None` when they are equal, else how they differ.
 pub(crate) fn compare_document(

@@ -1,5 +1,6 @@
-//! Configuration documents over HTTP (`kind = "http"`): `GET` (or the binding's method) to
-//! capture, `PUT`/`POST`/`PATCH` the document back to apply. Header values may carry
+//! Configuration documents over HTTP (`kind = "http"`): `GET` (or `POST`, the binding's
+//! `capture_method`) to capture, `PUT`/`POST`/`PATCH` (its `method`) the document back to
+//! apply, streamed both ways. Header values may carry
 //! credentials: they are never logged or put in an error.
 //!
 //! Redirects: every request here (documents, webhooks, health checks, version endpoints)
@@ -8,12 +9,13 @@
 //! with a body is never turned into a `GET`: 307 and 308 re-send the same method and body,
 //! 301, 302 and 303 are errors, since the document did not reach the server.
 
+use std::io::Read;
 use std::time::Duration;
 
 use lifeboat_repository::{RepoWriter, Repository};
 use ureq::http::{HeaderName, HeaderValue, Response, Uri};
 
-use crate::document::{Document, document_chunks, store};
+use crate::document::{Document, DocumentReader, document_content, store};
 use crate::{Newlines, Result, ServiceError, escape_untrusted};
 
 /// How many same-origin redirects one request follows.
@@ -40,11 +42,27 @@ pub(crate) fn agent(timeout: Duration) -> ureq::Agent {
         .into()
 }
 
+/// What a request carries.
+pub(crate) enum Body<'a> {
+    /// Nothing (a `GET`).
+    Empty,
+    /// Bytes in memory (a webhook's JSON).
+    Bytes(&'a [u8]),
+    /// `len` bytes read from a fresh reader for every request sent, so a 307/308 re-sends
+    /// them without holding the body in memory (a document streamed from the repository).
+    Stream {
+        len: u64,
+        open: &'a dyn Fn() -> std::io::Result<Box<dyn Read + 'a>>,
+    },
+}
+
 /// Why a request got no answer of its own.
 #[derive(Debug)]
 pub(crate) enum SendError {
     /// The connection or the exchange failed.
     Transport(ureq::Error),
+    /// The body could not be read to be sent (the repository, for a document).
+    Body(std::io::Error),
     /// A header's name or value cannot be sent (the value is not shown).
     BadHeader(String),
     /// The URL cannot be sent to.
@@ -70,6 +88,7 @@ impl std::fmt::Display for SendError {
                 let text = escape_untrusted(e.to_string().as_bytes(), Newlines::Escape);
                 f.write_str(&text)
             }
+            SendError::Body(e) => write!(f, "reading the body to send: {e}"),
             SendError::BadHeader(name) => write!(f, "header `{name}` cannot be sent"),
             SendError::BadUrl(why) => write!(f, "not a URL that can be sent to: {why}"),
             SendError::OtherOrigin { status, location } => write!(
@@ -185,7 +204,7 @@ pub(crate) fn send(
     method: &str,
     url: &str,
     headers: &[(String, String)],
-    body: Option<&[u8]>,
+    body: &Body<'_>,
     follow: bool,
     shown: Shown,
 ) -> std::result::Result<Response<ureq::Body>, SendError> {
@@ -216,14 +235,27 @@ pub(crate) fn send(
             request = request.header(name.as_str(), value.as_str());
         }
         let response = match body {
-            Some(bytes) => request
-                .body(bytes)
-                .map_err(|e| SendError::BadUrl(e.to_string()))
-                .and_then(|r| agent.run(r).map_err(SendError::Transport)),
-            None => request
+            Body::Empty => request
                 .body(())
                 .map_err(|e| SendError::BadUrl(e.to_string()))
                 .and_then(|r| agent.run(r).map_err(SendError::Transport)),
+            Body::Bytes(bytes) => request
+                .body(*bytes)
+                .map_err(|e| SendError::BadUrl(e.to_string()))
+                .and_then(|r| agent.run(r).map_err(SendError::Transport)),
+            Body::Stream { len, open } => {
+                // A known length: the server sees a Content-Length, not a chunked body, and
+                // a reader that ends early is an error, never a shorter document.
+                let mut reader = Exact {
+                    inner: open().map_err(SendError::Body)?,
+                    left: *len,
+                };
+                request
+                    .header("content-length", len.to_string())
+                    .body(ureq::SendBody::from_reader(&mut reader))
+                    .map_err(|e| SendError::BadUrl(e.to_string()))
+                    .and_then(|r| agent.run(r).map_err(SendError::Transport))
+            }
         }?;
         let status = response.status().as_u16();
         if !follow || !matches!(status, 301 | 302 | 303 | 307 | 308) {
@@ -258,6 +290,37 @@ pub(crate) fn send(
             return Err(SendError::TooMany { location });
         }
         current = next;
+    }
+}
+
+/// A body reader held to its announced length: ending early or going on is an error (the
+/// server would otherwise wait for the rest, or take a cut document).
+struct Exact<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Exact<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            // One byte more than announced is a body that changed length.
+            return match self.inner.read(&mut [0u8; 1])? {
+                0 => Ok(0),
+                _ => Err(std::io::Error::other("the body is longer than its length")),
+            };
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("the body ended {} bytes before its length", self.left),
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
     }
 }
 
@@ -296,7 +359,7 @@ pub fn capture_http(writer: &RepoWriter<'_>, req: &HttpRequest) -> Result<Docume
             "POST",
             &req.url,
             &req.headers,
-            Some(&[]),
+            &Body::Bytes(&[]),
             true,
             Shown::WithoutQuery,
         ),
@@ -305,7 +368,7 @@ pub fn capture_http(writer: &RepoWriter<'_>, req: &HttpRequest) -> Result<Docume
             "GET",
             &req.url,
             &req.headers,
-            None,
+            &Body::Empty,
             true,
             Shown::WithoutQuery,
         ),
@@ -342,7 +405,7 @@ pub fn compare_http(
         "GET",
         &req.url,
         &req.headers,
-        None,
+        &Body::Empty,
         true,
         Shown::WithoutQuery,
     )
@@ -353,28 +416,31 @@ pub fn compare_http(
 }
 
 /// Sends the document stored under `root` with `req`; succeeds only on a 2xx answer from
-/// the URL it was sent to (or a same-origin target of a 307/308). Returns its size.
+/// the URL it was sent to (or a same-origin target of a 307/308). The document streams from
+/// the repository with its length (read again for a 307/308), never whole in memory.
+/// Returns its size.
 pub fn apply_http(repo: &Repository, root: &lifeboat_format::Id, req: &HttpRequest) -> Result<u64> {
-    let chunks = document_chunks(repo, root)?;
-    let mut document = Vec::new();
-    let n = lifeboat_files::read_stream(&mut repo.reader(), &chunks, &mut document)?;
+    let (chunks, len) = document_content(repo, root)?;
     let method = match req.method.as_str() {
         "POST" => "POST",
         "PATCH" => "PATCH",
         _ => "PUT",
+    };
+    let open = || -> std::io::Result<Box<dyn Read + '_>> {
+        Ok(Box::new(DocumentReader::new(repo, &chunks)))
     };
     let mut response = send(
         &agent(Duration::from_secs(300)),
         method,
         &req.url,
         &req.headers,
-        Some(&document),
+        &Body::Stream { len, open: &open },
         true,
         Shown::WithoutQuery,
     )
     .map_err(|e| failed(req, e))?;
     check_status(req, &mut response)?;
-    Ok(n)
+    Ok(len)
 }
 
 /// POSTs a JSON body (a notification). The URL may embed a token: errors name only its
@@ -391,7 +457,7 @@ pub fn post_json(url: &str, body: &[u8]) -> Result<()> {
         "POST",
         url,
         &headers,
-        Some(body),
+        &Body::Bytes(body),
         true,
         Shown::OriginOnly,
     )
@@ -422,7 +488,7 @@ pub fn get_text(url: &str, timeout: Duration) -> Result<String> {
         "GET",
         url,
         &[],
-        None,
+        &Body::Empty,
         true,
         Shown::WithoutQuery,
     )
@@ -515,6 +581,73 @@ mod tests {
         assert_eq!(last.body, b"{\"a\": 1}");
         assert_eq!(last.header("content-type"), Some("application/json"));
         assert!(!seen.iter().any(|s| s.target == "/done"), "{seen:?}");
+    }
+
+    #[test]
+    fn a_streamed_body_is_read_again_for_a_307_and_never_sent_as_a_get() {
+        use crate::testpeer::Peer;
+        use std::cell::Cell;
+        let peer = Peer::start(|seen| match seen.target.as_str() {
+            "/moved" => (302, vec![("Location".into(), "/elsewhere".into())], vec![]),
+            "/temporary" => (307, vec![("Location".into(), "/final".into())], vec![]),
+            _ => (204, vec![], vec![]),
+        });
+        let document = b"document body".repeat(1000);
+        let opened = Cell::new(0);
+        let open = || -> std::io::Result<Box<dyn Read + '_>> {
+            opened.set(opened.get() + 1);
+            Ok(Box::new(&document[..]))
+        };
+        let body = Body::Stream {
+            len: document.len() as u64,
+            open: &open,
+        };
+        let put = |target: &str| {
+            send(
+                &agent(Duration::from_secs(10)),
+                "PUT",
+                &peer.url(target),
+                &[],
+                &body,
+                true,
+                Shown::WithoutQuery,
+            )
+        };
+        let e = put("/moved").unwrap_err().to_string();
+        assert!(e.contains("302") && e.contains("/elsewhere"), "{e}");
+        assert_eq!(opened.replace(0), 1);
+
+        let answer = put("/temporary").unwrap();
+        assert_eq!(answer.status().as_u16(), 204);
+        assert_eq!(opened.get(), 2, "the body is read again for the 307");
+        let seen = peer.seen();
+        let last = seen.last().unwrap();
+        assert_eq!(
+            (last.method.as_str(), last.target.as_str()),
+            ("PUT", "/final")
+        );
+        assert_eq!(last.body, document);
+        let length = document.len().to_string();
+        assert_eq!(last.header("content-length"), Some(length.as_str()));
+        assert!(!seen.iter().any(|s| s.target == "/elsewhere"), "{seen:?}");
+
+        // A reader that ends before the length it announced is an error, not a shorter body.
+        let short = || -> std::io::Result<Box<dyn Read + '_>> { Ok(Box::new(&document[..10])) };
+        let body = Body::Stream {
+            len: document.len() as u64,
+            open: &short,
+        };
+        let sent = send(
+            &agent(Duration::from_secs(10)),
+            "PUT",
+            &peer.url("/short"),
+            &[],
+            &body,
+            true,
+            Shown::WithoutQuery,
+        );
+        let e = sent.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("ended 12990 bytes before its length"), "{e}");
     }
 
     #[test]

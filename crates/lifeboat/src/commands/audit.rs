@@ -84,6 +84,8 @@ pub fn audit(ctx: &Context, args: AuditArgs) -> Result<Exit> {
 /// Everything the inventory lists must be protected by a resource, or excluded.
 fn coverage(plan: &Plan, out: &mut Vec<Finding>) {
     let (primary, _) = plan.primary_site();
+    // What command inventories' lines are compared with, gathered at the first of them.
+    let mut named = None;
     for entry in &plan.inventory {
         let excluded = |name: &str| entry.exclude.iter().any(|e| e == name);
         match &entry.source {
@@ -197,15 +199,9 @@ fn coverage(plan: &Plan, out: &mut Vec<Finding>) {
             InventorySource::Command(command) => {
                 match lifeboat_services::discover(command.argv(), plan.plan_dir()) {
                     Ok(items) => {
+                        let covered = named.get_or_insert_with(|| covered_names(plan, out));
                         for item in items.iter().filter(|i| !excluded(i)) {
-                            let protected = plan.resources.iter().any(|(name, r)| {
-                                name == item
-                                    || r.bound_sites().contains(&primary)
-                                        && r.binding(primary).is_some_and(|b| {
-                                            format!("{b:?}").contains(item.as_str())
-                                        })
-                            });
-                            if !protected {
+                            if !covered.contains(item.as_str()) {
                                 unprotected(
                                     out,
                                     item.clone(),
@@ -224,6 +220,63 @@ fn coverage(plan: &Plan, out: &mut Vec<Finding>) {
             }
         }
     }
+}
+
+/// Every name a command inventory's line may be protected under, compared exactly (never as
+/// a substring): a resource's name; each item a resource's discovery lists now, and
+/// `<resource>/<item>`; and what its primary binding names: an argument of its `capture`,
+/// its URL, its path, a database it lists.
+fn covered_names(plan: &Plan, out: &mut Vec<Finding>) -> std::collections::BTreeSet<String> {
+    use lifeboat_plan::{Binding, DatabaseSelection};
+    let (primary, _) = plan.primary_site();
+    let mut names = std::collections::BTreeSet::new();
+    for (name, resource) in &plan.resources {
+        names.insert(name.clone());
+        if let ResourceKind::Command(command) = &resource.kind
+            && let Some(discover) = &command.discover
+            && command.at.contains_key(primary)
+        {
+            match lifeboat_services::discover(discover.argv(), plan.plan_dir()) {
+                Ok(items) => {
+                    for item in items {
+                        names.insert(format!("{name}/{item}"));
+                        names.insert(item);
+                    }
+                }
+                Err(e) => out.push(Finding {
+                    severity: Severity::Warning,
+                    area: "coverage",
+                    subject: name.clone(),
+                    message: format!(
+                        "its discovery failed, so its items are not counted as protected: {e}"
+                    ),
+                }),
+            }
+        }
+        match resource.binding(primary) {
+            Some(Binding::Path(b)) => {
+                names.insert(b.path.to_string_lossy().into_owned());
+            }
+            Some(Binding::Command(b)) => {
+                // Its arguments, not the program (`cat` protects nothing).
+                if let Some(capture) = &b.capture {
+                    names.extend(capture.argv().iter().skip(1).cloned());
+                }
+            }
+            Some(Binding::Http(b)) => {
+                names.insert(b.url.clone());
+            }
+            Some(Binding::Database(_)) => {
+                if let ResourceKind::Postgres(db) | ResourceKind::Mysql(db) = &resource.kind
+                    && let DatabaseSelection::Only(listed) = &db.databases
+                {
+                    names.extend(listed.iter().filter(|d| db.protects(d)).cloned());
+                }
+            }
+            None => {}
+        }
+    }
+    names
 }
 
 fn unprotected(out: &mut Vec<Finding>, subject: String, message: String) {

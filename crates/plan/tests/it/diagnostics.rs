@@ -370,3 +370,25 @@ fn quiesce_commands_and_checks_are_validated_like_the_others() {
     "#]]
     .assert_debug_eq(&found);
 }
+
+#[test]
+fn an_http_capture_method_reads_and_is_apart_from_the_apply_method() {
+    let resource = |binding: &str| {
+        format!(
+            "{MINIMAL}\n[resources.broker]\nkind = \"http\"\nat.primary = {{ url = \"http://h/export\", {binding} }}\n"
+        )
+    };
+    let errors = parse_err(&resource(r#"capture_method = "PUT""#));
+    let found = errors_of(&errors);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].1, "resources.broker.at.primary.capture_method");
+    assert!(found[0].2.contains("GET or POST, not PUT"), "{found:?}");
+
+    let plan = crate::parse_ok(&resource(r#"method = "PATCH", capture_method = "POST""#));
+    let Some(lifeboat_plan::Binding::Http(b)) = plan.resource("broker").unwrap().binding("primary")
+    else {
+        panic!("http binding expected")
+    };
+    assert_eq!(b.capture_method(), lifeboat_plan::HttpMethod::Post);
+    assert_eq!(b.apply_method(), lifeboat_plan::HttpMethod::Patch);
+}

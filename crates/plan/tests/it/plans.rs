@@ -82,6 +82,8 @@ fn the_full_example_of_the_format_parses() {
         panic!("http binding expected")
     };
     assert_eq!(broker.apply_method(), HttpMethod::Post);
+    // The apply's POST is never how the document is captured there (a failback).
+    assert_eq!(broker.capture_method(), HttpMethod::Get);
     assert_eq!(
         broker.headers["Authorization"],
         StringOrSecret::Secret(Secret::Env("BROKER_AUTH".into()))
