@@ -32,6 +32,13 @@ pub struct HttpRequest {
     pub headers: Vec<(String, String)>,
 }
 
+impl HttpRequest {
+    /// The URL as shown in output: without its query string (it may carry a token).
+    pub fn shown_url(&self) -> String {
+        show_url(&self.url, Shown::WithoutQuery)
+    }
+}
+
 pub(crate) fn agent(timeout: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
         .timeout_global(Some(timeout))

@@ -401,7 +401,7 @@ fn capture(
                 Capture::Http(req) => {
                     let outcome =
                         lifeboat_services::capture_http(&writer, req).map(|d| (d.root, d.stats));
-                    (req.url.clone(), outcome.map_err(|e| e.to_string()), None)
+                    (req.shown_url(), outcome.map_err(|e| e.to_string()), None)
                 }
                 Capture::ServerGlobals(server) => {
                     let outcome = match server {

@@ -719,7 +719,7 @@ pub(crate) fn restore_at_site_done(
                 "sent {} with {} {}",
                 output::bytes(n),
                 req.method,
-                req.url
+                req.shown_url()
             )))
         }
         ResourceKind::Postgres(db) | ResourceKind::Mysql(db) => {
@@ -824,7 +824,9 @@ pub(crate) fn verify_at_site(
             let binding = http.at.get(site).ok_or_else(unbound)?;
             let req = super::backup::http_request(binding, binding.capture_method())?;
             let how = lifeboat_services::compare_http(repo, &root, &req)?;
-            Ok(one(how.map(|h| format!("the answer of {} {h}", req.url))))
+            Ok(one(
+                how.map(|h| format!("the answer of {} {h}", req.shown_url()))
+            ))
         }
         ResourceKind::Postgres(db) | ResourceKind::Mysql(db) => {
             let server = Server::of(&resource.kind, db.at.get(site).ok_or_else(unbound)?)?;

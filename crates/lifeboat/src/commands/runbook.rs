@@ -445,7 +445,13 @@ pub(crate) fn binding_text(binding: lifeboat_plan::Binding<'_>) -> String {
                 format!("`{}`", a.argv().join(" "))
             })
         }
-        lifeboat_plan::Binding::Http(h) => h.url.clone(),
+        // Without the query string: it may carry a token.
+        lifeboat_plan::Binding::Http(h) => h
+            .url
+            .split(['?', '#'])
+            .next()
+            .unwrap_or_default()
+            .to_string(),
     }
 }
 
