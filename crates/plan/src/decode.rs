@@ -1110,8 +1110,29 @@ fn decode_http_binding(
 ) -> Option<HttpBinding> {
     let mut fields = Fields::open(node, path, cx)?.with_hint(hint);
     let url = fields.required::<Spanned<NonEmpty>>("url", cx);
-    let method = fields.optional::<HttpMethod>("method", cx);
+    let method = fields.optional::<Spanned<HttpMethod>>("method", cx);
     let capture_method = fields.optional::<Spanned<HttpMethod>>("capture_method", cx);
+    match (&method, &capture_method) {
+        (Some(m), _) if *m.get_ref() == HttpMethod::Get => cx.push(
+            Diagnostic::warning(
+                path.key("method").as_str(),
+                m.span(),
+                "`method` is how the document is applied: GET applies nothing (it is sent with PUT)",
+            )
+            .with_help("remove `method` (PUT) or write the method the server takes: PUT, POST or PATCH; a capture uses GET unless `capture_method` says otherwise"),
+        ),
+        // Before `capture_method`, `method = "POST"` also captured with POST.
+        (Some(m), None) if *m.get_ref() == HttpMethod::Post => cx.push(
+            Diagnostic::note(
+                path.key("method").as_str(),
+                m.span(),
+                "this document is applied with POST and captured with GET",
+            )
+            .with_help("if this endpoint exports the document only when POSTed to, add `capture_method = \"POST\"`"),
+        ),
+        _ => {}
+    }
+    let method = method.map(Spanned::into_inner);
     if let Some(m) = &capture_method
         && !matches!(m.get_ref(), HttpMethod::Get | HttpMethod::Post)
     {
@@ -1131,6 +1152,13 @@ fn decode_http_binding(
         .optional::<IndexMap<String, Spanned<StringOrSecret>>>("headers", cx)
         .unwrap_or_default();
     for (name, value) in &headers {
+        if ["content-length", "transfer-encoding"].contains(&name.to_ascii_lowercase().as_str()) {
+            cx.push(Diagnostic::error(
+                path.key("headers").key(name).as_str(),
+                value.span(),
+                format!("header `{name}` is set by lifeboat from the document it sends"),
+            ));
+        }
         if is_credential_header(name) && matches!(value.get_ref(), StringOrSecret::Plain(_)) {
             cx.push(
                 Diagnostic::error(

@@ -48,7 +48,7 @@ pub use duration::{DurationError, HumanDuration, format_duration, parse_duration
 pub use mask::{MASK, credentials_in, masked};
 pub use schema::*;
 pub use secret::{Secret, SecretError, SecretUse, SecretValue, StringOrSecret};
-pub use shell::{ShellWrapping, shell_wrapping};
+pub use shell::{ShellWrapping, command_operands, shell_wrapping};
 
 use read::{Cx, Node, SpanIndex};
 use schema::Origin;

@@ -114,6 +114,86 @@ fn scan(argv: &[String], start: usize, depth: usize) -> Option<ShellWrapping> {
     }
 }
 
+/// The arguments of the command `argv` finally runs, past its wrappers (`sudo`, `env`,
+/// `nice`, `timeout`, `ssh` and its destination, `docker exec` and its container, `kubectl
+/// exec ... --`) and inside a `sh -c` script (split into words): what the command names,
+/// without the program or the hosts and containers it runs through.
+pub fn command_operands(argv: &[String]) -> Vec<String> {
+    let program = innermost(argv, 0, 0);
+    let Some(name) = argv.get(program).map(|p| p.rsplit('/').next().unwrap_or(p)) else {
+        return vec![];
+    };
+    let is_shell = matches!(
+        name,
+        "sh" | "bash" | "dash" | "zsh" | "ksh" | "mksh" | "ash" | "yash" | "fish"
+    );
+    if is_shell && let Some(script) = shell_script(argv, program + 1) {
+        let words =
+            shell_words::split(&argv[script]).unwrap_or_else(|_| vec![argv[script].clone()]);
+        return command_operands(&words);
+    }
+    argv[program + 1..].to_vec()
+}
+
+/// The position of the program a chain of wrappers finally runs.
+fn innermost(argv: &[String], start: usize, depth: usize) -> usize {
+    if depth > MAX_DEPTH {
+        return start;
+    }
+    let Some(program) = argv.get(start) else {
+        return start;
+    };
+    let name = program.rsplit('/').next().unwrap_or(program);
+    let next = match name {
+        "busybox" => Some(start + 1),
+        "ssh" => after_options(argv, start + 1, SSH_OPTIONS_WITH_VALUE).map(|d| d + 1),
+        "sudo" | "doas" => after_options(argv, start + 1, SUDO_OPTIONS_WITH_VALUE),
+        "env" => {
+            let mut next = start + 1;
+            while let Some(arg) = argv.get(next) {
+                if arg == "-u" || arg == "-C" || arg == "--unset" || arg == "--chdir" {
+                    next += 2;
+                } else if arg.starts_with('-') || arg.contains('=') {
+                    next += 1;
+                } else {
+                    break;
+                }
+            }
+            Some(next)
+        }
+        "nice" | "ionice" => after_options(argv, start + 1, &['n', 'c']),
+        "nohup" | "setsid" | "stdbuf" => after_options(argv, start + 1, &[]),
+        "timeout" | "chroot" => after_options(argv, start + 1, &['s', 'k']).map(|f| f + 1),
+        "docker" | "podman" => {
+            let mut sub = start + 1;
+            if argv
+                .get(sub)
+                .is_some_and(|a| a == "compose" || a == "container")
+            {
+                sub += 1;
+            }
+            match argv.get(sub).map(String::as_str) {
+                Some("exec" | "run") => {
+                    after_long_options(argv, sub + 1, DOCKER_OPTIONS_WITH_VALUE).map(|t| t + 1)
+                }
+                _ => None,
+            }
+        }
+        "kubectl" | "oc" => argv[start..]
+            .iter()
+            .position(|a| a == "--")
+            .filter(|_| argv[start + 1..].iter().any(|a| a == "exec"))
+            .map(|d| start + d + 1),
+        _ => None,
+    };
+    match next {
+        Some(next) if next < argv.len() => innermost(argv, next, depth + 1),
+        // A wrapper with no command after it runs nothing of its own.
+        Some(_) => argv.len(),
+        None => start,
+    }
+}
+
 /// ssh's options that take a value (from its manual's synopsis).
 const SSH_OPTIONS_WITH_VALUE: &[char] = &[
     'B', 'b', 'c', 'D', 'E', 'e', 'F', 'I', 'i', 'J', 'L', 'l', 'm', 'O', 'o', 'P', 'p', 'Q', 'R',
@@ -337,5 +417,31 @@ mod tests {
             shell_text(&["timeout", "30", "ssh", "h", "ls"]),
             Some(("ssh".into(), vec![4]))
         );
+    }
+
+    #[test]
+    fn operands_are_those_of_the_command_finally_run() {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(command_operands(&v(&["cat", "/etc/x"])), v(&["/etc/x"]));
+        assert_eq!(
+            command_operands(&v(&["ssh", "-p", "22", "web1", "cat", "/etc/x"])),
+            v(&["/etc/x"])
+        );
+        assert_eq!(
+            command_operands(&v(&[
+                "sudo", "-u", "pg", "docker", "exec", "-e", "A=1", "web", "cat", "/a"
+            ])),
+            v(&["/a"])
+        );
+        assert_eq!(
+            command_operands(&v(&["sh", "-c", "cat '/etc/my file'"])),
+            v(&["/etc/my file"])
+        );
+        assert_eq!(
+            command_operands(&v(&["kubectl", "exec", "pod", "--", "cat", "/b"])),
+            v(&["/b"])
+        );
+        assert!(command_operands(&v(&["ssh", "web1"])).is_empty());
+        assert!(command_operands(&[]).is_empty());
     }
 }

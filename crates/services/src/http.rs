@@ -49,6 +49,21 @@ pub(crate) fn agent(timeout: Duration) -> ureq::Agent {
         .into()
 }
 
+/// An agent for documents, which may be large and move slowly: no bound on the whole
+/// exchange (reading the repository counts in it), only on each step and each read or write.
+fn document_agent() -> ureq::Agent {
+    const STALL: Duration = Duration::from_secs(300);
+    ureq::Agent::config_builder()
+        .timeout_resolve(Some(Duration::from_secs(30)))
+        .timeout_connect(Some(Duration::from_secs(30)))
+        .timeout_per_read(Some(STALL))
+        .timeout_per_write(Some(STALL))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into()
+}
+
 /// What a request carries.
 pub(crate) enum Body<'a> {
     /// Nothing (a `GET`).
@@ -358,7 +373,7 @@ fn check_status(req: &HttpRequest, response: &mut Response<ureq::Body>) -> Resul
 
 /// Captures the document `req` answers with (any 2xx).
 pub fn capture_http(writer: &RepoWriter<'_>, req: &HttpRequest) -> Result<Document> {
-    let agent = agent(Duration::from_secs(300));
+    let agent = document_agent();
     // Some export APIs answer a POST; everything else is read with GET.
     let mut response = match req.method.as_str() {
         "POST" => send(
@@ -406,7 +421,7 @@ pub fn compare_http(
             ),
         ));
     }
-    let agent = agent(Duration::from_secs(300));
+    let agent = document_agent();
     let mut response = send(
         &agent,
         "GET",
@@ -437,7 +452,7 @@ pub fn apply_http(repo: &Repository, root: &lifeboat_format::Id, req: &HttpReque
         Ok(Box::new(DocumentReader::new(repo, &chunks)))
     };
     let mut response = send(
-        &agent(Duration::from_secs(300)),
+        &document_agent(),
         method,
         &req.url,
         &req.headers,

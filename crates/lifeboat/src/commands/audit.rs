@@ -255,22 +255,46 @@ fn covered_names(plan: &Plan, out: &mut Vec<Finding>) -> std::collections::BTree
         }
         match resource.binding(primary) {
             Some(Binding::Path(b)) => {
-                names.insert(b.path.to_string_lossy().into_owned());
+                let path = b.path.to_string_lossy().into_owned();
+                if matches!(resource.kind, ResourceKind::Sqlite(_)) {
+                    for side in ["-wal", "-shm", "-journal"] {
+                        names.insert(format!("{path}{side}"));
+                    }
+                }
+                names.insert(path);
             }
             Some(Binding::Command(b)) => {
-                // Its arguments, not the program (`cat` protects nothing).
+                // What the command finally run names: not the program (`cat` protects
+                // nothing), nor the host or container it runs through.
                 if let Some(capture) = &b.capture {
-                    names.extend(capture.argv().iter().skip(1).cloned());
+                    names.extend(lifeboat_plan::command_operands(capture.argv()));
                 }
             }
             Some(Binding::Http(b)) => {
                 names.insert(b.url.clone());
             }
-            Some(Binding::Database(_)) => {
-                if let ResourceKind::Postgres(db) | ResourceKind::Mysql(db) = &resource.kind
-                    && let DatabaseSelection::Only(listed) = &db.databases
-                {
-                    names.extend(listed.iter().filter(|d| db.protects(d)).cloned());
+            Some(Binding::Database(binding)) => {
+                if let ResourceKind::Postgres(db) | ResourceKind::Mysql(db) = &resource.kind {
+                    match &db.databases {
+                        DatabaseSelection::Only(listed) => {
+                            names.extend(listed.iter().filter(|d| db.protects(d)).cloned());
+                        }
+                        // Every database the server has now, as a backup would take them.
+                        DatabaseSelection::All => {
+                            match Server::of(&resource.kind, binding).and_then(|s| Ok(s.databases()?))
+                            {
+                                Ok(all) => names.extend(all.into_iter().filter(|d| db.protects(d))),
+                                Err(e) => out.push(Finding {
+                                    severity: Severity::Warning,
+                                    area: "coverage",
+                                    subject: name.clone(),
+                                    message: format!(
+                                        "cannot list its databases, so none is counted as protected: {e:#}"
+                                    ),
+                                }),
+                            }
+                        }
+                    }
                 }
             }
             None => {}

@@ -391,7 +391,7 @@ at.dr = {{ apply = ["sh", "-c", "cat > /dev/null"] }}
 
 [resources.config]
 kind = "command"
-at.primary = {{ capture = ["cat", "conf/app.json"] }}
+at.primary = {{ capture = ["env", "LANG=C", "cat", "conf/app.json"] }}
 at.dr = {{ apply = ["sh", "-c", "cat > /dev/null"] }}
 
 [resources.app]
@@ -409,9 +409,10 @@ directory = "srv"
 
 [[inventory]]
 name = "names"
-command = ["printf", "config\nconf\napp.json\nconf/app.json\ncat\n"]
+command = ["printf", "config\nconf\napp.json\nconf/app.json\ncat\nenv\n{wal}\n"]
 exclude = {names_exclude}
-"#
+"#,
+            wal = w.path("srv/app.db-wal").display()
         )
     };
     write(&w.path("lifeboat.toml"), plan("[]").as_bytes());
@@ -436,8 +437,9 @@ exclude = {names_exclude}
     run(&w, &["backup"], 0);
 
     // Discovered items, SQLite's side files, a resource's own name and an argument of a
-    // capture are protected; a name that is only part of a binding (`conf`, `app.json` of
-    // `cat conf/app.json`) is not, nor the program a capture runs.
+    // capture are protected (SQLite's side files also when a command lists them); a name
+    // that is only part of a binding (`conf`, `app.json` of `cat conf/app.json`) is not, nor
+    // the programs a capture runs (`env`, `cat`).
     let mut found = coverage(&w);
     found.sort();
     assert_eq!(
@@ -446,13 +448,14 @@ exclude = {names_exclude}
             r#""app.json" "not protected by any resource (names)""#,
             r#""cat" "not protected by any resource (names)""#,
             r#""conf" "not protected by any resource (names)""#,
+            r#""env" "not protected by any resource (names)""#,
         ]
     );
 
     // With those left out deliberately, the coverage is clean.
     write(
         &w.path("lifeboat.toml"),
-        plan(r#"["conf", "app.json", "cat"]"#).as_bytes(),
+        plan(r#"["conf", "app.json", "cat", "env"]"#).as_bytes(),
     );
     let found = coverage(&w);
     assert!(found.is_empty(), "{found:#?}");

@@ -392,3 +392,44 @@ fn an_http_capture_method_reads_and_is_apart_from_the_apply_method() {
     assert_eq!(b.capture_method(), lifeboat_plan::HttpMethod::Post);
     assert_eq!(b.apply_method(), lifeboat_plan::HttpMethod::Patch);
 }
+
+#[test]
+fn an_http_method_that_applies_nothing_or_changed_meaning_is_said() {
+    let resource = |binding: &str| {
+        format!(
+            "{MINIMAL}\n[resources.broker]\nkind = \"http\"\nat.primary = {{ url = \"http://h/export\", {binding} }}\n"
+        )
+    };
+    let plan = crate::parse_ok(&resource(r#"method = "GET""#));
+    let warnings: Vec<_> = plan.warnings().iter().map(|d| d.message.clone()).collect();
+    assert!(
+        warnings.iter().any(|m| m.contains("GET applies nothing")),
+        "{warnings:?}"
+    );
+    let plan = crate::parse_ok(&resource(r#"method = "POST""#));
+    let notes: Vec<_> = plan.notes().iter().map(|d| d.message.clone()).collect();
+    assert!(
+        notes
+            .iter()
+            .any(|m| m.contains("applied with POST and captured with GET")),
+        "{notes:?}"
+    );
+    let plan = crate::parse_ok(&resource(r#"method = "POST", capture_method = "POST""#));
+    assert!(
+        !plan
+            .notes()
+            .iter()
+            .chain(plan.warnings())
+            .any(|d| d.path.ends_with("method")),
+        "{:?}",
+        plan.warnings()
+    );
+
+    let errors = parse_err(&resource(r#"headers = { "Content-Length" = "5" }"#));
+    let found = errors_of(&errors);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        found[0].1,
+        "resources.broker.at.primary.headers.Content-Length"
+    );
+}
