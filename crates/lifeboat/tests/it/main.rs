@@ -4,6 +4,7 @@
 mod audit;
 mod choice;
 mod corruption;
+mod db_accounts;
 mod drill;
 mod failover;
 mod files;
