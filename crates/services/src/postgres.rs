@@ -531,7 +531,21 @@ impl PgServer {
                 return Err(self.query_error("marking the database", e));
             }
         }
-        let restored = self.fill(&mut admin, repo, root, facts, &staging, how.jobs);
+        let restored = self
+            .fill(&mut admin, repo, root, facts, &staging, how.jobs)
+            .map_err(|e| match e {
+                // pg_restore's own reason, shortened: not the statements it echoes.
+                ServiceError::CommandFailed { stderr, .. } => self.error(format!(
+                    "restoring database `{target}`: {}{}",
+                    crate::sqltext::reason(&stderr, 300),
+                    if exists {
+                        "; the existing database was left as it was"
+                    } else {
+                        ""
+                    }
+                )),
+                other => other,
+            });
         let swapped = restored.and_then(|bytes| {
             if exists {
                 // An empty `postgres` may have been written to while the restore ran.

@@ -224,8 +224,8 @@ pub(crate) fn shown(statement: &str, max: usize) -> String {
 }
 
 /// The first lines of a program's or server's message, at most `max` characters: the reason,
-/// never pages of echoed SQL. Lines that start with `ERROR` (the client's report of the
-/// server's answer) are preferred over the rest.
+/// never pages of echoed SQL. Lines that report an error (`ERROR ...` from the MariaDB client,
+/// `pg_restore: error: ...`) are preferred over the rest (the statement they echo).
 pub(crate) fn reason(text: &str, max: usize) -> String {
     let lines: Vec<&str> = text
         .lines()
@@ -235,7 +235,7 @@ pub(crate) fn reason(text: &str, max: usize) -> String {
     let errors: Vec<&str> = lines
         .iter()
         .copied()
-        .filter(|l| l.starts_with("ERROR") || l.starts_with("error:"))
+        .filter(|l| l.starts_with("ERROR") || l.contains("error:"))
         .collect();
     let chosen = if errors.is_empty() { lines } else { errors };
     let mut out = chosen.into_iter().take(3).collect::<Vec<_>>().join("; ");
@@ -326,5 +326,12 @@ ALTER ROLE app WITH PASSWORD 'it''s;a\nsecret';\n\
             "ERROR 2006 (HY000) at line 37: Server has gone away"
         );
         assert!(reason(&long, 300).chars().count() <= 301);
+        assert_eq!(
+            reason(
+                "pg_restore: error: could not execute query: ERROR:  tablespace \"fast\" does not exist\nCommand was: CREATE TABLE public.hot (\n    id integer\n);\n",
+                300
+            ),
+            "pg_restore: error: could not execute query: ERROR:  tablespace \"fast\" does not exist"
+        );
     }
 }

@@ -527,9 +527,7 @@ fn to_site(
         let refused: Vec<String> = chosen
             .iter()
             .filter_map(|(_, r)| {
-                check_at_site(plan, site, r, &how(None))
-                    .err()
-                    .map(|e| format!("{}: {e:#}", r.name))
+                refused_at_site(plan, site, r, &how(None)).map(|why| format!("{}: {why}", r.name))
             })
             .collect();
         if !refused.is_empty() {
@@ -713,28 +711,39 @@ fn server_base<'a>(plan: &Plan, r: &'a ResourcePoint) -> Option<&'a str> {
     }
 }
 
-/// Whether restoring database item `r` at `site` will be refused (it exists and `--replace`
-/// was not given): asked of every database before anything is applied.
-fn check_at_site(plan: &Plan, site: &str, r: &ResourcePoint, args: &AtSite<'_>) -> Result<()> {
-    let (Some(base), Some(database)) = (server_base(plan, r), database_of(r)) else {
-        return Ok(());
-    };
-    let resource = plan
-        .resource(base)
-        .ok_or_else(|| anyhow!("the plan has no resource `{base}` (any more)"))?;
+/// Whether `resource` is a database server (its items restore together, in dependency
+/// order: [`restore_server_at_site`]).
+pub(crate) fn is_server(plan: &Plan, resource: &str) -> bool {
+    matches!(
+        plan.resource(resource).map(|p| &p.kind),
+        Some(ResourceKind::Postgres(_) | ResourceKind::Mysql(_))
+    )
+}
+
+/// Why restoring database item `r` at `site` will be refused (it exists and `--replace` was
+/// not given), when it will: asked of every database before anything is applied. Other
+/// problems (no binding, a server that does not answer) are left to the restore itself,
+/// which fails only that resource.
+fn refused_at_site(
+    plan: &Plan,
+    site: &str,
+    r: &ResourcePoint,
+    args: &AtSite<'_>,
+) -> Option<String> {
+    let (base, database) = (server_base(plan, r)?, database_of(r)?);
+    let resource = plan.resource(base)?;
     let (ResourceKind::Postgres(db) | ResourceKind::Mysql(db)) = &resource.kind else {
-        return Ok(());
+        return None;
     };
-    let binding = db
-        .at
-        .get(site)
-        .ok_or_else(|| anyhow!("`{}`: the resource has no binding at site `{site}`", r.name))?;
     let target = renamed(args.rename, database);
-    match Server::of(&resource.kind, binding)? {
-        Server::Postgres(s) => s.check_restore(target, args.replace, args.mark)?,
-        Server::Mysql(s) => s.check_restore(target, args.replace)?,
+    let checked = match Server::of(&resource.kind, db.at.get(site)?).ok()? {
+        Server::Postgres(s) => s.check_restore(target, args.replace, args.mark),
+        Server::Mysql(s) => s.check_restore(target, args.replace),
+    };
+    match checked {
+        Err(e @ lifeboat_services::ServiceError::Exists { .. }) => Some(e.to_string()),
+        _ => None,
     }
-    Ok(())
 }
 
 /// Restores a database server's items at `site` in dependency order: its accounts and roles,
@@ -778,7 +787,7 @@ pub(crate) fn restore_server_at_site(
         }
     };
     // Accounts and roles first: a database's owner and its definers must exist.
-    let mut accounts = None;
+    let mut accounts = Vec::new();
     for (i, r) in items.iter().enumerate() {
         if r.database.is_some() {
             continue;
@@ -795,7 +804,7 @@ pub(crate) fn restore_server_at_site(
             Server::Mysql(s) => s.restore_accounts(repo, &root),
         };
         match applied {
-            Ok(a) => accounts = Some((i, a)),
+            Ok(a) => accounts.push((i, a)),
             Err(e) => outcomes[i] = Some(Err(e.into())),
         }
     }
@@ -859,7 +868,7 @@ pub(crate) fn restore_server_at_site(
         }
     }
     // Then what refers to the databases' objects.
-    if let Some((i, mut a)) = accounts {
+    for (i, mut a) in accounts {
         let granted = match &server {
             Server::Postgres(s) => s.restore_grants(&mut a),
             Server::Mysql(s) => {
@@ -897,7 +906,12 @@ pub(crate) fn restore_at_site(
     r: &ResourcePoint,
     args: &AtSite<'_>,
 ) -> Result<String> {
-    restore_at_site_done(repo, plan, site, r, args).map(|done| done.text)
+    restore_at_site_done(repo, plan, site, r, args).map(|done| {
+        for warning in &done.warnings {
+            tracing::warn!("{}: {warning}", r.name);
+        }
+        done.text
+    })
 }
 
 /// The same, with what a file tree's mirror removed. A file tree becomes equal to the point

@@ -396,6 +396,11 @@ fn postgres_roles_memberships_and_settings_come_back_without_touching_the_connec
         .find(|r| r["resource"] == "db/shop")
         .unwrap();
     assert!(shop["ok"] == false, "{failed:#}");
+    let message = shop["error"].as_str().unwrap();
+    assert!(
+        message.contains("tablespace") && message.len() < 700 && !message.contains("Command was"),
+        "{message}"
+    );
     assert_eq!(
         dr.sql("shop", "SELECT id FROM orders ORDER BY id"),
         "1\n99",
