@@ -694,25 +694,26 @@ impl MyServer {
             })
             .collect();
         for (load, outcome) in &mut outcomes {
-            if let Some(staging) = &load.staging {
-                if let Err(e) = self.swap(&load.target, staging, load.charset.as_ref()) {
-                    let _ = self.load(
-                        None,
-                        format!("DROP DATABASE IF EXISTS {}", quote_ident(staging)).as_bytes(),
-                    );
-                    *outcome = Err(e);
-                }
+            if let Some(staging) = &load.staging
+                && let Err(e) = self.swap(&load.target, staging, load.charset.as_ref())
+            {
+                let _ = self.load(
+                    None,
+                    format!("DROP DATABASE IF EXISTS {}", quote_ident(staging)).as_bytes(),
+                );
+                *outcome = Err(e);
             }
         }
         for (load, outcome) in &mut outcomes {
-            if outcome.is_ok() && !load.held.objects.is_empty() {
-                if let Err(e) = self.load(Some(&load.target), &load.held.objects) {
-                    *outcome = Err(self.error(format!(
-                        "database `{}`: creating its triggers, events and routines: {}",
-                        load.target,
-                        message_of(&e)
-                    )));
-                }
+            if outcome.is_ok()
+                && !load.held.objects.is_empty()
+                && let Err(e) = self.load(Some(&load.target), &load.held.objects)
+            {
+                *outcome = Err(self.error(format!(
+                    "database `{}`: creating its triggers, events and routines: {}",
+                    load.target,
+                    message_of(&e)
+                )));
             }
         }
         let mut pending: Vec<usize> = (0..outcomes.len())
@@ -742,7 +743,7 @@ impl MyServer {
         outcomes
             .into_iter()
             .map(|(load, outcome)| {
-                let outcome = outcome.map_err(|e| {
+                let outcome = outcome.inspect_err(|_| {
                     if load.staging.is_none() {
                         // A new database: never left half-restored.
                         let _ = self.load(
@@ -751,7 +752,6 @@ impl MyServer {
                                 .as_bytes(),
                         );
                     }
-                    e
                 });
                 (load.target, outcome)
             })
