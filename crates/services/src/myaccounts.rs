@@ -158,6 +158,25 @@ pub(crate) fn granted_role(line: &str) -> Option<String> {
     }
 }
 
+/// A role membership a statement grants (`GRANT role TO user[@host] [WITH ADMIN OPTION]`):
+/// the role, the grantee's user and host (empty for a role), and whether with admin option.
+pub(crate) fn role_grant(statement: &str) -> Option<(String, String, String, bool)> {
+    let (_, text) = sqltext::unwrap_executable(statement);
+    let tokens = tokens(text);
+    let word = |i: usize, w: &str| matches!(tokens.get(i), Some(Token::Word(x)) if x.eq_ignore_ascii_case(w));
+    if !word(0, "GRANT") || !word(2, "TO") {
+        return None;
+    }
+    let role = match tokens.get(1)? {
+        Token::Quoted(r) | Token::Word(r) => r.clone(),
+        Token::Punct(_) => return None,
+    };
+    let grantee = account_at(&tokens, 3)?;
+    let rest = if grantee.host.is_some() { 6 } else { 4 };
+    let admin = word(rest, "WITH") && word(rest + 1, "ADMIN");
+    Some((role, grantee.user, grantee.host.unwrap_or_default(), admin))
+}
+
 fn about(account: &Account, me: &str) -> Option<Classified> {
     let name = account.shown();
     if account.user == me {
@@ -344,6 +363,19 @@ DROP ROLE mariadb_dump_import_role;\n\
             granted_role("GRANT ALL PRIVILEGES ON *.* TO `root`@`localhost`"),
             None
         );
+    }
+
+    #[test]
+    fn role_memberships_are_read_from_grants() {
+        assert_eq!(
+            role_grant("/*M!100005 GRANT 'r;x' TO 'a b'@'%' WITH ADMIN OPTION */"),
+            Some(("r;x".into(), "a b".into(), "%".into(), true))
+        );
+        assert_eq!(
+            role_grant("GRANT `reader` TO `writer`"),
+            Some(("reader".into(), "writer".into(), String::new(), false))
+        );
+        assert_eq!(role_grant("GRANT SELECT ON `d`.* TO `a`@`%`"), None);
     }
 
     #[test]

@@ -495,7 +495,31 @@ impl MyServer {
     /// and default roles, each statement on its own (one refused is a warning). Creating a
     /// role grants it to its creator: any role the connecting account gained is taken back.
     pub fn restore_grants(&self, accounts: &mut Accounts) {
+        // Memberships the server already has: granting one again needs the role's admin
+        // option, which the connecting account does not keep (see below), so a second
+        // restore would be refused what is already there.
+        let memberships: Vec<(String, String, String, bool)> = self
+            .query("SELECT Role, User, Host, Admin_option FROM mysql.roles_mapping")
+            .map(|rows| {
+                rows.into_iter()
+                    .filter_map(|r| match r.as_slice() {
+                        [role, user, host, admin] => {
+                            Some((role.clone(), user.clone(), host.clone(), admin == "Y"))
+                        }
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         for statement in std::mem::take(&mut accounts.later) {
+            if let Some((role, user, host, admin)) = myaccounts::role_grant(&statement)
+                && memberships
+                    .iter()
+                    .any(|(r, u, h, a)| *r == role && *u == user && *h == host && (*a || !admin))
+            {
+                accounts.applied += 1;
+                continue;
+            }
             self.apply_one(&statement, accounts);
         }
         let Some(before) = accounts.mine_before.take() else {
@@ -761,6 +785,7 @@ impl MyServer {
     /// Puts the tables loaded into `staging` in place of `target`'s in one atomic `RENAME
     /// TABLE` (the old ones to a trash database, dropped after), with the point's character
     /// set; `target`'s triggers (which would stop the rename), views, routines and events go.
+    /// A swap that fails leaves `target` with its tables, its triggers put back.
     fn swap(&self, target: &str, staging: &str, charset: Option<&(String, String)>) -> Result<()> {
         let names = |sql: String| -> Result<Vec<Vec<String>>> { self.query(&sql) };
         let tables = |db: &str| {
@@ -778,11 +803,56 @@ impl MyServer {
             quote_ident(&trash),
         );
         let mut script = format!("CREATE DATABASE {x};\n");
+        // The old triggers (and colliding views), as they were made: what the swap dropped is
+        // put back if it fails.
+        let mut put_back: Vec<(&str, String, String)> = Vec::new();
         for row in names(format!(
-            "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = {}",
+            "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = {} \
+             ORDER BY EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, ACTION_ORDER",
             quote_literal(target)
         ))? {
-            script.push_str(&format!("DROP TRIGGER {t}.{};\n", quote_ident(&row[0])));
+            let name = quote_ident(&row[0]);
+            let made = self.query_in(Some(target), &format!("SHOW CREATE TRIGGER {name}"))?;
+            if let Some([_, mode, statement, client, collation, ..]) =
+                made.first().map(Vec::as_slice)
+            {
+                put_back.push((
+                    "TRIGGER",
+                    row[0].clone(),
+                    format!(
+                        "SET NAMES {} COLLATE {};\nSET sql_mode = {};\nDELIMITER ;;\n\
+                         {statement};;\nDELIMITER ;\n",
+                        quote_literal(client),
+                        quote_literal(collation),
+                        quote_literal(mode)
+                    ),
+                ));
+            }
+            script.push_str(&format!("DROP TRIGGER {t}.{name};\n"));
+        }
+        // An old view named as a table of the point would stop the rename: it goes first
+        // (and comes back if the swap fails).
+        for row in names(format!(
+            "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = {}",
+            quote_literal(target)
+        ))? {
+            if !new.iter().any(|n| n[0] == row[0]) {
+                continue;
+            }
+            let name = quote_ident(&row[0]);
+            let made = self.query_in(Some(target), &format!("SHOW CREATE VIEW {name}"))?;
+            if let Some([_, statement, client, collation, ..]) = made.first().map(Vec::as_slice) {
+                put_back.push((
+                    "VIEW",
+                    row[0].clone(),
+                    format!(
+                        "SET NAMES {} COLLATE {};\n{statement};\n",
+                        quote_literal(client),
+                        quote_literal(collation),
+                    ),
+                ));
+            }
+            script.push_str(&format!("DROP VIEW {t}.{name};\n"));
         }
         let mut pairs: Vec<String> = old
             .iter()
@@ -798,8 +868,16 @@ impl MyServer {
         let swapped = self.load(None, script.as_bytes());
         if let Err(e) = swapped {
             let _ = self.load(None, format!("DROP DATABASE IF EXISTS {x}").as_bytes());
+            let triggers = if put_back.is_empty() {
+                ""
+            } else if self.put_back(target, &put_back).is_ok() {
+                "; any trigger or view dropped for the swap was put back"
+            } else {
+                "; putting back the triggers and views dropped for the swap failed too"
+            };
             return Err(self.error(format!(
-                "swapping the restored tables into `{target}`: {}",
+                "swapping the restored tables into `{target}`: {}; database `{target}` keeps \
+                 its tables{triggers}",
                 message_of(&e)
             )));
         }
@@ -846,6 +924,40 @@ impl MyServer {
                 message_of(&e)
             ))
         })
+    }
+
+    /// Creates again those of `dropped` (kind, name, script) that `target` lacks now.
+    fn put_back(&self, target: &str, dropped: &[(&str, String, String)]) -> Result<()> {
+        let present = |sql: String| -> Result<Vec<String>> {
+            Ok(self
+                .query(&sql)?
+                .into_iter()
+                .filter_map(|r| r.into_iter().next())
+                .collect())
+        };
+        let triggers = present(format!(
+            "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = {}",
+            quote_literal(target)
+        ))?;
+        let views = present(format!(
+            "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = {}",
+            quote_literal(target)
+        ))?;
+        let mut script = String::new();
+        for (kind, name, made) in dropped {
+            let there = if *kind == "TRIGGER" {
+                &triggers
+            } else {
+                &views
+            };
+            if !there.contains(name) {
+                script.push_str(made);
+            }
+        }
+        if script.is_empty() {
+            return Ok(());
+        }
+        self.load(Some(target), script.as_bytes())
     }
 }
 

@@ -198,8 +198,52 @@ fn mariadb_accounts_grants_and_cross_database_views_come_back_usable() {
     );
     assert_eq!(dr.sql("SHOW DATABASES LIKE 'lifeboat%'"), "");
 
+    // A swap that cannot happen (a session locks an old table past the server's
+    // lock_wait_timeout) leaves the old database with its tables and its triggers.
+    dr.sql("SET GLOBAL max_allowed_packet = 64 * 1024 * 1024; SET GLOBAL lock_wait_timeout = 2");
+    let mut holder = dr
+        .client()
+        .args(["--batch", "--unbuffered", "--skip-column-names"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut holding = holder.stdin.take().unwrap();
+    std::io::Write::write_all(&mut holding, b"LOCK TABLES zzz.r READ; SELECT 'locked';\n").unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "locked");
+    let failed = my_lifeboat(
+        &w,
+        &[
+            "restore",
+            "latest",
+            "--site",
+            "dr",
+            "--replace",
+            "--resource",
+            "shopdb/zzz",
+        ],
+        1,
+    );
+    drop(holding);
+    let _ = holder.wait();
+    assert!(failed.to_string().contains("swapping"), "{failed:#}");
+    assert_eq!(dr.sql("SELECT id FROM zzz.r ORDER BY id"), "7\n99");
+    dr.sql("INSERT INTO zzz.t VALUES (3, 'x', 'y')");
+    assert_eq!(
+        dr.sql("SELECT pub FROM zzz.t WHERE id = 3"),
+        "trigger",
+        "the trigger put back"
+    );
+    assert_eq!(dr.sql("SHOW DATABASES LIKE 'lifeboat%'"), "");
+    dr.sql("SET GLOBAL lock_wait_timeout = 86400");
+
     // With room for the row, the staged replace swaps the restore point in.
-    dr.sql("SET GLOBAL max_allowed_packet = 64 * 1024 * 1024");
     my_lifeboat(&w, &["restore", "latest", "--site", "dr", "--replace"], 0);
     assert_eq!(dr.sql("SELECT id FROM zzz.r"), "7");
     assert_eq!(
@@ -214,6 +258,9 @@ fn mariadb_accounts_grants_and_cross_database_views_come_back_usable() {
     );
     assert_eq!(dr.sql("SHOW DATABASES LIKE 'lifeboat%'"), "");
     assert_eq!(root_state(&dr), root_before);
+    // Nothing refused when everything was there already.
+    let again = my_lifeboat(&w, &["restore", "latest", "--site", "dr", "--replace"], 0);
+    assert!(!again.to_string().contains("\"refused `"), "{again:#}");
 }
 
 fn pg_plan(primary: &PgCluster, dr: &PgCluster) -> String {
@@ -287,6 +334,11 @@ fn postgres_roles_memberships_and_settings_come_back_without_touching_the_connec
         .iter()
         .find(|r| r["resource"] == "db")
         .unwrap();
+    assert_eq!(
+        postgres_state(&dr),
+        before,
+        "the connecting role gained nothing"
+    );
     assert!(
         accounts["warnings"].to_string().contains("role `postgres`"),
         "{restored:#}"
