@@ -35,7 +35,7 @@ use lifeboat_services::checks::run_check;
 use lifeboat_services::{TempEngine, TempServer};
 
 use super::backup::{Server, selects};
-use super::restore::{AtSite, restore_at_site, with_globals};
+use super::restore::{AtSite, is_server, restore_at_site, restore_server_at_site, with_globals};
 use super::runbook::{at_variable, check_spec, chosen_resources, deliver, verify_entries};
 use crate::cli::DrillArgs;
 use crate::context::Context;
@@ -823,6 +823,36 @@ impl Drill<'_> {
             for r in &items {
                 claims.push(self.claim_declared(sandbox_plan, resource, r)?);
             }
+        }
+        // A temporary server of the drill's own gets a database server's items in dependency
+        // order (accounts, databases, then grants), as `restore --site` does.
+        if matches!(placement, Placement::Server) && is_server(sandbox_plan, resource) {
+            let how = AtSite {
+                replace: true,
+                rename: &[],
+                jobs: 1,
+                staging: None,
+                mark: None,
+                progress: None,
+            };
+            let outcomes = restore_server_at_site(
+                self.repo()?,
+                sandbox_plan,
+                &self.site,
+                &items,
+                &how,
+                &mut |_| None,
+            );
+            self.stopped()?;
+            let mut said = Vec::new();
+            for (r, outcome) in items.iter().zip(outcomes) {
+                let done = outcome.with_context(|| format!("restoring `{}`", r.name))?;
+                for warning in &done.warnings {
+                    tracing::warn!("{}: {warning}", r.name);
+                }
+                said.push(format!("{}: {}", r.name, done.text));
+            }
+            return Ok(said.join("; "));
         }
         let mark = self.mark();
         let mut said = Vec::new();
