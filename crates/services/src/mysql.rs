@@ -277,8 +277,8 @@ impl MyServer {
                 } else if message.contains("ERROR 2006") || message.contains("ERROR 1153") {
                     // The server closes the connection on a packet larger than it accepts.
                     message.push_str(
-                        " (a statement larger than the server's max_allowed_packet closes the \
-                         connection: raise it on this server)",
+                        " (the server closed the connection: it does so on a statement larger \
+                         than its max_allowed_packet, which may need raising there)",
                     );
                 }
                 self.error(message)
