@@ -583,8 +583,9 @@ fn to_site(
                     bars.push(Bar::start(&ctx.global, &r.name, progress.clone()));
                     Some(progress)
                 };
+                let all = how(None);
                 let done =
-                    restore_server_at_site(repo, plan, site, &items, &how(None), &mut progress);
+                    restore_server_at_site(repo, plan, site, &items, &|_| &all, &mut progress);
                 drop(bars);
                 done
             } else {
@@ -750,14 +751,15 @@ fn refused_at_site(
 /// then its databases (MariaDB: every database's tables, then their triggers, routines and
 /// views, so a view may read another database), then grants, memberships and default roles,
 /// which refer to the databases' objects. `items` are the server-wide item (first, when
-/// restored) and databases of one resource; the outcome of each, in the same order. A
-/// database that fails does not stop the others; the grants still follow.
-pub(crate) fn restore_server_at_site(
+/// restored) and databases of one resource, each restored as `how(index)` says; the outcome
+/// of each, in the same order. A database that fails does not stop the others; the grants
+/// still follow.
+pub(crate) fn restore_server_at_site<'a>(
     repo: &Repository,
     plan: &Plan,
     site: &str,
     items: &[&ResourcePoint],
-    args: &AtSite<'_>,
+    how: &dyn Fn(usize) -> &'a AtSite<'a>,
     progress: &mut dyn FnMut(&ResourcePoint) -> Option<Arc<Progress>>,
 ) -> Vec<Result<AtSiteDone>> {
     let mut outcomes: Vec<Option<Result<AtSiteDone>>> = items.iter().map(|_| None).collect();
@@ -822,6 +824,7 @@ pub(crate) fn restore_server_at_site(
             )));
             continue;
         };
+        let args = how(i);
         let target = renamed(args.rename, database);
         let facts = r.database.as_ref();
         let bar = progress(r);

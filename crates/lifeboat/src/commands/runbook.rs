@@ -1213,7 +1213,7 @@ fn restore_resource(
     let items = with_globals(&point, chosen);
     // A database server's accounts, databases and grants go in dependency order, together.
     let outcomes: Vec<Result<AtSiteDone>> = if is_server(plan, resource) {
-        restore_server_at_site(&repo, plan, site, &items, &how, &mut |_| None)
+        restore_server_at_site(&repo, plan, site, &items, &|_| &how, &mut |_| None)
     } else {
         items
             .iter()

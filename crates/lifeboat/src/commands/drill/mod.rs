@@ -824,23 +824,45 @@ impl Drill<'_> {
                 claims.push(self.claim_declared(sandbox_plan, resource, r)?);
             }
         }
-        // A temporary server of the drill's own gets a database server's items in dependency
-        // order (accounts, databases, then grants), as `restore --site` does.
-        if matches!(placement, Placement::Server) && is_server(sandbox_plan, resource) {
-            let how = AtSite {
-                replace: true,
-                rename: &[],
-                jobs: 1,
-                staging: None,
-                mark: None,
-                progress: None,
-            };
+        let mark = self.mark();
+        // At a temporary server of the drill's own or at a declared site, a database server's
+        // items go in dependency order (accounts, databases, then grants), as `restore
+        // --site` does.
+        if matches!(placement, Placement::Server | Placement::Declared)
+            && is_server(sandbox_plan, resource)
+        {
+            let renames: Vec<Vec<(String, String)>> = claims
+                .iter()
+                .map(|claim| claim.rename.iter().cloned().collect())
+                .collect();
+            let hows: Vec<AtSite> = (0..items.len())
+                .map(|i| match claims.get(i) {
+                    Some(claim) => AtSite {
+                        replace: false,
+                        rename: &renames[i],
+                        jobs: 1,
+                        staging: claim.staging.as_deref(),
+                        mark: Some(&mark),
+                        progress: None,
+                    },
+                    // A temporary server is the drill's own: its `postgres` database may
+                    // be replaced by the captured one.
+                    None => AtSite {
+                        replace: true,
+                        rename: &[],
+                        jobs: 1,
+                        staging: None,
+                        mark: None,
+                        progress: None,
+                    },
+                })
+                .collect();
             let outcomes = restore_server_at_site(
                 self.repo()?,
                 sandbox_plan,
                 &self.site,
                 &items,
-                &how,
+                &|i| &hows[i],
                 &mut |_| None,
             );
             self.stopped()?;
@@ -854,7 +876,6 @@ impl Drill<'_> {
             }
             return Ok(said.join("; "));
         }
-        let mark = self.mark();
         let mut said = Vec::new();
         for (i, r) in items.iter().enumerate() {
             let root = r
