@@ -563,7 +563,8 @@ impl MyServer {
             Err(e) => accounts.warnings.push(format!(
                 "refused `{}`: {}",
                 sqltext::shown(statement, 160),
-                message_of(&e)
+                // A syntax error quotes the statement: never its password hash.
+                sqltext::shown(&message_of(&e), 300)
             )),
         }
     }

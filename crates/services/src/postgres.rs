@@ -445,7 +445,8 @@ impl PgServer {
                 Err(e) => accounts.warnings.push(format!(
                     "refused `{}`: {}",
                     crate::sqltext::shown(&statement, 160),
-                    describe_error(&e)
+                    // An error may quote the statement: never its password.
+                    crate::sqltext::shown(&describe_error(&e), 300)
                 )),
             }
         }

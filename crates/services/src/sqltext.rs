@@ -200,8 +200,8 @@ pub(crate) fn unwrap_executable(statement: &str) -> (Option<u32>, &str) {
     }
 }
 
-/// A statement as a message shows it: on one line, cut before any password or secret it
-/// carries, at most `max` characters.
+/// A statement (or a message quoting one) as a message shows it: on one line, cut before any
+/// password or secret it carries, at most `max` characters.
 pub(crate) fn shown(statement: &str, max: usize) -> String {
     let one_line: String = statement.split_whitespace().collect::<Vec<_>>().join(" ");
     let upper = one_line.to_ascii_uppercase();
