@@ -118,6 +118,9 @@ fn classify(statement: &str, me: &str) -> Classified {
         let Some(to) = words.iter().rposition(|w| w == "TO") else {
             return Classified::Step(Step::Later(3, text.to_string()));
         };
+        if is(to + 1, "CURRENT_USER") {
+            return Classified::About("CURRENT_USER".into(), "the account lifeboat connects as");
+        }
         let grantee = account_at(&tokens, to + 1);
         if let Some(c) = grantee.as_ref().and_then(|a| about(a, me)) {
             return c;
@@ -133,8 +136,14 @@ fn classify(statement: &str, me: &str) -> Classified {
         return Classified::Step(Step::Later(rank, text.to_string()));
     }
     if is(0, "SET") && is(1, "DEFAULT") && is(2, "ROLE") {
-        if let Some(f) = words.iter().position(|w| w == "FOR")
-            && let Some(a) = account_at(&tokens, f + 1)
+        // Without `FOR` (or `FOR CURRENT_USER`) it is the connecting account's.
+        let Some(f) = words.iter().position(|w| w == "FOR") else {
+            return Classified::About("CURRENT_USER".into(), "the account lifeboat connects as");
+        };
+        if is(f + 1, "CURRENT_USER") {
+            return Classified::About("CURRENT_USER".into(), "the account lifeboat connects as");
+        }
+        if let Some(a) = account_at(&tokens, f + 1)
             && let Some(c) = about(&a, me)
         {
             return c;
@@ -388,5 +397,17 @@ DROP ROLE mariadb_dump_import_role;\n\
         assert_eq!(accounts.len(), 1);
         assert_eq!(later.len(), 1);
         assert_eq!(warnings.len(), 1);
+        let (_, later, warnings) = plan(
+            "GRANT SELECT ON *.* TO CURRENT_USER;\nSET DEFAULT ROLE r;\n\
+             SET DEFAULT ROLE r FOR CURRENT_USER;\n",
+            "me",
+        );
+        assert!(later.is_empty(), "{later:?}");
+        assert_eq!(
+            warnings,
+            [
+                "left alone: CURRENT_USER (the account lifeboat connects as): 3 statement(s) about it not applied"
+            ]
+        );
     }
 }

@@ -958,6 +958,13 @@ struct GlobalsPlan {
 fn plan_globals(script: &str, roles: &[String], tablespaces: &[String], me: &str) -> GlobalsPlan {
     let mut plan = GlobalsPlan::default();
     let mut about_me = 0;
+    // `CURRENT_USER` and its kin name the connecting role too (pg_dumpall writes names, but
+    // a quoted role of that name is left alone as well: the safe side).
+    let is_me = |name: &str| {
+        name == me
+            || ["CURRENT_USER", "CURRENT_ROLE", "SESSION_USER"]
+                .contains(&name.to_ascii_uppercase().as_str())
+    };
     for statement in crate::sqltext::split(script, crate::sqltext::Dialect::Postgres) {
         let upper = statement.to_ascii_uppercase();
         let after = |prefix: &str| {
@@ -973,7 +980,7 @@ fn plan_globals(script: &str, roles: &[String], tablespaces: &[String], me: &str
                 plan.first.push(statement);
             }
         } else if let Some((name, rest)) = after("ALTER ROLE ") {
-            if name == me {
+            if is_me(&name) {
                 about_me += 1;
             } else if rest.trim_start().to_ascii_uppercase().starts_with("WITH") {
                 plan.first.push(statement);
@@ -984,7 +991,7 @@ fn plan_globals(script: &str, roles: &[String], tablespaces: &[String], me: &str
             if !tablespaces.contains(&name) {
                 plan.first.push(statement);
             }
-        } else if upper.starts_with("GRANT ") && grantees(&statement).iter().any(|g| g == me) {
+        } else if upper.starts_with("GRANT ") && grantees(&statement).iter().any(|g| is_me(g)) {
             about_me += 1;
         } else {
             plan.later.push(statement);
@@ -1053,6 +1060,7 @@ CREATE TABLESPACE fast OWNER postgres LOCATION '/srv/fast';
 GRANT app TO \"Odd \"\"Name; TO postgres\" GRANTED BY postgres;
 GRANT \"Odd \"\"Name; TO postgres\" TO postgres GRANTED BY postgres;
 GRANT reader TO app, postgres;
+GRANT reader TO CURRENT_USER;
 ";
         let plan = plan_globals(
             script,
@@ -1080,7 +1088,7 @@ GRANT reader TO app, postgres;
         assert_eq!(
             plan.warnings,
             [
-                "left alone: role `postgres` (the role lifeboat connects as): 3 statement(s) about it not applied"
+                "left alone: role `postgres` (the role lifeboat connects as): 4 statement(s) about it not applied"
             ]
         );
     }
