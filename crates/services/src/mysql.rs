@@ -49,6 +49,9 @@ use crate::{Result, ServiceError, myaccounts, sqltext};
 /// The environment variable naming the folder of the MariaDB/MySQL client programs.
 pub const MYSQL_BIN_ENV: &str = "LIFEBOAT_MYSQL_BIN";
 
+/// What `apply_each` selects after each statement, numbered.
+const MARKER: &str = "lifeboat-statement-done-";
+
 /// Databases that belong to the server itself, never captured as data.
 const SYSTEM_DATABASES: &[&str] = &["information_schema", "mysql", "performance_schema", "sys"];
 
@@ -485,9 +488,7 @@ impl MyServer {
             mine_before: Some(self.my_grants()?),
             ..Accounts::default()
         };
-        for statement in accounts {
-            self.apply_one(&statement, &mut done);
-        }
+        self.apply_each(&accounts, &mut done);
         Ok(done)
     }
 
@@ -511,17 +512,20 @@ impl MyServer {
                     .collect()
             })
             .unwrap_or_default();
-        for statement in std::mem::take(&mut accounts.later) {
-            if let Some((role, user, host, admin)) = myaccounts::role_grant(&statement)
-                && memberships
-                    .iter()
-                    .any(|(r, u, h, a)| *r == role && *u == user && *h == host && (*a || !admin))
-            {
+        let mut statements = std::mem::take(&mut accounts.later);
+        statements.retain(|statement| {
+            let there =
+                myaccounts::role_grant(statement).is_some_and(|(role, user, host, admin)| {
+                    memberships.iter().any(|(r, u, h, a)| {
+                        *r == role && *u == user && *h == host && (*a || !admin)
+                    })
+                });
+            if there {
                 accounts.applied += 1;
-                continue;
             }
-            self.apply_one(&statement, accounts);
-        }
+            !there
+        });
+        self.apply_each(&statements, accounts);
         let Some(before) = accounts.mine_before.take() else {
             return;
         };
@@ -556,16 +560,82 @@ impl MyServer {
             .collect())
     }
 
-    /// Applies one account statement: counted when accepted, a warning when refused.
-    fn apply_one(&self, statement: &str, accounts: &mut Accounts) {
-        match self.statement(statement) {
-            Ok(()) => accounts.applied += 1,
-            Err(e) => accounts.warnings.push(format!(
+    /// Applies account statements each on its own, in one client session: one accepted is
+    /// counted, one refused is a warning and the next still runs (`--force`). After each,
+    /// `SHOW ERRORS` and a numbered marker tell which failed and why, on stdout (read whole,
+    /// unlike stderr's tail).
+    fn apply_each(&self, statements: &[String], accounts: &mut Accounts) {
+        if statements.is_empty() {
+            return;
+        }
+        let mut script = String::new();
+        for (i, statement) in statements.iter().enumerate() {
+            script.push_str(&format!(
+                "{statement};\nSHOW ERRORS;\nSELECT '{MARKER}{i}';\n"
+            ));
+        }
+        let mut command = self.tool(&["mariadb", "mysql"]);
+        command.args([
+            "--batch",
+            "--skip-column-names",
+            "--force",
+            "--default-character-set=utf8mb4",
+        ]);
+        let ran = self.start(command, Stdio::piped()).map(|mut child| {
+            let mut stdin = child.stdin();
+            // The statement may carry a password hash: on stdin, never on a command line.
+            let feeder = std::thread::spawn(move || stdin.write_all(script.as_bytes()));
+            let mut out = String::new();
+            let _ = child.stdout().read_to_string(&mut out);
+            let _ = feeder.join();
+            (out, child.finish().map_err(|e| self.client_error(e)))
+        });
+        let (out, finished) = match ran {
+            Ok(ran) => ran,
+            Err(e) => (String::new(), Err(e)),
+        };
+        let mut errors: Vec<Vec<String>> = vec![Vec::new(); statements.len()];
+        let mut done = vec![false; statements.len()];
+        let mut current = 0;
+        for line in out.lines() {
+            if let Some(i) = line
+                .strip_prefix(MARKER)
+                .and_then(|i| i.parse::<usize>().ok())
+                .filter(|&i| i < statements.len())
+            {
+                done[i] = true;
+                current = i + 1;
+                continue;
+            }
+            let fields: Vec<&str> = line.split('\t').collect();
+            if let ["Error", code, message @ ..] = fields.as_slice()
+                && current < statements.len()
+            {
+                errors[current].push(format!(
+                    "ERROR {code}: {}",
+                    unescape_batch(&message.join("\t"))
+                ));
+            }
+        }
+        let unfinished = match &finished {
+            Err(e) => message_of(e),
+            Ok(_) => "the client stopped before it".to_string(),
+        };
+        for (i, statement) in statements.iter().enumerate() {
+            let why = if !done[i] {
+                unfinished.clone()
+            } else if errors[i].is_empty() {
+                accounts.applied += 1;
+                continue;
+            } else {
+                errors[i].join("; ")
+            };
+            accounts.warnings.push(format!(
                 "refused `{}`: {}",
                 sqltext::shown(statement, 160),
                 // A syntax error quotes the statement: never its password hash.
-                sqltext::shown(&message_of(&e), 300)
-            )),
+                sqltext::shown(&why, 300)
+            ));
         }
     }
 
