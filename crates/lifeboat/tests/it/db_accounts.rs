@@ -465,6 +465,20 @@ fn postgres_roles_memberships_and_settings_come_back_without_touching_the_connec
         .find(|r| r["resource"] == "db/shop")
         .unwrap();
     assert!(shop["ok"] == false, "{failed:#}");
+    // The tablespace the server refuses is one warning; the rest of the accounts applied.
+    let accounts = failed["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resource"] == "db")
+        .unwrap();
+    assert_eq!(accounts["ok"], true, "{failed:#}");
+    assert!(
+        accounts["warnings"]
+            .to_string()
+            .contains("refused `CREATE TABLESPACE fast"),
+        "{failed:#}"
+    );
     let message = shop["error"].as_str().unwrap();
     assert!(
         message.contains("tablespace") && message.len() < 700 && !message.contains("Command was"),
