@@ -180,7 +180,10 @@ pub struct RestoreArgs {
     pub site: Option<String>,
     /// Overwrite what exists (a database, a database file, a non-empty folder). A file tree
     /// becomes equal to the restore point: what the point lacks is removed, within the
-    /// resource's include/exclude (what they leave out stays), once everything is restored
+    /// resource's include/exclude (what they leave out stays), once everything is restored. A
+    /// database is loaded beside the old one and swapped in only once loaded: a failed load
+    /// keeps the old one. Without it, an existing database refuses the whole restore before
+    /// anything (a server's accounts included) is applied
     #[arg(long)]
     pub replace: bool,
     /// Restore into a non-empty --target folder as an overlay: write the point's entries over

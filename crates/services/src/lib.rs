@@ -5,21 +5,26 @@
 //! deduplication treat it exactly like a file. Capture and apply never go through a shell
 //! unless the argv itself names one.
 
+mod accounts;
 pub mod checks;
 mod command;
 mod document;
 mod http;
 mod mail;
+mod myaccounts;
+mod mydump;
 mod mysql;
 mod pgtls;
 mod postgres;
 pub(crate) mod process;
 mod sandbox;
 mod sqlite;
+mod sqltext;
 #[cfg(test)]
 mod testpeer;
 mod text;
 
+pub use accounts::Accounts;
 pub use command::{
     apply_command, capture_command, check_item, compare_command, discover, item_folder_name,
     run_command, run_command_in_group, run_with_input, stop_group,
@@ -27,7 +32,7 @@ pub use command::{
 pub use document::{Document, document_chunks};
 pub use http::{HttpRequest, apply_http, capture_http, compare_http, get_text, post_json};
 pub use mail::{Mail, send_mail};
-pub use mysql::{MYSQL_BIN_ENV, MyServer};
+pub use mysql::{MYSQL_BIN_ENV, MyLoad, MyServer};
 pub use pgtls::{PgTls, RootCert, SslMode};
 pub use postgres::{PG_BIN_ENV, PgRestore, PgServer};
 pub use process::stop_children;

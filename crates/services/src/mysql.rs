@@ -5,10 +5,25 @@
 //! writers carry on), plain SQL streamed straight into the repository, where it deduplicates
 //! between restore points.
 //!
-//! Restore: creates the database with its character set and collation, then loads the dump
-//! with the `mariadb` client. A database that exists is refused unless `replace` is asked
-//! for; MariaDB cannot rename a database, so a replaced one is dropped before the load. A
-//! load that fails drops the database it created, so no half-restored database remains.
+//! Restore, in dependency order (the binary drives the steps for all databases of a server
+//! at once): the accounts and roles ([`MyServer::restore_accounts`]); each database's tables
+//! and rows ([`MyServer::load_database`]), its triggers, events, routines and views held back
+//! ([`crate::mydump`]); then, once every database has its tables, those definitions, views
+//! again until none more comes back, so a view reading another database's table or view is
+//! created whatever the order of names ([`MyServer::finish_databases`]); then grants, role
+//! memberships and default roles ([`MyServer::restore_grants`]). Each account statement is
+//! applied on its own: one the server refuses is a warning, never the end of the rest; the
+//! account lifeboat connects as (any host) and the server's system accounts are left alone.
+//!
+//! A database that exists is refused unless `replace` is asked for. A replaced one is loaded
+//! into a staging database first; only once that load succeeded are the tables swapped in
+//! one atomic `RENAME TABLE` (the old ones into a trash database, dropped afterwards), so a
+//! load that fails (a row larger than the server's `max_allowed_packet`, a full disk) leaves
+//! the old database as it was. MariaDB cannot rename a database, nor move a view, routine or
+//! event, nor a table that has triggers, to another one: the old database's triggers are
+//! dropped just before the swap and its views, routines and events just after, and the
+//! point's are created from the held-back definitions. A new database whose load fails is
+//! dropped, so no half-restored database remains.
 //!
 //! Everything goes through the server's own client programs (`mariadb-dump`/`mysqldump`,
 //! `mariadb`/`mysql`), found on `PATH` or in `LIFEBOAT_MYSQL_BIN`, run with `--no-defaults`
@@ -21,15 +36,21 @@ use lifeboat_format::Id;
 use lifeboat_format::manifest::DatabaseFacts;
 use lifeboat_repository::{RepoWriter, Repository};
 
+use crate::accounts::Accounts;
 use crate::document::{
-    Document, document_chunks, document_content, read_document, store, store_counted,
+    Document, document_chunks, document_content, read_document, staging_suffix, store,
+    store_counted,
 };
+use crate::mydump::{DumpSplit, HeldBack};
 use crate::pgtls::SslMode;
 use crate::process::{self, Running};
-use crate::{Result, ServiceError};
+use crate::{Result, ServiceError, myaccounts, sqltext};
 
 /// The environment variable naming the folder of the MariaDB/MySQL client programs.
 pub const MYSQL_BIN_ENV: &str = "LIFEBOAT_MYSQL_BIN";
+
+/// What `apply_each` selects after each statement, numbered.
+const MARKER: &str = "lifeboat-statement-done-";
 
 /// Databases that belong to the server itself, never captured as data.
 const SYSTEM_DATABASES: &[&str] = &["information_schema", "mysql", "performance_schema", "sys"];
@@ -248,20 +269,22 @@ impl MyServer {
             .collect())
     }
 
-    /// A failed client run as the server's own message.
+    /// A failed client run as the server's own message: its first lines, shortened, never
+    /// the SQL the client echoes (a row of a dump can be megabytes of hex).
     fn client_error(&self, e: ServiceError) -> ServiceError {
         match e {
             ServiceError::CommandFailed { stderr, .. } => {
-                let message = stderr
-                    .lines()
-                    .filter(|l| !l.trim().is_empty() && !l.starts_with("Warning"))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                self.error(if message.is_empty() {
-                    "the client failed without a message".to_string()
-                } else {
-                    message
-                })
+                let mut message = sqltext::reason(&stderr, 300);
+                if message.is_empty() {
+                    message = "the client failed without a message".to_string();
+                } else if message.contains("ERROR 2006") || message.contains("ERROR 1153") {
+                    // The server closes the connection on a packet larger than it accepts.
+                    message.push_str(
+                        " (the server closed the connection: it does so on a statement larger \
+                         than its max_allowed_packet, which may need raising there)",
+                    );
+                }
+                self.error(message)
             }
             other => other,
         }
@@ -442,19 +465,190 @@ impl MyServer {
         })
     }
 
-    /// Creates the accounts a captured server had and this one lacks, and applies their
-    /// grants, leaving the account lifeboat connects as untouched.
-    pub fn restore_globals(&self, repo: &Repository, root: &Id) -> Result<u64> {
+    /// Creates the accounts a captured server had and this one lacks and applies their
+    /// grants at once ([`MyServer::restore_accounts`], then [`MyServer::restore_grants`]):
+    /// for a restore of the accounts alone, or when the databases are already there.
+    pub fn restore_globals(&self, repo: &Repository, root: &Id) -> Result<Accounts> {
+        let mut accounts = self.restore_accounts(repo, root)?;
+        self.restore_grants(&mut accounts);
+        Ok(accounts)
+    }
+
+    /// The first step of applying a captured server's accounts: creates its accounts and
+    /// roles (existing ones stay as they are), each statement on its own. What refers to
+    /// databases' objects waits for [`MyServer::restore_grants`].
+    pub fn restore_accounts(&self, repo: &Repository, root: &Id) -> Result<Accounts> {
         let script = read_document(repo, root)?;
-        let script = filter_users(&String::from_utf8_lossy(&script), &self.user);
-        self.load(None, script.as_bytes())?;
-        Ok(script.len() as u64)
+        let (accounts, later, warnings) =
+            myaccounts::plan(&String::from_utf8_lossy(&script), &self.user);
+        let mut done = Accounts {
+            bytes: script.len() as u64,
+            warnings,
+            later: later.into_iter().map(|(_, s)| s).collect(),
+            mine_before: Some(self.my_grants()?),
+            ..Accounts::default()
+        };
+        self.apply_each(&accounts, &mut done);
+        Ok(done)
+    }
+
+    /// The second step: grants on databases, tables, columns and routines, role memberships
+    /// and default roles, each statement on its own (one refused is a warning). Creating a
+    /// role grants it to its creator: any role the connecting account gained is taken back.
+    pub fn restore_grants(&self, accounts: &mut Accounts) {
+        // Memberships the server already has: granting one again needs the role's admin
+        // option, which the connecting account does not keep (see below), so a second
+        // restore would be refused what is already there.
+        let memberships: Vec<(String, String, String, bool)> = self
+            .query("SELECT Role, User, Host, Admin_option FROM mysql.roles_mapping")
+            .map(|rows| {
+                rows.into_iter()
+                    .filter_map(|r| match r.as_slice() {
+                        [role, user, host, admin] => {
+                            Some((role.clone(), user.clone(), host.clone(), admin == "Y"))
+                        }
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut statements = std::mem::take(&mut accounts.later);
+        statements.retain(|statement| {
+            let there =
+                myaccounts::role_grant(statement).is_some_and(|(role, user, host, admin)| {
+                    memberships.iter().any(|(r, u, h, a)| {
+                        *r == role && *u == user && *h == host && (*a || !admin)
+                    })
+                });
+            if there {
+                accounts.applied += 1;
+            }
+            !there
+        });
+        self.apply_each(&statements, accounts);
+        let Some(before) = accounts.mine_before.take() else {
+            return;
+        };
+        let now = match self.my_grants() {
+            Ok(now) => now,
+            Err(e) => {
+                accounts.warnings.push(format!(
+                    "could not check the connecting account's roles afterwards: {e}"
+                ));
+                return;
+            }
+        };
+        for line in now.iter().filter(|l| !before.contains(l)) {
+            if let Some(role) = myaccounts::granted_role(line) {
+                let revoke = format!("REVOKE {} FROM CURRENT_USER", quote_ident(&role));
+                if let Err(e) = self.statement(&revoke) {
+                    accounts.warnings.push(format!(
+                        "the connecting account kept role `{role}` it gained by creating it: {}",
+                        message_of(&e)
+                    ));
+                }
+            }
+        }
+    }
+
+    /// The connecting account's grants, as `SHOW GRANTS` lists them.
+    fn my_grants(&self) -> Result<Vec<String>> {
+        Ok(self
+            .query("SHOW GRANTS FOR CURRENT_USER")?
+            .into_iter()
+            .filter_map(|row| row.into_iter().next())
+            .collect())
+    }
+
+    /// Applies account statements each on its own, in one client session: one accepted is
+    /// counted, one refused is a warning and the next still runs (`--force`). After each,
+    /// `SHOW ERRORS` and a numbered marker tell which failed and why, on stdout (read whole,
+    /// unlike stderr's tail).
+    fn apply_each(&self, statements: &[String], accounts: &mut Accounts) {
+        if statements.is_empty() {
+            return;
+        }
+        let mut script = String::new();
+        for (i, statement) in statements.iter().enumerate() {
+            script.push_str(&format!(
+                "{statement};\nSHOW ERRORS;\nSELECT '{MARKER}{i}';\n"
+            ));
+        }
+        let mut command = self.tool(&["mariadb", "mysql"]);
+        command.args([
+            "--batch",
+            "--skip-column-names",
+            "--force",
+            "--default-character-set=utf8mb4",
+        ]);
+        let ran = self.start(command, Stdio::piped()).map(|mut child| {
+            let mut stdin = child.stdin();
+            // The statement may carry a password hash: on stdin, never on a command line.
+            let feeder = std::thread::spawn(move || stdin.write_all(script.as_bytes()));
+            let mut out = String::new();
+            let _ = child.stdout().read_to_string(&mut out);
+            let _ = feeder.join();
+            (out, child.finish().map_err(|e| self.client_error(e)))
+        });
+        let (out, finished) = match ran {
+            Ok(ran) => ran,
+            Err(e) => (String::new(), Err(e)),
+        };
+        let mut errors: Vec<Vec<String>> = vec![Vec::new(); statements.len()];
+        let mut done = vec![false; statements.len()];
+        let mut current = 0;
+        for line in out.lines() {
+            if let Some(i) = line
+                .strip_prefix(MARKER)
+                .and_then(|i| i.parse::<usize>().ok())
+                .filter(|&i| i < statements.len())
+            {
+                done[i] = true;
+                current = i + 1;
+                continue;
+            }
+            let fields: Vec<&str> = line.split('\t').collect();
+            if let ["Error", code, message @ ..] = fields.as_slice()
+                && current < statements.len()
+            {
+                errors[current].push(format!(
+                    "ERROR {code}: {}",
+                    unescape_batch(&message.join("\t"))
+                ));
+            }
+        }
+        let unfinished = match &finished {
+            Err(e) => message_of(e),
+            Ok(_) => "the client stopped before it".to_string(),
+        };
+        for (i, statement) in statements.iter().enumerate() {
+            let why = if !done[i] {
+                unfinished.clone()
+            } else if errors[i].is_empty() {
+                accounts.applied += 1;
+                continue;
+            } else {
+                errors[i].join("; ")
+            };
+            accounts.warnings.push(format!(
+                "refused `{}`: {}",
+                sqltext::shown(statement, 160),
+                // A syntax error quotes the statement: never its password hash.
+                sqltext::shown(&why, 300)
+            ));
+        }
+    }
+
+    /// Runs one statement, fed on stdin (it may carry a password hash: never on a command
+    /// line).
+    fn statement(&self, sql: &str) -> Result<()> {
+        self.load(None, sql.as_bytes())
     }
 
     /// Runs a script with the client, in `database` when given.
     fn load(&self, database: Option<&str>, script: &[u8]) -> Result<()> {
         let mut command = self.tool(&["mariadb", "mysql"]);
-        command.arg("--batch");
+        command.args(["--batch", "--default-character-set=utf8mb4"]);
         if let Some(db) = database {
             command.arg(format!("--database={db}"));
         }
@@ -466,9 +660,20 @@ impl MyServer {
         written.map_err(|e| self.error(format!("feeding the client: {e}")))
     }
 
-    /// Restores one captured database under the name `target`.
-    /// Restores one captured database as `target`; `mark`, when given, becomes its comment (a
-    /// drill drops only databases carrying its mark).
+    /// Refuses a restore into `target` that exists, unless `replace`: checked for every
+    /// database before anything is applied, so a refused restore changes nothing.
+    pub fn check_restore(&self, target: &str, replace: bool) -> Result<()> {
+        if !replace && self.database_exists(target)? {
+            return Err(ServiceError::Exists {
+                path: format!("database `{target}` on {}", self.display),
+            });
+        }
+        Ok(())
+    }
+
+    /// Restores one captured database as `target` completely (load, then definitions): for
+    /// a restore of one database, whose views read only databases already there. `mark`,
+    /// when given, becomes its comment (a drill drops only databases carrying its mark).
     pub fn restore_database(
         &self,
         repo: &Repository,
@@ -478,30 +683,38 @@ impl MyServer {
         replace: bool,
         mark: Option<&str>,
     ) -> Result<u64> {
-        let exists = !self
-            .query(&format!(
-                "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {}",
-                quote_literal(target)
-            ))?
-            .is_empty();
+        let load = self.load_database(repo, root, facts, target, replace, mark)?;
+        self.finish_databases(vec![load])
+            .pop()
+            .map_or(Ok(0), |(_, done)| done)
+    }
+
+    /// Loads one captured database's tables and rows as `target` (into a staging database
+    /// when `target` exists and `replace` is given); its triggers, events, routines and
+    /// views wait for [`MyServer::finish_databases`]. A load that fails drops what it
+    /// created and leaves an existing `target` as it was.
+    pub fn load_database(
+        &self,
+        repo: &Repository,
+        root: &Id,
+        facts: Option<&DatabaseFacts>,
+        target: &str,
+        replace: bool,
+        mark: Option<&str>,
+    ) -> Result<MyLoad> {
+        let exists = self.database_exists(target)?;
         if exists && !replace {
             return Err(ServiceError::Exists {
                 path: format!("database `{target}` on {}", self.display),
             });
         }
-        let mut create = String::new();
-        if exists {
-            create.push_str(&format!("DROP DATABASE {};\n", quote_ident(target)));
-        }
-        create.push_str(&format!("CREATE DATABASE {}", quote_ident(target)));
-        if let Some(f) = facts {
-            if !f.encoding.is_empty() {
-                create.push_str(&format!(" CHARACTER SET {}", quote_literal(&f.encoding)));
-            }
-            if !f.collate.is_empty() {
-                create.push_str(&format!(" COLLATE {}", quote_literal(&f.collate)));
-            }
-        }
+        let staging = exists.then(|| format!("lifeboat_stage_{}", staging_suffix()));
+        let into = staging.as_deref().unwrap_or(target);
+        let charset = facts
+            .filter(|f| !f.encoding.is_empty())
+            .map(|f| (f.encoding.clone(), f.collate.clone()));
+        let mut create = format!("CREATE DATABASE {}", quote_ident(into));
+        create.push_str(&charset_clause(charset.as_ref()));
         if let Some(mark) = mark {
             create.push_str(&format!(" COMMENT {}", quote_literal(mark)));
         }
@@ -514,20 +727,349 @@ impl MyServer {
                 .store(size, std::sync::atomic::Ordering::Relaxed);
         }
         let mut command = self.tool(&["mariadb", "mysql"]);
-        command.args(["--batch", &format!("--database={target}")]);
-        let loaded = self
-            .start(command, Stdio::piped())
-            .and_then(|child| crate::command::feed(repo, &chunks, child, progress))
-            .map_err(|e| self.client_error(e));
-        if loaded.is_err() {
-            // Never leave a half-loaded database under the name.
-            let _ = self.load(
-                None,
-                format!("DROP DATABASE {}", quote_ident(target)).as_bytes(),
+        command.args(["--batch", &format!("--database={into}")]);
+        let loaded = self.start(command, Stdio::piped()).and_then(|mut child| {
+            let mut stdout = child.stdout();
+            let drain =
+                std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+            let mut split = DumpSplit::new(child.stdin());
+            let written = lifeboat_files::read_stream(
+                &mut repo.reader(),
+                &chunks,
+                &mut crate::command::Counted::new(&mut split, progress),
             );
+            let held = split.finish().map(|(held, stdin)| {
+                drop(stdin);
+                held
+            });
+            let _ = drain.join();
+            child.finish().map_err(|e| self.client_error(e))?;
+            let bytes = written?;
+            let held = held.map_err(|e| self.error(format!("feeding the client: {e}")))?;
+            Ok((bytes, held))
+        });
+        match loaded {
+            Ok((bytes, held)) => Ok(MyLoad {
+                target: target.to_string(),
+                staging,
+                held,
+                charset,
+                bytes,
+            }),
+            Err(e) => {
+                // Never a half-loaded database under the name; an old one stays as it was.
+                let _ = self.load(
+                    None,
+                    format!("DROP DATABASE IF EXISTS {}", quote_ident(into)).as_bytes(),
+                );
+                Err(match e {
+                    ServiceError::Database { server, message } if staging.is_some() => {
+                        ServiceError::Database {
+                            server,
+                            message: format!("{message}; database `{target}` was left as it was"),
+                        }
+                    }
+                    other => other,
+                })
+            }
         }
-        loaded
     }
+
+    /// Completes loaded databases, together so that their definitions may read each other:
+    /// swaps each staged one into place, creates the triggers, events and routines, then
+    /// the views, again while a pass creates more (a view may read a view of a database
+    /// whose definitions come later). Each database's outcome: the bytes loaded, or why it
+    /// failed (a new database that fails is dropped).
+    pub fn finish_databases(&self, loads: Vec<MyLoad>) -> Vec<(String, Result<u64>)> {
+        let mut outcomes: Vec<(MyLoad, Result<u64>)> = loads
+            .into_iter()
+            .map(|load| {
+                let bytes = load.bytes;
+                (load, Ok(bytes))
+            })
+            .collect();
+        for (load, outcome) in &mut outcomes {
+            if let Some(staging) = &load.staging
+                && let Err(e) = self.swap(&load.target, staging, load.charset.as_ref())
+            {
+                let _ = self.load(
+                    None,
+                    format!("DROP DATABASE IF EXISTS {}", quote_ident(staging)).as_bytes(),
+                );
+                *outcome = Err(e);
+            }
+        }
+        for (load, outcome) in &mut outcomes {
+            if outcome.is_ok()
+                && !load.held.objects.is_empty()
+                && let Err(e) = self.load(Some(&load.target), &load.held.objects)
+            {
+                *outcome = Err(self.error(format!(
+                    "database `{}`: creating its triggers, events and routines: {}",
+                    load.target,
+                    message_of(&e)
+                )));
+            }
+        }
+        let mut pending: Vec<usize> = (0..outcomes.len())
+            .filter(|&i| outcomes[i].1.is_ok() && !outcomes[i].0.held.views.is_empty())
+            .collect();
+        while !pending.is_empty() {
+            let mut failed = Vec::new();
+            for &i in &pending {
+                let load = &outcomes[i].0;
+                if let Err(e) = self.load(Some(&load.target), &load.held.views) {
+                    failed.push((i, e));
+                }
+            }
+            let progress = failed.len() < pending.len();
+            pending = failed.iter().map(|(i, _)| *i).collect();
+            if !progress {
+                for (i, e) in failed {
+                    let target = outcomes[i].0.target.clone();
+                    outcomes[i].1 = Err(self.error(format!(
+                        "database `{target}`: creating its views: {}",
+                        message_of(&e)
+                    )));
+                }
+                break;
+            }
+        }
+        outcomes
+            .into_iter()
+            .map(|(load, outcome)| {
+                let outcome = outcome.inspect_err(|_| {
+                    if load.staging.is_none() {
+                        // A new database: never left half-restored.
+                        let _ = self.load(
+                            None,
+                            format!("DROP DATABASE IF EXISTS {}", quote_ident(&load.target))
+                                .as_bytes(),
+                        );
+                    }
+                });
+                (load.target, outcome)
+            })
+            .collect()
+    }
+
+    /// Puts the tables loaded into `staging` in place of `target`'s in one atomic `RENAME
+    /// TABLE` (the old ones to a trash database, dropped after), with the point's character
+    /// set; `target`'s triggers (which would stop the rename), views, routines and events go.
+    /// A swap that fails leaves `target` with its tables, its triggers put back.
+    fn swap(&self, target: &str, staging: &str, charset: Option<&(String, String)>) -> Result<()> {
+        let names = |sql: String| -> Result<Vec<Vec<String>>> { self.query(&sql) };
+        let tables = |db: &str| {
+            names(format!(
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = {} \
+                 AND TABLE_TYPE IN ('BASE TABLE', 'SEQUENCE', 'SYSTEM VERSIONED')",
+                quote_literal(db)
+            ))
+        };
+        let (old, new) = (tables(target)?, tables(staging)?);
+        let trash = format!("lifeboat_trash_{}", staging_suffix());
+        let (t, s, x) = (
+            quote_ident(target),
+            quote_ident(staging),
+            quote_ident(&trash),
+        );
+        let mut script = format!("CREATE DATABASE {x};\n");
+        // The old triggers (and colliding views), as they were made: what the swap dropped is
+        // put back if it fails.
+        let mut put_back: Vec<(&str, String, String)> = Vec::new();
+        for row in names(format!(
+            "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = {} \
+             ORDER BY EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, ACTION_ORDER",
+            quote_literal(target)
+        ))? {
+            let name = quote_ident(&row[0]);
+            let made = self.query_in(Some(target), &format!("SHOW CREATE TRIGGER {name}"))?;
+            if let Some([_, mode, statement, client, collation, ..]) =
+                made.first().map(Vec::as_slice)
+            {
+                put_back.push((
+                    "TRIGGER",
+                    row[0].clone(),
+                    format!(
+                        "SET NAMES {} COLLATE {};\nSET sql_mode = {};\nDELIMITER ;;\n\
+                         {statement};;\nDELIMITER ;\n",
+                        quote_literal(client),
+                        quote_literal(collation),
+                        quote_literal(mode)
+                    ),
+                ));
+            }
+            script.push_str(&format!("DROP TRIGGER {t}.{name};\n"));
+        }
+        // An old view named as a table of the point would stop the rename: it goes first
+        // (and comes back if the swap fails).
+        for row in names(format!(
+            "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = {}",
+            quote_literal(target)
+        ))? {
+            if !new.iter().any(|n| n[0] == row[0]) {
+                continue;
+            }
+            let name = quote_ident(&row[0]);
+            let made = self.query_in(Some(target), &format!("SHOW CREATE VIEW {name}"))?;
+            if let Some([_, statement, client, collation, ..]) = made.first().map(Vec::as_slice) {
+                put_back.push((
+                    "VIEW",
+                    row[0].clone(),
+                    format!(
+                        "SET NAMES {} COLLATE {};\n{statement};\n",
+                        quote_literal(client),
+                        quote_literal(collation),
+                    ),
+                ));
+            }
+            script.push_str(&format!("DROP VIEW {t}.{name};\n"));
+        }
+        let mut pairs: Vec<String> = old
+            .iter()
+            .map(|r| format!("{t}.{0} TO {x}.{0}", quote_ident(&r[0])))
+            .collect();
+        pairs.extend(
+            new.iter()
+                .map(|r| format!("{s}.{0} TO {t}.{0}", quote_ident(&r[0]))),
+        );
+        if !pairs.is_empty() {
+            script.push_str(&format!("RENAME TABLE {};\n", pairs.join(", ")));
+        }
+        let swapped = self.load(None, script.as_bytes());
+        if let Err(e) = swapped {
+            let _ = self.load(None, format!("DROP DATABASE IF EXISTS {x}").as_bytes());
+            let triggers = if put_back.is_empty() {
+                ""
+            } else if self.put_back(target, &put_back).is_ok() {
+                "; any trigger or view dropped for the swap was put back"
+            } else {
+                "; putting back the triggers and views dropped for the swap failed too"
+            };
+            return Err(self.error(format!(
+                "swapping the restored tables into `{target}`: {}; database `{target}` keeps \
+                 its tables{triggers}",
+                message_of(&e)
+            )));
+        }
+        // What belongs to the old database and cannot move: replaced by the point's.
+        let mut after = String::new();
+        for row in names(format!(
+            "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = {}",
+            quote_literal(target)
+        ))? {
+            after.push_str(&format!(
+                "DROP VIEW IF EXISTS {t}.{};\n",
+                quote_ident(&row[0])
+            ));
+        }
+        for row in names(format!(
+            "SELECT ROUTINE_TYPE, ROUTINE_NAME FROM information_schema.ROUTINES \
+             WHERE ROUTINE_SCHEMA = {} ORDER BY ROUTINE_TYPE = 'PACKAGE'",
+            quote_literal(target)
+        ))? {
+            if let [kind, name] = row.as_slice() {
+                after.push_str(&format!(
+                    "DROP {kind} IF EXISTS {t}.{};\n",
+                    quote_ident(name)
+                ));
+            }
+        }
+        for row in names(format!(
+            "SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = {}",
+            quote_literal(target)
+        ))? {
+            after.push_str(&format!(
+                "DROP EVENT IF EXISTS {t}.{};\n",
+                quote_ident(&row[0])
+            ));
+        }
+        if charset.is_some() {
+            after.push_str(&format!("ALTER DATABASE {t}{};\n", charset_clause(charset)));
+        }
+        after.push_str(&format!("DROP DATABASE {s};\nDROP DATABASE {x};\n"));
+        self.load(None, after.as_bytes()).map_err(|e| {
+            self.error(format!(
+                "database `{target}`: its tables are the restore point's, but clearing what \
+                 they replaced failed: {}",
+                message_of(&e)
+            ))
+        })
+    }
+
+    /// Creates again those of `dropped` (kind, name, script) that `target` lacks now.
+    fn put_back(&self, target: &str, dropped: &[(&str, String, String)]) -> Result<()> {
+        let present = |sql: String| -> Result<Vec<String>> {
+            Ok(self
+                .query(&sql)?
+                .into_iter()
+                .filter_map(|r| r.into_iter().next())
+                .collect())
+        };
+        let triggers = present(format!(
+            "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = {}",
+            quote_literal(target)
+        ))?;
+        let views = present(format!(
+            "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = {}",
+            quote_literal(target)
+        ))?;
+        let mut script = String::new();
+        for (kind, name, made) in dropped {
+            let there = if *kind == "TRIGGER" {
+                &triggers
+            } else {
+                &views
+            };
+            if !there.contains(name) {
+                script.push_str(made);
+            }
+        }
+        if script.is_empty() {
+            return Ok(());
+        }
+        self.load(Some(target), script.as_bytes())
+    }
+}
+
+/// A database loaded by [`MyServer::load_database`] whose triggers, events, routines and
+/// views [`MyServer::finish_databases`] has yet to create (and, when it replaces one, whose
+/// tables it has yet to swap in).
+#[derive(Debug)]
+pub struct MyLoad {
+    target: String,
+    /// Where the tables were loaded, when `target` existed.
+    staging: Option<String>,
+    held: HeldBack,
+    /// The point's character set and collation.
+    charset: Option<(String, String)>,
+    bytes: u64,
+}
+
+impl MyLoad {
+    /// The name the database is restored under.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+}
+
+/// A database error's message alone (the server is named once, by the caller).
+fn message_of(e: &ServiceError) -> String {
+    match e {
+        ServiceError::Database { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn charset_clause(charset: Option<&(String, String)>) -> String {
+    let mut out = String::new();
+    if let Some((encoding, collate)) = charset {
+        out.push_str(&format!(" CHARACTER SET {}", quote_literal(encoding)));
+        if !collate.is_empty() {
+            out.push_str(&format!(" COLLATE {}", quote_literal(collate)));
+        }
+    }
+    out
 }
 
 fn on_path(program: &std::path::Path) -> bool {
@@ -586,24 +1128,6 @@ fn quote_ident(name: &str) -> String {
 
 fn quote_literal(value: &str) -> String {
     format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
-}
-
-/// `mariadb-dump --system=users` made safe to run on another server: nothing that creates,
-/// alters or grants to the account lifeboat connects as (on any host), whose password is the
-/// DR site's own.
-fn filter_users(script: &str, me: &str) -> String {
-    let account = format!("{}@", quote_ident(me));
-    let mut out = String::with_capacity(script.len());
-    for line in script.lines() {
-        let about_me = line.contains(&format!("USER IF NOT EXISTS {account}"))
-            || line.contains(&format!("TO {account}"))
-            || line.contains(&format!("USER {account}"));
-        if !about_me {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -669,24 +1193,6 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("unknown option `ssl_ca`"), "{e}");
-    }
-
-    #[test]
-    fn the_connecting_account_is_left_alone() {
-        let script = "\
-CREATE USER IF NOT EXISTS `root`@`localhost` IDENTIFIED BY PASSWORD '*AA';
-CREATE USER IF NOT EXISTS `app`@`%` IDENTIFIED BY PASSWORD '*BB';
-GRANT ALL PRIVILEGES ON *.* TO `root`@`localhost` IDENTIFIED BY PASSWORD '*AA' WITH GRANT OPTION;
-GRANT ALL PRIVILEGES ON `shop`.* TO `app`@`%`;
-GRANT PROXY ON ``@`%` TO `root`@`::1` WITH GRANT OPTION;
-";
-        assert_eq!(
-            filter_users(script, "root"),
-            "\
-CREATE USER IF NOT EXISTS `app`@`%` IDENTIFIED BY PASSWORD '*BB';
-GRANT ALL PRIVILEGES ON `shop`.* TO `app`@`%`;
-"
-        );
     }
 
     #[test]

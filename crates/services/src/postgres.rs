@@ -25,6 +25,7 @@ use lifeboat_repository::{RepoWriter, Repository};
 use postgres::error::SqlState;
 use postgres::{Client, Config, NoTls, SimpleQueryMessage};
 
+use crate::accounts::Accounts;
 use crate::document::{
     Document, document_content, read_document, staging_suffix, store, store_counted,
 };
@@ -373,46 +374,97 @@ impl PgServer {
         Ok((document, facts))
     }
 
-    /// Creates the roles and tablespaces of a captured server that this one lacks, and brings
-    /// the attributes of the others in line, except those of the role lifeboat connects as.
-    pub fn restore_globals(&self, repo: &Repository, root: &Id) -> Result<u64> {
+    /// Applies a captured server's roles at once ([`PgServer::restore_accounts`], then
+    /// [`PgServer::restore_grants`]): for a restore of the roles alone.
+    pub fn restore_globals(&self, repo: &Repository, root: &Id) -> Result<Accounts> {
+        let mut accounts = self.restore_accounts(repo, root)?;
+        self.restore_grants(&mut accounts)?;
+        Ok(accounts)
+    }
+
+    /// The first step of applying a captured server's roles: creates the roles and
+    /// tablespaces this server lacks and brings the attributes of the others in line, each
+    /// statement on its own (one refused is a warning), never the role lifeboat connects
+    /// as. Memberships and settings wait for [`PgServer::restore_grants`].
+    pub fn restore_accounts(&self, repo: &Repository, root: &Id) -> Result<Accounts> {
         let script = read_document(repo, root)?;
         let script = String::from_utf8_lossy(&script);
         let mut client = self.connect(self.maintenance_db())?;
-        let roles: Vec<String> = client
-            .query("SELECT rolname::text FROM pg_roles", &[])
-            .map_err(|e| self.query_error("listing roles", e))?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        let tablespaces: Vec<String> = client
-            .query("SELECT spcname::text FROM pg_tablespace", &[])
-            .map_err(|e| self.query_error("listing tablespaces", e))?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let list = |client: &mut Client, sql: &str, what: &str| -> Result<Vec<String>> {
+            Ok(client
+                .query(sql, &[])
+                .map_err(|e| self.query_error(what, e))?
+                .iter()
+                .map(|r| r.get(0))
+                .collect())
+        };
+        let roles = list(
+            &mut client,
+            "SELECT rolname::text FROM pg_roles",
+            "listing roles",
+        )?;
+        let tablespaces = list(
+            &mut client,
+            "SELECT spcname::text FROM pg_tablespace",
+            "listing tablespaces",
+        )?;
         let me = self.config.get_user().unwrap_or("postgres");
-        let filtered = filter_globals(&script, &roles, &tablespaces, me);
-        let mut command = self.tool("psql", self.maintenance_db());
-        command.args([
-            "-X",
-            "-q",
-            "--no-password",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-f",
-            "-",
-        ]);
-        let mut child = self.start(command, Stdio::piped())?;
-        let mut stdout = child.stdout();
-        let drain = std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-        let mut stdin = child.stdin();
-        let written = stdin.write_all(filtered.as_bytes());
-        drop(stdin);
-        let _ = drain.join();
-        child.finish()?;
-        written.map_err(|e| self.error(format!("feeding psql: {e}")))?;
-        Ok(filtered.len() as u64)
+        let planned = plan_globals(&script, &roles, &tablespaces, me);
+        let mut done = Accounts {
+            bytes: script.len() as u64,
+            warnings: planned.warnings,
+            later: planned.later,
+            session: planned.session,
+            ..Accounts::default()
+        };
+        self.apply_all(&mut client, planned.first, &mut done);
+        Ok(done)
+    }
+
+    /// The second step, once the databases are there: role memberships, role settings (per
+    /// database too) and anything else of the script, each statement on its own.
+    pub fn restore_grants(&self, accounts: &mut Accounts) -> Result<()> {
+        let later = std::mem::take(&mut accounts.later);
+        if later.is_empty() {
+            return Ok(());
+        }
+        let mut client = self.connect(self.maintenance_db())?;
+        self.apply_all(&mut client, later, accounts);
+        Ok(())
+    }
+
+    /// Runs the session settings, then each statement on its own (autocommit): one the
+    /// server refuses is a warning and the next still runs.
+    fn apply_all(&self, client: &mut Client, statements: Vec<String>, accounts: &mut Accounts) {
+        for setting in &accounts.session {
+            let _ = client.batch_execute(setting);
+        }
+        for statement in statements {
+            match client.batch_execute(&statement) {
+                Ok(()) => accounts.applied += 1,
+                Err(e) => accounts.warnings.push(format!(
+                    "refused `{}`: {}",
+                    crate::sqltext::shown(&statement, 160),
+                    // An error may quote the statement: never its password.
+                    crate::sqltext::shown(&describe_error(&e), 300)
+                )),
+            }
+        }
+    }
+
+    /// Whether a restore into `target` will be refused (it exists and `replace` is not
+    /// given, an empty `postgres` aside): checked for every database before anything is
+    /// applied, so a refused restore changes nothing.
+    pub fn check_restore(&self, target: &str, replace: bool, mark: Option<&str>) -> Result<()> {
+        if replace || !self.database_exists(target)? {
+            return Ok(());
+        }
+        if target == "postgres" && mark.is_none() && self.is_empty(target)? {
+            return Ok(());
+        }
+        Err(ServiceError::Exists {
+            path: format!("database `{target}` on {}", self.display),
+        })
     }
 
     /// Restores one captured database as `how.target`.
@@ -480,7 +532,21 @@ impl PgServer {
                 return Err(self.query_error("marking the database", e));
             }
         }
-        let restored = self.fill(&mut admin, repo, root, facts, &staging, how.jobs);
+        let restored = self
+            .fill(&mut admin, repo, root, facts, &staging, how.jobs)
+            .map_err(|e| match e {
+                // pg_restore's own reason, shortened: not the statements it echoes.
+                ServiceError::CommandFailed { stderr, .. } => self.error(format!(
+                    "restoring database `{target}`: {}{}",
+                    crate::sqltext::reason(&stderr, 300),
+                    if exists {
+                        "; the existing database was left as it was"
+                    } else {
+                        ""
+                    }
+                )),
+                other => other,
+            });
         let swapped = restored.and_then(|bytes| {
             if exists {
                 // An empty `postgres` may have been written to while the restore ran.
@@ -873,24 +939,101 @@ fn leading_ident(rest: &str) -> Option<(String, &str)> {
     }
 }
 
-/// `pg_dumpall --globals-only` output made safe to run on another server: no `CREATE` for
-/// roles and tablespaces it already has, and nothing that changes the role lifeboat connects
-/// as (its password is the DR site's, not the primary's).
-fn filter_globals(script: &str, roles: &[String], tablespaces: &[String], me: &str) -> String {
-    let mut out = String::with_capacity(script.len());
-    for line in script.lines() {
-        let skip = if let Some(rest) = line.strip_prefix("CREATE ROLE ") {
-            leading_ident(rest).is_some_and(|(name, _)| roles.contains(&name))
-        } else if let Some(rest) = line.strip_prefix("ALTER ROLE ") {
-            leading_ident(rest).is_some_and(|(name, _)| name == me)
-        } else if let Some(rest) = line.strip_prefix("CREATE TABLESPACE ") {
-            leading_ident(rest).is_some_and(|(name, _)| tablespaces.contains(&name))
-        } else {
-            false
+/// `pg_dumpall --globals-only` output in the order a restore applies it.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct GlobalsPlan {
+    /// `SET` statements: the session every step runs in.
+    session: Vec<String>,
+    /// Roles and tablespaces, before the databases.
+    first: Vec<String>,
+    /// Memberships, settings, comments: after the databases.
+    later: Vec<String>,
+    warnings: Vec<String>,
+}
+
+/// Plans a `pg_dumpall --globals-only` script for another server: no `CREATE` for roles and
+/// tablespaces it already has, and nothing that changes the role lifeboat connects as (its
+/// password is the DR site's, not the primary's) or makes it a member of a role (one
+/// warning counts those statements).
+fn plan_globals(script: &str, roles: &[String], tablespaces: &[String], me: &str) -> GlobalsPlan {
+    let mut plan = GlobalsPlan::default();
+    let mut about_me = 0;
+    // `CURRENT_USER` and its kin name the connecting role too (pg_dumpall writes names, but
+    // a quoted role of that name is left alone as well: the safe side).
+    let is_me = |name: &str| {
+        name == me
+            || ["CURRENT_USER", "CURRENT_ROLE", "SESSION_USER"]
+                .contains(&name.to_ascii_uppercase().as_str())
+    };
+    for statement in crate::sqltext::split(script, crate::sqltext::Dialect::Postgres) {
+        let upper = statement.to_ascii_uppercase();
+        let after = |prefix: &str| {
+            upper
+                .starts_with(prefix)
+                .then(|| leading_ident(&statement[prefix.len()..]))
+                .flatten()
         };
-        if !skip {
-            out.push_str(line);
-            out.push('\n');
+        if upper.starts_with("SET ") {
+            plan.session.push(statement);
+        } else if let Some((name, _)) = after("CREATE ROLE ") {
+            if !roles.contains(&name) {
+                plan.first.push(statement);
+            }
+        } else if let Some((name, rest)) = after("ALTER ROLE ") {
+            if is_me(&name) {
+                about_me += 1;
+            } else if rest.trim_start().to_ascii_uppercase().starts_with("WITH") {
+                plan.first.push(statement);
+            } else {
+                plan.later.push(statement);
+            }
+        } else if let Some((name, _)) = after("CREATE TABLESPACE ") {
+            if !tablespaces.contains(&name) {
+                plan.first.push(statement);
+            }
+        } else if upper.starts_with("GRANT ") && grantees(&statement).iter().any(|g| is_me(g)) {
+            about_me += 1;
+        } else {
+            plan.later.push(statement);
+        }
+    }
+    if about_me > 0 {
+        plan.warnings.push(format!(
+            "left alone: role `{me}` (the role lifeboat connects as): {about_me} statement(s) \
+             about it not applied"
+        ));
+    }
+    plan
+}
+
+/// The roles a `GRANT ... TO a, b [WITH ...] [GRANTED BY c]` names after `TO`.
+fn grantees(statement: &str) -> Vec<String> {
+    let upper = statement.to_ascii_uppercase();
+    // The last ` TO ` outside quotes: identifiers with spaces are quoted, so a quoted
+    // name's ` TO ` is skipped by walking the statement.
+    let mut at = None;
+    let mut quoted = false;
+    let bytes = upper.as_bytes();
+    for i in 0..bytes.len() {
+        if bytes[i] == b'"' {
+            quoted = !quoted;
+        } else if !quoted && upper[i..].starts_with(" TO ") {
+            at = Some(i + 4);
+        }
+    }
+    let Some(mut rest) = at.map(|i| &statement[i..]) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    loop {
+        rest = rest.trim_start();
+        let Some((name, after)) = leading_ident(rest) else {
+            break;
+        };
+        out.push(name);
+        match after.trim_start().strip_prefix(',') {
+            Some(more) => rest = more,
+            None => break,
         }
     }
     out
@@ -903,31 +1046,50 @@ mod tests {
     #[test]
     fn globals_keep_new_roles_and_leave_the_connecting_role_alone() {
         let script = "\
+\\restrict k3y
 SET standard_conforming_strings = on;
 CREATE ROLE app;
-ALTER ROLE app WITH LOGIN PASSWORD 'SCRAM-SHA-256$x';
-CREATE ROLE \"Odd \"\"Name\";
-ALTER ROLE \"Odd \"\"Name\" WITH NOLOGIN;
+ALTER ROLE app WITH LOGIN PASSWORD 'SCRAM-SHA-256$x;y';
+CREATE ROLE \"Odd \"\"Name; TO postgres\";
+ALTER ROLE \"Odd \"\"Name; TO postgres\" WITH NOLOGIN;
 CREATE ROLE postgres;
 ALTER ROLE postgres WITH SUPERUSER LOGIN PASSWORD 'SCRAM-SHA-256$primary';
+ALTER ROLE app SET search_path TO 'a;b';
+ALTER ROLE app IN DATABASE shop SET work_mem TO '8MB';
 CREATE TABLESPACE fast OWNER postgres LOCATION '/srv/fast';
-GRANT app TO \"Odd \"\"Name\" GRANTED BY postgres;
+GRANT app TO \"Odd \"\"Name; TO postgres\" GRANTED BY postgres;
+GRANT \"Odd \"\"Name; TO postgres\" TO postgres GRANTED BY postgres;
+GRANT reader TO app, postgres;
+GRANT reader TO CURRENT_USER;
 ";
-        let out = filter_globals(
+        let plan = plan_globals(
             script,
-            &["postgres".into(), "Odd \"Name".into()],
+            &["postgres".into(), "Odd \"Name; TO postgres".into()],
             &["fast".into()],
             "postgres",
         );
+        assert_eq!(plan.session, ["SET standard_conforming_strings = on"]);
         assert_eq!(
-            out,
-            "\
-SET standard_conforming_strings = on;
-CREATE ROLE app;
-ALTER ROLE app WITH LOGIN PASSWORD 'SCRAM-SHA-256$x';
-ALTER ROLE \"Odd \"\"Name\" WITH NOLOGIN;
-GRANT app TO \"Odd \"\"Name\" GRANTED BY postgres;
-"
+            plan.first,
+            [
+                "CREATE ROLE app",
+                "ALTER ROLE app WITH LOGIN PASSWORD 'SCRAM-SHA-256$x;y'",
+                "ALTER ROLE \"Odd \"\"Name; TO postgres\" WITH NOLOGIN",
+            ]
+        );
+        assert_eq!(
+            plan.later,
+            [
+                "ALTER ROLE app SET search_path TO 'a;b'",
+                "ALTER ROLE app IN DATABASE shop SET work_mem TO '8MB'",
+                "GRANT app TO \"Odd \"\"Name; TO postgres\" GRANTED BY postgres",
+            ]
+        );
+        assert_eq!(
+            plan.warnings,
+            [
+                "left alone: role `postgres` (the role lifeboat connects as): 4 statement(s) about it not applied"
+            ]
         );
     }
 

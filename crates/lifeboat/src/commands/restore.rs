@@ -513,62 +513,132 @@ fn to_site(
     let mut report = Vec::new();
     let mut failed = 0;
     let mut differences = 0usize;
-    for &(id, r) in chosen {
+    let how = |progress: Option<Arc<Progress>>| AtSite {
+        replace: args.replace,
+        rename: &args.rename,
+        jobs: args.jobs,
+        staging: None,
+        mark: None,
+        progress,
+    };
+    if !args.verify {
+        // Every database is checked before anything is applied: a refused restore changes
+        // nothing, not even a server's accounts.
+        let refused: Vec<String> = chosen
+            .iter()
+            .filter_map(|(_, r)| {
+                refused_at_site(plan, site, r, &how(None)).map(|why| format!("{}: {why}", r.name))
+            })
+            .collect();
+        if !refused.is_empty() {
+            bail!("nothing was restored: {}", refused.join("; "));
+        }
+    }
+    // The resources in order, a database server's items together (accounts, databases,
+    // grants: see `restore_server_at_site`).
+    let mut jobs: Vec<Vec<usize>> = Vec::new();
+    for (i, (_, r)) in chosen.iter().enumerate() {
+        match server_base(plan, r).filter(|_| !args.verify) {
+            Some(base) => {
+                let together = jobs
+                    .iter_mut()
+                    .find(|job| server_base(plan, chosen[job[0]].1) == Some(base));
+                match together {
+                    Some(job) => job.push(i),
+                    None => jobs.push(vec![i]),
+                }
+            }
+            None => jobs.push(vec![i]),
+        }
+    }
+    for job in jobs {
         let started = std::time::Instant::now();
-        let progress = Arc::new(Progress::default());
-        let how = AtSite {
-            replace: args.replace,
-            rename: &args.rename,
-            jobs: args.jobs,
-            staging: None,
-            mark: None,
-            progress: Some(progress.clone()),
-        };
-        // Each resource's summary, and for JSON its differences or what its mirror removed.
-        let outcome = if args.verify {
-            verify_at_site(repo, plan, site, r, &args.rename).map(|diffs| {
-                differences += diffs.len();
-                let what = if diffs.is_empty() {
-                    "matches".to_string()
-                } else {
-                    format!("{} difference(s): {}", diffs.len(), diffs.join("; "))
-                };
-                (what, serde_json::json!({ "differences": diffs }))
-            })
+        // Each resource's summary, and for JSON its differences, what its mirror removed, or
+        // its warnings.
+        let outcomes: Vec<Result<(String, serde_json::Value, Vec<String>)>> = if args.verify {
+            let r = chosen[job[0]].1;
+            vec![
+                verify_at_site(repo, plan, site, r, &args.rename).map(|diffs| {
+                    differences += diffs.len();
+                    let what = if diffs.is_empty() {
+                        "matches".to_string()
+                    } else {
+                        format!("{} difference(s): {}", diffs.len(), diffs.join("; "))
+                    };
+                    (
+                        what,
+                        serde_json::json!({ "differences": diffs }),
+                        Vec::new(),
+                    )
+                }),
+            ]
         } else {
-            let bar = Bar::start(&ctx.global, &r.name, progress);
-            let done = restore_at_site_done(repo, plan, site, r, &how);
-            drop(bar);
-            done.map(|done| {
-                let extra = match &done.removed {
-                    Some(removed) => serde_json::json!({ "removed": removed }),
-                    None => serde_json::json!({}),
+            let done = if server_base(plan, chosen[job[0]].1).is_some() {
+                let items: Vec<&ResourcePoint> = job.iter().map(|&i| chosen[i].1).collect();
+                let mut bars = Vec::new();
+                let mut progress = |r: &ResourcePoint| {
+                    let progress = Arc::new(Progress::default());
+                    // One bar at a time: the previous load is over when the next starts.
+                    bars.clear();
+                    bars.push(Bar::start(&ctx.global, &r.name, progress.clone()));
+                    Some(progress)
                 };
-                (done.text, extra)
-            })
+                let all = how(None);
+                let done =
+                    restore_server_at_site(repo, plan, site, &items, &|_| &all, &mut progress);
+                drop(bars);
+                done
+            } else {
+                let r = chosen[job[0]].1;
+                let progress = Arc::new(Progress::default());
+                let bar = Bar::start(&ctx.global, &r.name, progress.clone());
+                let done = restore_at_site_done(repo, plan, site, r, &how(Some(progress)));
+                drop(bar);
+                vec![done]
+            };
+            done.into_iter()
+                .map(|done| {
+                    done.map(|done| {
+                        let mut extra = match &done.removed {
+                            Some(removed) => serde_json::json!({ "removed": removed }),
+                            None => serde_json::json!({}),
+                        };
+                        if !done.warnings.is_empty() {
+                            extra["warnings"] = serde_json::json!(done.warnings);
+                        }
+                        (done.text, extra, done.warnings)
+                    })
+                })
+                .collect()
         };
         let ms = started.elapsed().as_millis() as u64;
-        match &outcome {
-            Ok((what, _)) if !ctx.global.json => {
-                println!("{}: {what} in {}", r.name, output::millis(ms))
+        for (&i, outcome) in job.iter().zip(outcomes) {
+            let (id, r) = chosen[i];
+            match &outcome {
+                Ok((what, _, warnings)) if !ctx.global.json => {
+                    for warning in warnings {
+                        eprintln!("warning: {}: {warning}", r.name);
+                    }
+                    println!("{}: {what} in {}", r.name, output::millis(ms))
+                }
+                Err(e) if !ctx.global.json => println!("{}: FAILED: {e:#}", r.name),
+                _ => {}
             }
-            Err(e) if !ctx.global.json => println!("{}: FAILED: {e:#}", r.name),
-            _ => {}
-        }
-        if outcome.is_err() {
-            failed += 1;
-        }
-        report.push(match outcome {
-            Ok((what, mut extra)) => {
-                extra["resource"] = serde_json::json!(r.name);
-                extra["point"] = serde_json::json!(id);
-                extra["ok"] = serde_json::json!(true);
-                extra["done"] = serde_json::json!(what);
-                extra["duration_ms"] = serde_json::json!(ms);
-                extra
+            if outcome.is_err() {
+                failed += 1;
             }
-            Err(e) => serde_json::json!({ "resource": r.name, "point": id, "ok": false, "error": format!("{e:#}"), "duration_ms": ms }),
-        });
+            report.push(match outcome {
+                Ok((what, mut extra, _)) => {
+                    extra["resource"] = serde_json::json!(r.name);
+                    extra["point"] = serde_json::json!(id);
+                    extra["ok"] = serde_json::json!(true);
+                    extra["done"] = serde_json::json!(what);
+                    extra["duration_ms"] = serde_json::json!(ms);
+                    extra
+                }
+                Err(e) => serde_json::json!({ "resource": r.name, "point": id, "ok": false, "error": format!("{e:#}"), "duration_ms": ms }),
+            });
+        }
     }
     if ctx.global.json {
         output::json(
@@ -615,6 +685,220 @@ pub(crate) struct AtSite<'a> {
 pub(crate) struct AtSiteDone {
     pub text: String,
     pub removed: Option<lifeboat_files::Removed>,
+    /// What was applied only in part: account statements skipped or refused, one each.
+    pub warnings: Vec<String>,
+}
+
+/// What applying a server's accounts did, as a restore's line and its warnings.
+fn accounts_done(accounts: &lifeboat_services::Accounts, server: &str) -> AtSiteDone {
+    AtSiteDone {
+        text: format!(
+            "applied accounts ({}) to {server}: {}",
+            output::bytes(accounts.bytes),
+            accounts.summary()
+        ),
+        removed: None,
+        warnings: accounts.warnings.clone(),
+    }
+}
+
+/// The server-wide item (accounts) of a database resource, or one of its databases: the
+/// resource's name when so.
+fn server_base<'a>(plan: &Plan, r: &'a ResourcePoint) -> Option<&'a str> {
+    let base = r.name.split_once('/').map_or(r.name.as_str(), |(b, _)| b);
+    match plan.resource(base).map(|p| &p.kind) {
+        Some(ResourceKind::Postgres(_) | ResourceKind::Mysql(_)) => Some(base),
+        _ => None,
+    }
+}
+
+/// Whether `resource` is a database server (its items restore together, in dependency
+/// order: [`restore_server_at_site`]).
+pub(crate) fn is_server(plan: &Plan, resource: &str) -> bool {
+    matches!(
+        plan.resource(resource).map(|p| &p.kind),
+        Some(ResourceKind::Postgres(_) | ResourceKind::Mysql(_))
+    )
+}
+
+/// Why restoring database item `r` at `site` will be refused (it exists and `--replace` was
+/// not given), when it will: asked of every database before anything is applied. Other
+/// problems (no binding, a server that does not answer) are left to the restore itself,
+/// which fails only that resource.
+fn refused_at_site(
+    plan: &Plan,
+    site: &str,
+    r: &ResourcePoint,
+    args: &AtSite<'_>,
+) -> Option<String> {
+    let (base, database) = (server_base(plan, r)?, database_of(r)?);
+    let resource = plan.resource(base)?;
+    let (ResourceKind::Postgres(db) | ResourceKind::Mysql(db)) = &resource.kind else {
+        return None;
+    };
+    let target = renamed(args.rename, database);
+    let checked = match Server::of(&resource.kind, db.at.get(site)?).ok()? {
+        Server::Postgres(s) => s.check_restore(target, args.replace, args.mark),
+        Server::Mysql(s) => s.check_restore(target, args.replace),
+    };
+    match checked {
+        Err(e @ lifeboat_services::ServiceError::Exists { .. }) => Some(e.to_string()),
+        _ => None,
+    }
+}
+
+/// Restores a database server's items at `site` in dependency order: its accounts and roles,
+/// then its databases (MariaDB: every database's tables, then their triggers, routines and
+/// views, so a view may read another database), then grants, memberships and default roles,
+/// which refer to the databases' objects. `items` are the server-wide item (first, when
+/// restored) and databases of one resource, each restored as `how(index)` says; the outcome
+/// of each, in the same order. A database that fails does not stop the others; the grants
+/// still follow.
+pub(crate) fn restore_server_at_site<'a>(
+    repo: &Repository,
+    plan: &Plan,
+    site: &str,
+    items: &[&ResourcePoint],
+    how: &dyn Fn(usize) -> &'a AtSite<'a>,
+    progress: &mut dyn FnMut(&ResourcePoint) -> Option<Arc<Progress>>,
+) -> Vec<Result<AtSiteDone>> {
+    let mut outcomes: Vec<Option<Result<AtSiteDone>>> = items.iter().map(|_| None).collect();
+    let server = items
+        .first()
+        .ok_or_else(|| anyhow!("nothing to restore"))
+        .and_then(|first| {
+            let base = server_base(plan, first)
+                .ok_or_else(|| anyhow!("`{}` is not a database server's", first.name))?;
+            let resource = plan
+                .resource(base)
+                .ok_or_else(|| anyhow!("the plan has no resource `{base}` (any more)"))?;
+            let (ResourceKind::Postgres(db) | ResourceKind::Mysql(db)) = &resource.kind else {
+                bail!("`{base}` is not a database server");
+            };
+            let binding = db
+                .at
+                .get(site)
+                .ok_or_else(|| anyhow!("the resource has no binding at site `{site}`"))?;
+            Server::of(&resource.kind, binding)
+        });
+    let server = match server {
+        Ok(server) => server,
+        Err(e) => {
+            let message = format!("{e:#}");
+            return items.iter().map(|_| Err(anyhow!("{message}"))).collect();
+        }
+    };
+    // Accounts and roles first: a database's owner and its definers must exist.
+    let mut accounts = Vec::new();
+    for (i, r) in items.iter().enumerate() {
+        if r.database.is_some() {
+            continue;
+        }
+        let Some(root) = r.root else {
+            outcomes[i] = Some(Err(anyhow!(
+                "not captured in this restore point: {}",
+                failure(r)
+            )));
+            continue;
+        };
+        let applied = match &server {
+            Server::Postgres(s) => s.restore_accounts(repo, &root),
+            Server::Mysql(s) => s.restore_accounts(repo, &root),
+        };
+        match applied {
+            Ok(a) => accounts.push((i, a)),
+            Err(e) => outcomes[i] = Some(Err(e.into())),
+        }
+    }
+    // The databases: PostgreSQL's each complete (none reads another); MariaDB's tables
+    // first, their definitions once all are loaded.
+    let mut loads: Vec<(usize, lifeboat_services::MyLoad)> = Vec::new();
+    for (i, r) in items.iter().enumerate() {
+        let Some(database) = database_of(r) else {
+            continue;
+        };
+        let Some(root) = r.root else {
+            outcomes[i] = Some(Err(anyhow!(
+                "not captured in this restore point: {}",
+                failure(r)
+            )));
+            continue;
+        };
+        let args = how(i);
+        let target = renamed(args.rename, database);
+        let facts = r.database.as_ref();
+        let bar = progress(r);
+        match &server {
+            Server::Postgres(s) => {
+                let how = lifeboat_services::PgRestore {
+                    target,
+                    replace: args.replace,
+                    jobs: args.jobs,
+                    staging: args.staging,
+                    mark: args.mark,
+                };
+                let s = match bar {
+                    Some(p) => s.clone().with_progress(p),
+                    None => s.clone(),
+                };
+                outcomes[i] = Some(
+                    s.restore_database(repo, &root, facts, &how)
+                        .map(|n| database_done(target, n, server.describe()))
+                        .map_err(Into::into),
+                );
+            }
+            Server::Mysql(s) => {
+                let s = match bar {
+                    Some(p) => s.clone().with_progress(p),
+                    None => s.clone(),
+                };
+                match s.load_database(repo, &root, facts, target, args.replace, args.mark) {
+                    Ok(load) => loads.push((i, load)),
+                    Err(e) => outcomes[i] = Some(Err(e.into())),
+                }
+            }
+        }
+    }
+    if let Server::Mysql(s) = &server
+        && !loads.is_empty()
+    {
+        let (indexes, loads): (Vec<usize>, Vec<_>) = loads.into_iter().unzip();
+        for (i, (target, done)) in indexes.into_iter().zip(s.finish_databases(loads)) {
+            outcomes[i] = Some(
+                done.map(|n| database_done(&target, n, server.describe()))
+                    .map_err(Into::into),
+            );
+        }
+    }
+    // Then what refers to the databases' objects.
+    for (i, mut a) in accounts {
+        let granted = match &server {
+            Server::Postgres(s) => s.restore_grants(&mut a),
+            Server::Mysql(s) => {
+                s.restore_grants(&mut a);
+                Ok(())
+            }
+        };
+        outcomes[i] = Some(match granted {
+            Ok(()) => Ok(accounts_done(&a, server.describe())),
+            Err(e) => Err(e.into()),
+        });
+    }
+    outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| Err(anyhow!("not restored"))))
+        .collect()
+}
+
+fn database_done(target: &str, bytes: u64, server: &str) -> AtSiteDone {
+    AtSiteDone {
+        text: format!(
+            "restored database `{target}` ({}) on {server}",
+            output::bytes(bytes)
+        ),
+        removed: None,
+        warnings: Vec::new(),
+    }
 }
 
 /// Restores one captured resource into its binding at `site`; its summary.
@@ -625,7 +909,12 @@ pub(crate) fn restore_at_site(
     r: &ResourcePoint,
     args: &AtSite<'_>,
 ) -> Result<String> {
-    restore_at_site_done(repo, plan, site, r, args).map(|done| done.text)
+    restore_at_site_done(repo, plan, site, r, args).map(|done| {
+        for warning in &done.warnings {
+            tracing::warn!("{}: {warning}", r.name);
+        }
+        done.text
+    })
 }
 
 /// The same, with what a file tree's mirror removed. A file tree becomes equal to the point
@@ -640,6 +929,7 @@ pub(crate) fn restore_at_site_done(
     let text = |text: String| AtSiteDone {
         text,
         removed: None,
+        warnings: Vec::new(),
     };
     let replace = args.replace;
     let Some(root) = r.root else {
@@ -683,6 +973,7 @@ pub(crate) fn restore_at_site_done(
                     overlay_note(r).map_or(String::new(), |n| format!("; {n}"))
                 ),
                 removed: Some(stats.removed),
+                warnings: Vec::new(),
             })
         }
         ResourceKind::Sqlite(sqlite) => {
@@ -725,15 +1016,11 @@ pub(crate) fn restore_at_site_done(
         ResourceKind::Postgres(db) | ResourceKind::Mysql(db) => {
             let server = Server::of(&resource.kind, db.at.get(site).ok_or_else(unbound)?)?;
             let Some(database) = item else {
-                let n = match &server {
+                let accounts = match &server {
                     Server::Postgres(s) => s.restore_globals(repo, &root)?,
                     Server::Mysql(s) => s.restore_globals(repo, &root)?,
                 };
-                return Ok(text(format!(
-                    "applied accounts ({}) to {}",
-                    output::bytes(n),
-                    server.describe()
-                )));
+                return Ok(accounts_done(&accounts, server.describe()));
             };
             let target = renamed(args.rename, database);
             let facts = r.database.as_ref();

@@ -22,7 +22,10 @@ use lifeboat_services::checks::{CheckSpec, Probe, SqlTarget, run_check};
 use serde::{Deserialize, Serialize};
 
 use super::backup::{Server, selects};
-use super::restore::{AtSite, mirror_scope, restore_at_site_done, scope_of, with_globals};
+use super::restore::{
+    AtSite, AtSiteDone, is_server, mirror_scope, restore_at_site_done, restore_server_at_site,
+    scope_of, with_globals,
+};
 use crate::cli::{FailoverArgs, PlannedArgs, ResumeArgs, RunArgs, SwitchoverArgs};
 use crate::context::Context;
 use crate::output::{self, Exit};
@@ -1213,9 +1216,21 @@ fn restore_resource(
     };
     let mut done = Vec::new();
     let mut removed = Vec::new();
-    for r in with_globals(&point, chosen) {
-        let what = restore_at_site_done(&repo, plan, site, r, &how)
-            .with_context(|| format!("restoring `{}`", r.name))?;
+    let items = with_globals(&point, chosen);
+    // A database server's accounts, databases and grants go in dependency order, together.
+    let outcomes: Vec<Result<AtSiteDone>> = if is_server(plan, resource) {
+        restore_server_at_site(&repo, plan, site, &items, &|_| &how, &mut |_| None)
+    } else {
+        items
+            .iter()
+            .map(|r| restore_at_site_done(&repo, plan, site, r, &how))
+            .collect()
+    };
+    for (r, outcome) in items.iter().zip(outcomes) {
+        let what = outcome.with_context(|| format!("restoring `{}`", r.name))?;
+        for warning in &what.warnings {
+            tracing::warn!("{}: {warning}", r.name);
+        }
         done.push(format!("{}: {}", r.name, what.text));
         if let Some(gone) = what.removed.filter(|g| g.count > 0) {
             removed.push(RemovedAt {

@@ -4,6 +4,7 @@
 mod audit;
 mod choice;
 mod corruption;
+mod db_accounts;
 mod documents;
 mod drill;
 mod failover;

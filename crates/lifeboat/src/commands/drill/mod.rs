@@ -35,7 +35,7 @@ use lifeboat_services::checks::run_check;
 use lifeboat_services::{TempEngine, TempServer};
 
 use super::backup::{Server, selects};
-use super::restore::{AtSite, restore_at_site, with_globals};
+use super::restore::{AtSite, is_server, restore_at_site, restore_server_at_site, with_globals};
 use super::runbook::{at_variable, check_spec, chosen_resources, deliver, verify_entries};
 use crate::cli::DrillArgs;
 use crate::context::Context;
@@ -825,6 +825,57 @@ impl Drill<'_> {
             }
         }
         let mark = self.mark();
+        // At a temporary server of the drill's own or at a declared site, a database server's
+        // items go in dependency order (accounts, databases, then grants), as `restore
+        // --site` does.
+        if matches!(placement, Placement::Server | Placement::Declared)
+            && is_server(sandbox_plan, resource)
+        {
+            let renames: Vec<Vec<(String, String)>> = claims
+                .iter()
+                .map(|claim| claim.rename.iter().cloned().collect())
+                .collect();
+            let hows: Vec<AtSite> = (0..items.len())
+                .map(|i| match claims.get(i) {
+                    Some(claim) => AtSite {
+                        replace: false,
+                        rename: &renames[i],
+                        jobs: 1,
+                        staging: claim.staging.as_deref(),
+                        mark: Some(&mark),
+                        progress: None,
+                    },
+                    // A temporary server is the drill's own: its `postgres` database may
+                    // be replaced by the captured one.
+                    None => AtSite {
+                        replace: true,
+                        rename: &[],
+                        jobs: 1,
+                        staging: None,
+                        mark: None,
+                        progress: None,
+                    },
+                })
+                .collect();
+            let outcomes = restore_server_at_site(
+                self.repo()?,
+                sandbox_plan,
+                &self.site,
+                &items,
+                &|i| &hows[i],
+                &mut |_| None,
+            );
+            self.stopped()?;
+            let mut said = Vec::new();
+            for (r, outcome) in items.iter().zip(outcomes) {
+                let done = outcome.with_context(|| format!("restoring `{}`", r.name))?;
+                for warning in &done.warnings {
+                    tracing::warn!("{}: {warning}", r.name);
+                }
+                said.push(format!("{}: {}", r.name, done.text));
+            }
+            return Ok(said.join("; "));
+        }
         let mut said = Vec::new();
         for (i, r) in items.iter().enumerate() {
             let root = r
