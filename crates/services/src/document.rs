@@ -240,9 +240,62 @@ impl std::io::Write for Compare<'_> {
 }
 
 /// A suffix that makes a staging name unique on a server for this restore.
+/// Whether `name` is a database a restore of lifeboat's stages or discards
+/// (`lifeboat_stage_`, `lifeboat_trash_`, `lifeboat_restore_` and a [`staging_suffix`]): one
+/// found outside a restore is what an interrupted restore left, never the application's.
+pub(crate) fn is_staging_database(name: &str) -> bool {
+    let Some(suffix) = ["lifeboat_stage_", "lifeboat_trash_", "lifeboat_restore_"]
+        .iter()
+        .find_map(|prefix| name.strip_prefix(prefix))
+    else {
+        return false;
+    };
+    suffix.split_once('_').is_some_and(|(pid, nanos)| {
+        !pid.is_empty()
+            && pid.bytes().all(|b| b.is_ascii_digit())
+            && nanos.len() >= 8
+            && nanos.bytes().all(|b| b.is_ascii_hexdigit())
+    })
+}
+
+/// Leaves out the databases interrupted restores left, saying so once each.
+pub(crate) fn without_staging(server: &str, names: Vec<String>) -> Vec<String> {
+    names
+        .into_iter()
+        .filter(|name| {
+            let staging = is_staging_database(name);
+            if staging {
+                tracing::warn!(
+                    "{server}: database `{name}` is what an interrupted restore left: not backed \
+                     up; drop it once no restore runs"
+                );
+            }
+            !staging
+        })
+        .collect()
+}
+
 pub(crate) fn staging_suffix() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     format!("{}_{nanos:08x}", std::process::id())
+}
+
+#[cfg(test)]
+mod staging_tests {
+    use super::*;
+
+    #[test]
+    fn staging_databases_are_told_apart() {
+        let made = format!("lifeboat_stage_{}", staging_suffix());
+        assert!(is_staging_database(&made), "{made}");
+        assert!(is_staging_database("lifeboat_trash_123_0000abcd"));
+        assert!(is_staging_database("lifeboat_restore_9_deadbeef"));
+        assert!(!is_staging_database("lifeboat_stage_"));
+        assert!(!is_staging_database("lifeboat_stage_x_0000abcd"));
+        assert!(!is_staging_database("lifeboat_stage_12_abc"));
+        assert!(!is_staging_database("lifeboat"));
+        assert!(!is_staging_database("shop"));
+    }
 }

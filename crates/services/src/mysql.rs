@@ -354,7 +354,7 @@ impl MyServer {
         Ok(exists)
     }
 
-    /// Every database but the server's own, sorted by name.
+    /// Every database but the server's own and interrupted restores' leftovers, sorted by name.
     pub fn databases(&self) -> Result<Vec<String>> {
         let rows = self.query("SHOW DATABASES")?;
         let mut names: Vec<String> = rows
@@ -363,7 +363,7 @@ impl MyServer {
             .filter(|d| !SYSTEM_DATABASES.contains(&d.as_str()))
             .collect();
         names.sort();
-        Ok(names)
+        Ok(crate::document::without_staging(&self.display, names))
     }
 
     /// Accounts, roles and grants.

@@ -170,7 +170,8 @@ impl PgServer {
         })
     }
 
-    /// Every database that accepts connections, templates aside, sorted by name.
+    /// Every database that accepts connections, templates and interrupted restores' leftovers
+    /// aside, sorted by name.
     pub fn databases(&self) -> Result<Vec<String>> {
         let mut client = self.connect(self.maintenance_db())?;
         let rows = client
@@ -180,7 +181,10 @@ impl PgServer {
                 &[],
             )
             .map_err(|e| self.query_error("listing databases", e))?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        Ok(crate::document::without_staging(
+            &self.display,
+            rows.iter().map(|r| r.get(0)).collect(),
+        ))
     }
 
     /// A client tool connected to `dbname` through the environment.
