@@ -187,6 +187,11 @@ pub struct RestoreArgs {
     /// what is there and remove nothing
     #[arg(long, requires = "target", conflicts_with = "replace")]
     pub merge: bool,
+    /// With --replace: replace a SQLite file even while processes hold it open (named in the
+    /// refusal without it). They keep writing into the old, replaced file, and lose what they
+    /// write, until restarted (the plan's `start`)
+    #[arg(long, requires = "replace")]
+    pub force: bool,
     /// Restore database OLD under the name NEW (repeatable), e.g. `orders=orders_check`
     #[arg(long, value_name = "OLD=NEW", value_parser = parse_rename, requires = "site")]
     pub rename: Vec<(String, String)>,
@@ -306,7 +311,8 @@ pub struct PlannedArgs {
 
 #[derive(Args, Debug)]
 pub struct ResumeArgs {
-    /// Go on past a quiesce that could not be confirmed (the achieved RPO is then unknown)
+    /// Go on past a quiesce that could not be confirmed (the achieved RPO is then unknown),
+    /// and replace SQLite files that processes at the site hold open
     #[arg(long)]
     pub force: bool,
 }

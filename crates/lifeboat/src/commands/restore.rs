@@ -134,6 +134,9 @@ fn find(repo: &Repository, spec: &str, resource: Option<&str>) -> Result<(Id, Re
 
 pub fn run(ctx: &Context, args: RestoreArgs) -> Result<Exit> {
     let repo = ctx.open_repository()?;
+    if !args.verify {
+        crate::interrupt::remove_staging_on_signal()?;
+    }
     let sources = sources(ctx, &repo, &args.point, &args.resource)?;
     let mut chosen: Vec<(Id, &ResourcePoint)> = Vec::new();
     for (id, point, names) in &sources {
@@ -518,6 +521,7 @@ fn to_site(
         let progress = Arc::new(Progress::default());
         let how = AtSite {
             replace: args.replace,
+            force: args.force,
             rename: &args.rename,
             jobs: args.jobs,
             staging: None,
@@ -600,6 +604,8 @@ fn to_site(
 /// How `restore_at_site` treats what is already there.
 pub(crate) struct AtSite<'a> {
     pub replace: bool,
+    /// Replace a SQLite file even while processes hold it open (`restore --force`).
+    pub force: bool,
     pub rename: &'a [(String, String)],
     pub jobs: u32,
     /// The PostgreSQL staging database's name (a drill's, so its clean-up can find it).
@@ -687,12 +693,30 @@ pub(crate) fn restore_at_site_done(
         }
         ResourceKind::Sqlite(sqlite) => {
             let path = &sqlite.at.get(site).ok_or_else(unbound)?.path;
-            let n = lifeboat_services::restore_sqlite(repo, &root, path, replace)?;
-            Ok(text(format!(
+            let how = lifeboat_services::SqliteRestore {
+                replace,
+                force: args.force,
+            };
+            let done = lifeboat_services::restore_sqlite(repo, &root, path, how)?;
+            let mut said = format!(
                 "restored {} to {}",
-                output::bytes(n),
+                output::bytes(done.bytes),
                 path.display()
-            )))
+            );
+            if !done.stale.is_empty() {
+                said.push_str(&format!(
+                    "; removed {} staging file(s) an interrupted restore left",
+                    done.stale.len()
+                ));
+            }
+            if !done.held.is_empty() {
+                let held: Vec<String> = done.held.iter().map(|h| h.to_string()).collect();
+                said.push_str(&format!(
+                    "; still open in {} (--force): restart them on the new file",
+                    held.join(", ")
+                ));
+            }
+            Ok(text(said))
         }
         ResourceKind::Command(command) => {
             let apply = command

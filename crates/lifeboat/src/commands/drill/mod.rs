@@ -851,6 +851,7 @@ impl Drill<'_> {
                     let rename: Vec<(String, String)> = claim.rename.iter().cloned().collect();
                     let how = AtSite {
                         replace: false,
+                        force: false,
                         rename: &rename,
                         jobs: 1,
                         staging: claim.staging.as_deref(),
@@ -864,6 +865,7 @@ impl Drill<'_> {
                         // A temporary server is the drill's own: its `postgres` database may
                         // be replaced by the captured one.
                         replace: matches!(placement, Placement::Server),
+                        force: false,
                         rename: &[],
                         jobs: 1,
                         staging: None,
