@@ -5,7 +5,7 @@
 //! process holds the old file open unless forced.
 
 use std::collections::HashSet;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -325,9 +325,7 @@ fn staging_name(target: &[u8]) -> std::io::Result<std::ffi::OsString> {
     name.push(b'-');
     name.extend_from_slice(staging_stem(target));
     name.extend_from_slice(b".tmp");
-    Ok(std::ffi::OsString::from(
-        <std::ffi::OsStr as OsStrExt>::from_bytes(&name).to_owned(),
-    ))
+    Ok(std::ffi::OsString::from_vec(name))
 }
 
 fn staging_stem(target: &[u8]) -> &[u8] {
@@ -373,7 +371,7 @@ fn remove_stale_staging(path: &Path, started: SystemTime) -> Vec<PathBuf> {
         let stale = entry.path();
         let Ok(file) = std::fs::OpenOptions::new()
             .read(true)
-            .custom_flags(libc_flags::NOFOLLOW_NONBLOCK)
+            .custom_flags(NOFOLLOW_NONBLOCK)
             .open(&stale)
         else {
             continue;
@@ -401,11 +399,9 @@ fn remove_stale_staging(path: &Path, started: SystemTime) -> Vec<PathBuf> {
     removed
 }
 
-mod libc_flags {
-    /// `O_NOFOLLOW | O_NONBLOCK`: never through a link, never waiting on a FIFO.
-    pub const NOFOLLOW_NONBLOCK: i32 =
-        rustix::fs::OFlags::NOFOLLOW.bits() as i32 | rustix::fs::OFlags::NONBLOCK.bits() as i32;
-}
+/// `O_NOFOLLOW | O_NONBLOCK`: never through a link, never waiting on a FIFO.
+const NOFOLLOW_NONBLOCK: i32 =
+    rustix::fs::OFlags::NOFOLLOW.bits() as i32 | rustix::fs::OFlags::NONBLOCK.bits() as i32;
 
 /// Restores to `path`. An existing file is refused unless `how.replace`, and while another
 /// process holds it open unless `how.force`. The copy is written beside it under a staging
@@ -462,7 +458,7 @@ pub fn restore_sqlite(
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .custom_flags(libc_flags::NOFOLLOW_NONBLOCK)
+            .custom_flags(NOFOLLOW_NONBLOCK)
             .open(p)?;
         rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
         Ok(file)
