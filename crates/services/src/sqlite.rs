@@ -32,8 +32,8 @@ const STEP_PAGES: i32 = 256;
 /// The pause between steps, in which a waiting writer takes its lock.
 const STEP_PAUSE: Duration = Duration::from_millis(5);
 /// A commit by another connection between steps restarts the copy (so it stays one
-/// snapshot). After this many restarts the copy is made in one step, holding the read lock
-/// throughout: writers then wait as long as SQLite's own `.backup` makes them wait.
+/// snapshot). After this many restarts the file is copied under one read lock instead:
+/// writers then wait for that copy, less long than for the backup API in one step.
 const MAX_RESTARTS: u32 = 3;
 /// How long the copy may find the database locked (a writer committing) before giving up.
 const LOCKED_PATIENCE: Duration = Duration::from_secs(60);
@@ -41,7 +41,7 @@ const LOCKED_PATIENCE: Duration = Duration::from_secs(60);
 /// Captures the database at `path`: an online copy with SQLite's backup API into a
 /// temporary file in `std::env::temp_dir()` (`TMPDIR`), then stored. A WAL database is
 /// copied in one read transaction (its writers are not stalled); a rollback-journal one in
-/// steps, writers going on between them.
+/// steps, writers going on between them (see `online_copy`).
 pub fn capture_sqlite(writer: &RepoWriter<'_>, path: &Path) -> Result<Document> {
     if !path.is_file() {
         return Err(sqlite_err(path, "no such database file"));
@@ -75,15 +75,13 @@ pub fn capture_sqlite(writer: &RepoWriter<'_>, path: &Path) -> Result<Document> 
             ))
         })?;
     let copy = dir.path().join("copy.sqlite");
-    online_copy(&conn, &copy, wal).map_err(|e| {
-        sqlite_err(
-            path,
-            format!(
-                "copying it into the temporary folder {} (TMPDIR; about {} needed): {e}",
-                base.display(),
-                human(size)
-            ),
-        )
+    online_copy(&conn, path, &copy, wal).map_err(|e| {
+        ServiceError::Io(format!(
+            "copying {} into the temporary folder {} (TMPDIR; about {} needed): {e}",
+            path.display(),
+            base.display(),
+            human(size)
+        ))
     })?;
     drop(conn);
     // The copy's pages are the source's, its header included; a WAL database's copy is
@@ -137,32 +135,38 @@ fn human(bytes: u64) -> String {
     }
 }
 
-/// Copies the database `source` has open into a new file `copy` with the backup API: one
-/// snapshot of the source, page for page (the header's page size, reserved bytes,
-/// auto-vacuum, text encoding, user version and application id come along unchanged).
-fn online_copy(source: &Connection, copy: &Path, wal: bool) -> rusqlite::Result<()> {
-    let mut dest = Connection::open(copy)?;
+/// Copies the database at `path`, which `source` has open, into a new file `copy`: one
+/// snapshot of it, page for page (the header's page size, reserved bytes, auto-vacuum, text
+/// encoding, user version and application id come along unchanged).
+///
+/// A WAL database: the backup API in one step, one read transaction, which never stalls its
+/// writers. A rollback-journal one: the backup API in steps, writers committing between
+/// them; when their commits keep restarting it, the file itself is copied while a read
+/// transaction holds its lock (`locked_file_copy`).
+fn online_copy(source: &Connection, path: &Path, copy: &Path, wal: bool) -> Result<Copied> {
+    let at_source = |e: rusqlite::Error| sqlite_err(path, e);
+    let mut dest = Connection::open(copy).map_err(|e| sqlite_err(copy, e))?;
     // A scratch file: no journal, no syncs.
-    dest.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF")?;
-    let backup = Backup::new(source, &mut dest)?;
-    // In WAL mode readers never stall writers: one read transaction for the whole copy.
-    let mut pages = if wal { -1 } else { STEP_PAGES };
+    dest.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF")
+        .map_err(|e| sqlite_err(copy, e))?;
+    let backup = Backup::new(source, &mut dest).map_err(at_source)?;
+    let pages = if wal { -1 } else { STEP_PAGES };
     let mut restarts = 0;
     let mut copied = 0i64;
     let mut locked_since: Option<Instant> = None;
     loop {
-        match backup.step(pages)? {
-            StepResult::Done => return Ok(()),
+        match backup.step(pages).map_err(at_source)? {
+            StepResult::Done => return Ok(Copied::Backup { restarts }),
             StepResult::More => {
                 locked_since = None;
                 let progress = backup.progress();
                 let now = i64::from(progress.pagecount) - i64::from(progress.remaining);
                 // Fewer pages copied than before: a commit by another connection restarted
                 // the copy from its first page.
-                if now <= copied && pages > 0 {
+                if now <= copied {
                     restarts += 1;
                     if restarts >= MAX_RESTARTS {
-                        pages = -1;
+                        break;
                     }
                 }
                 copied = now;
@@ -171,12 +175,12 @@ fn online_copy(source: &Connection, copy: &Path, wal: bool) -> rusqlite::Result<
             StepResult::Busy | StepResult::Locked => {
                 let since = *locked_since.get_or_insert_with(Instant::now);
                 if since.elapsed() > LOCKED_PATIENCE {
-                    return Err(rusqlite::Error::SqliteFailure(
-                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
-                        Some(format!(
+                    return Err(sqlite_err(
+                        path,
+                        format!(
                             "the database stayed locked for {} s",
                             LOCKED_PATIENCE.as_secs()
-                        )),
+                        ),
                     ));
                 }
                 std::thread::sleep(Duration::from_millis(20));
@@ -185,6 +189,46 @@ fn online_copy(source: &Connection, copy: &Path, wal: bool) -> rusqlite::Result<
             _ => std::thread::sleep(STEP_PAUSE),
         }
     }
+    drop(backup);
+    drop(dest);
+    tracing::debug!(path = %path.display(), restarts, "written meanwhile: copied under one read lock");
+    locked_file_copy(source, path, copy).map(|()| Copied::UnderOneLock)
+}
+
+/// How `online_copy` made its copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Copied {
+    /// With the backup API, after that many restarts.
+    Backup { restarts: u32 },
+    /// As a file, under one read lock.
+    UnderOneLock,
+}
+
+/// Copies the file at `path` into `copy` while `source` holds a read transaction, so no
+/// writer can commit meanwhile: a consistent copy of a rollback-journal database, as SQLite
+/// describes a copy by an external tool. Writers wait for the whole copy, which the kernel
+/// makes (`copy_file_range`; blocks shared where the file system can), faster than the backup
+/// API's page by page.
+fn locked_file_copy(source: &Connection, path: &Path, copy: &Path) -> Result<()> {
+    let at_source = |e: rusqlite::Error| sqlite_err(path, e);
+    source.execute_batch("BEGIN").map_err(at_source)?;
+    // The first read takes the shared lock, kept until the transaction ends.
+    let copied = source
+        .query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
+        .map_err(at_source)
+        .and_then(|()| {
+            let mut from = std::fs::File::open(path).map_err(|e| sqlite_err(path, e))?;
+            let mut to = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(copy)
+                .map_err(|e| sqlite_err(copy, e))?;
+            std::io::copy(&mut from, &mut to).map_err(|e| sqlite_err(copy, e))?;
+            Ok(())
+        });
+    let ended = source.execute_batch("COMMIT").map_err(at_source);
+    copied.and(ended)
 }
 
 /// The header's file format write and read versions (bytes 18 and 19): 1 for a rollback
@@ -708,7 +752,8 @@ mod tests {
         c.execute_batch("COMMIT").unwrap();
     }
 
-    fn copy_under_writes(wal: bool) {
+    /// Copies with `copier` while another connection moves money between accounts.
+    fn copy_under_writes(wal: bool, copier: impl Fn(&Connection, &Path, &Path)) {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("db.sqlite");
         accounts(&db, wal);
@@ -736,7 +781,7 @@ mod tests {
         let source = Connection::open_with_flags(&db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
         source.busy_timeout(Duration::from_secs(30)).unwrap();
         let copy = dir.path().join("copy.sqlite");
-        online_copy(&source, &copy, wal).unwrap();
+        copier(&source, &db, &copy);
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
         assert!(writer.join().unwrap() > 0);
         if wal {
@@ -785,13 +830,40 @@ mod tests {
     }
 
     #[test]
+    fn a_quiet_rollback_database_is_copied_in_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db.sqlite");
+        accounts(&db, false);
+        let source = Connection::open_with_flags(&db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        let copy = dir.path().join("copy.sqlite");
+        let how = online_copy(&source, &db, &copy, false).unwrap();
+        assert_eq!(how, Copied::Backup { restarts: 0 });
+        assert_eq!(
+            std::fs::metadata(&copy).unwrap().len(),
+            std::fs::metadata(&db).unwrap().len()
+        );
+    }
+
+    #[test]
     fn an_online_copy_of_a_rollback_database_being_written_is_one_snapshot() {
-        copy_under_writes(false);
+        // In steps, or (restarted by the commits) under one lock: one snapshot either way.
+        copy_under_writes(false, |source, db, copy| {
+            online_copy(source, db, copy, false).unwrap();
+        });
+        copy_under_writes(false, |source, db, copy| {
+            // As the stepped copy would have made it.
+            Connection::open(copy).unwrap();
+            locked_file_copy(source, db, copy).unwrap();
+        });
     }
 
     #[test]
     fn an_online_copy_of_a_wal_database_being_written_is_one_snapshot() {
-        copy_under_writes(true);
+        copy_under_writes(true, |source, db, copy| {
+            // One read transaction: never restarted.
+            let how = online_copy(source, db, copy, true).unwrap();
+            assert_eq!(how, Copied::Backup { restarts: 0 });
+        });
     }
 
     #[test]

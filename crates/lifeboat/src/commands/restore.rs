@@ -544,10 +544,20 @@ fn to_site(
             let done = restore_at_site_done(repo, plan, site, r, &how);
             drop(bar);
             done.map(|done| {
-                let extra = match &done.removed {
+                let mut extra = match &done.removed {
                     Some(removed) => serde_json::json!({ "removed": removed }),
                     None => serde_json::json!({}),
                 };
+                if let Some(sqlite) = &done.sqlite {
+                    extra["held_open"] = serde_json::json!(sqlite.held);
+                    extra["stale_staging_removed"] = serde_json::json!(
+                        sqlite
+                            .stale
+                            .iter()
+                            .map(|p| p.display().to_string())
+                            .collect::<Vec<_>>()
+                    );
+                }
                 (done.text, extra)
             })
         };
@@ -621,6 +631,9 @@ pub(crate) struct AtSite<'a> {
 pub(crate) struct AtSiteDone {
     pub text: String,
     pub removed: Option<lifeboat_files::Removed>,
+    /// A SQLite restore's details: who still holds the old file (forced), stale staging
+    /// files removed.
+    pub sqlite: Option<lifeboat_services::SqliteRestored>,
 }
 
 /// Restores one captured resource into its binding at `site`; its summary.
@@ -646,6 +659,7 @@ pub(crate) fn restore_at_site_done(
     let text = |text: String| AtSiteDone {
         text,
         removed: None,
+        sqlite: None,
     };
     let replace = args.replace;
     let Some(root) = r.root else {
@@ -689,6 +703,7 @@ pub(crate) fn restore_at_site_done(
                     overlay_note(r).map_or(String::new(), |n| format!("; {n}"))
                 ),
                 removed: Some(stats.removed),
+                sqlite: None,
             })
         }
         ResourceKind::Sqlite(sqlite) => {
@@ -716,7 +731,10 @@ pub(crate) fn restore_at_site_done(
                     held.join(", ")
                 ));
             }
-            Ok(text(said))
+            Ok(AtSiteDone {
+                sqlite: Some(done),
+                ..text(said)
+            })
         }
         ResourceKind::Command(command) => {
             let apply = command

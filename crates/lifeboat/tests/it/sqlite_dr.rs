@@ -194,13 +194,29 @@ fn a_dr_database_held_open_is_refused_naming_the_process_and_force_goes_on() {
     assert_eq!(python(w.dir.path(), count), "1", "the DR file is untouched");
 
     // --force replaces it, and says who still has the old one.
-    let said = run(
-        &w,
-        &["restore", "latest", "--site", "dr", "--replace", "--force"],
-        0,
-    );
+    let out = w
+        .cmd()
+        .env_remove("LIFEBOAT_REPOSITORY")
+        .args([
+            "--json",
+            "restore",
+            "latest",
+            "--site",
+            "dr",
+            "--replace",
+            "--force",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let done = &said["resources"][0];
+    assert_eq!(done["held_open"][0]["pid"], pid, "{said}");
     assert!(
-        said.contains(&format!("still open in pid {pid} (python")),
+        done["done"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("still open in pid {pid} (python")),
         "{said}"
     );
     assert_eq!(python(w.dir.path(), count), "10");
