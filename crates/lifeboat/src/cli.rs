@@ -14,8 +14,8 @@ use clap::{Args, Parser, Subcommand};
                   3 verification found problems (check, restore --verify, verify, audit, \
                   drill: a verification failed or an objective was missed); \
                   4 backup incomplete (a restore point was written, some resources failed); \
-                  130 a drill stopped by a signal (after tearing down), or a restore (its \
-                  staging files removed); \
+                  130 a drill stopped by a signal (after tearing down), or a restore or backup \
+                  (its staging files and temporary copies removed); \
                   141 standard output was closed before everything was written (the work \
                   itself went on to its end)."
 )]

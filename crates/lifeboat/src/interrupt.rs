@@ -1,6 +1,7 @@
-//! A restore stopped by SIGINT, SIGTERM or SIGHUP leaves no staging file behind: its child
-//! programs are stopped, the staging files under way removed (`services::remove_staged`),
-//! and the process ends with 130. (A drill has its own handler, which tears the drill down.)
+//! A restore or backup stopped by SIGINT, SIGTERM or SIGHUP leaves no staging file or
+//! temporary copy behind: its child programs are stopped, the staging files and temporary
+//! folders under way removed (`services::remove_staged`), and the process ends with 130. (A
+//! drill has its own handler, which tears the drill down and calls the same clean-up.)
 
 use anyhow::{Context as _, Result};
 
@@ -22,7 +23,7 @@ pub fn remove_staging_on_signal() -> Result<()> {
                 String::new()
             } else {
                 format!(
-                    "; removed the staging file(s) {}",
+                    "; removed {}",
                     removed
                         .iter()
                         .map(|p| p.display().to_string())

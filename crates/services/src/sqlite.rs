@@ -15,7 +15,7 @@ use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::document::{Document, document_chunks, store};
-use crate::staging::Staged;
+use crate::staging::{Staged, StagedDir, random_hex, remove_stale_dirs};
 use crate::text::{Newlines, escape_untrusted};
 use crate::{Result, ServiceError};
 
@@ -25,6 +25,9 @@ fn sqlite_err(path: &Path, e: impl std::fmt::Display) -> ServiceError {
         message: e.to_string(),
     }
 }
+
+/// A capture's temporary folder in `TMPDIR`: `lifeboat-sqlite-<128 random bits in hex>`.
+const TEMP_PREFIX: &str = "lifeboat-sqlite-";
 
 /// Pages copied per step of the online backup of a rollback-journal database. The read lock
 /// is let go between steps, so a writer waits about one step, not the whole copy.
@@ -43,6 +46,7 @@ const LOCKED_PATIENCE: Duration = Duration::from_secs(60);
 /// copied in one read transaction (its writers are not stalled); a rollback-journal one in
 /// steps, writers going on between them (see `online_copy`).
 pub fn capture_sqlite(writer: &RepoWriter<'_>, path: &Path) -> Result<Document> {
+    let started = SystemTime::now();
     if !path.is_file() {
         return Err(sqlite_err(path, "no such database file"));
     }
@@ -64,16 +68,15 @@ pub fn capture_sqlite(writer: &RepoWriter<'_>, path: &Path) -> Result<Document> 
     let wal = mode.eq_ignore_ascii_case("wal");
     let base = std::env::temp_dir();
     check_room(&base, size, path)?;
-    let dir = tempfile::Builder::new()
-        .prefix("lifeboat-sqlite-")
-        .tempdir_in(&base)
-        .map_err(|e| {
-            ServiceError::Io(format!(
-                "temporary folder {} (TMPDIR) for the copy of {}: {e}",
-                base.display(),
-                path.display()
-            ))
-        })?;
+    // Copies a killed capture left here (its folder no longer locked) go first.
+    remove_stale_dirs(&base, TEMP_PREFIX, started);
+    let dir = StagedDir::create(&base, TEMP_PREFIX).map_err(|e| {
+        ServiceError::Io(format!(
+            "temporary folder {} (TMPDIR) for the copy of {}: {e}",
+            base.display(),
+            path.display()
+        ))
+    })?;
     let copy = dir.path().join("copy.sqlite");
     online_copy(&conn, path, &copy, wal).map_err(|e| {
         ServiceError::Io(format!(
@@ -360,13 +363,7 @@ fn holders_text(holders: &[Holder]) -> String {
 /// there first), and tied to its target, so the next restore of that target recognises a
 /// staging file a killed restore left. Long names are cut (a file name has 255 bytes).
 fn staging_name(target: &[u8]) -> std::io::Result<std::ffi::OsString> {
-    let mut random = [0u8; 16];
-    getrandom::fill(&mut random).map_err(|e| std::io::Error::other(e.to_string()))?;
-    let mut name = b".lifeboat-".to_vec();
-    for b in random {
-        name.extend_from_slice(format!("{b:02x}").as_bytes());
-    }
-    name.push(b'-');
+    let mut name = format!(".lifeboat-{}-", random_hex()?).into_bytes();
     name.extend_from_slice(staging_stem(target));
     name.extend_from_slice(b".tmp");
     Ok(std::ffi::OsString::from_vec(name))

@@ -268,7 +268,10 @@ fn a_restore_stopped_by_sigterm_leaves_no_staging_file() {
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");
-    assert!(stderr.contains("removed the staging file"), "{stderr}");
+    assert!(
+        stderr.contains("; removed ") && stderr.contains("-app.db.tmp"),
+        "{stderr}"
+    );
     assert_eq!(staging_files(&w.path("dr")), Vec::<String>::new());
     assert_eq!(std::fs::read(w.path("dr/app.db")).unwrap(), before);
 }
@@ -380,4 +383,95 @@ fn a_capture_without_room_in_tmpdir_names_the_folder_and_the_room_needed() {
     );
     // Nothing was left in it.
     assert_eq!(std::fs::read_dir(&small).unwrap().count(), 0);
+}
+
+/// The capture folders in `tmp` (`lifeboat-sqlite-<hex>`).
+fn capture_folders(tmp: &Path) -> Vec<String> {
+    std::fs::read_dir(tmp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("lifeboat-sqlite-"))
+        .collect()
+}
+
+#[test]
+fn a_backup_stopped_by_sigterm_leaves_no_copy_in_tmpdir() {
+    let w = workplace(
+        "c.execute('create table t(v blob)')\n\
+         c.executemany('insert into t values (randomblob(65536))', [()] * 1200)",
+    );
+    let tmp = w.path("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let mut child = w
+        .process()
+        .env_remove("LIFEBOAT_REPOSITORY")
+        .env("TMPDIR", &tmp)
+        .args(["backup"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while capture_folders(&tmp).is_empty() {
+        assert!(Instant::now() < deadline, "no capture folder appeared");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the backup ended first"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert_eq!(capture_folders(&tmp), Vec::<String>::new(), "{stderr}");
+}
+
+#[test]
+fn a_copy_a_killed_capture_left_in_tmpdir_is_removed_by_the_next_and_nothing_else() {
+    let w = workplace("c.execute('create table t(v text)')");
+    let tmp = w.path("tmp");
+    let stale = "lifeboat-sqlite-0123456789abcdef0123456789abcdef";
+    let busy = format!("lifeboat-sqlite-{}", "e".repeat(32));
+    let others = [
+        "lifeboat-sqlite-abc123",
+        "lifeboat-sqlite-0123456789ABCDEF0123456789ABCDEF",
+    ];
+    for name in others.iter().chain([&stale, &busy.as_str()]) {
+        write(&tmp.join(name).join("copy.sqlite"), b"half a database");
+    }
+    // A capture under way in another process holds its folder's lock.
+    let mut locker = Command::new("python3")
+        .args([
+            "-c",
+            "import fcntl, os, sys\nf = os.open(sys.argv[1], os.O_RDONLY)\n\
+             fcntl.flock(f, fcntl.LOCK_EX)\nprint('ready', flush=True)\nsys.stdin.read()",
+            tmp.join(&busy).to_str().unwrap(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(locker.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready");
+    let out = w
+        .cmd()
+        .env_remove("LIFEBOAT_REPOSITORY")
+        .env("TMPDIR", &tmp)
+        .args(["backup"])
+        .output()
+        .unwrap();
+    let _ = locker.kill();
+    let _ = locker.wait();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let mut left = capture_folders(&tmp);
+    left.sort();
+    let mut expected: Vec<String> = others.iter().map(|s| s.to_string()).collect();
+    expected.push(busy);
+    expected.sort();
+    assert_eq!(left, expected);
 }
