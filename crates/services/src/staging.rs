@@ -54,12 +54,14 @@ impl Staged {
     /// Renames the staging file over `to`, unless a signal's clean-up removed it.
     pub fn rename_to(self, to: &Path) -> std::io::Result<()> {
         let mut list = staged();
-        if STOPPED.load(Ordering::SeqCst) {
-            return Err(interrupted());
-        }
-        std::fs::rename(&self.path, to)?;
-        list.retain(|p| p != &self.path);
-        Ok(())
+        let renamed = if STOPPED.load(Ordering::SeqCst) {
+            Err(interrupted())
+        } else {
+            std::fs::rename(&self.path, to).map(|()| list.retain(|p| p != &self.path))
+        };
+        // Released before `self` is dropped, which removes the file unless it was renamed.
+        drop(list);
+        renamed
     }
 }
 
