@@ -1,8 +1,8 @@
 //! SQLite databases (`kind = "sqlite"`): a consistent online copy made with SQLite's backup
 //! API into a temporary file (in `TMPDIR`, its room checked first), stored as a document;
 //! restored next to the target under a staging name, checked with `PRAGMA integrity_check`,
-//! given the replaced file's owner, group and mode, then renamed into place, never while another
-//! process holds the old file open unless forced.
+//! given the replaced file's owner, group and mode, then renamed into place, never while
+//! another process holds the old file open unless forced.
 
 use std::collections::HashSet;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
