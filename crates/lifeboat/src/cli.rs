@@ -14,7 +14,8 @@ use clap::{Args, Parser, Subcommand};
                   3 verification found problems (check, restore --verify, verify, audit, \
                   drill: a verification failed or an objective was missed); \
                   4 backup incomplete (a restore point was written, some resources failed); \
-                  130 a drill stopped by a signal (after tearing down); \
+                  130 a drill stopped by a signal (after tearing down), or a restore or backup \
+                  (its staging files and temporary copies removed); \
                   141 standard output was closed before everything was written (the work \
                   itself went on to its end)."
 )]
@@ -190,6 +191,11 @@ pub struct RestoreArgs {
     /// what is there and remove nothing
     #[arg(long, requires = "target", conflicts_with = "replace")]
     pub merge: bool,
+    /// With --replace: replace a SQLite file even while processes hold it open (named in the
+    /// refusal without it). They keep writing into the old, replaced file, and lose what they
+    /// write, until restarted (the plan's `start`)
+    #[arg(long, requires = "replace")]
+    pub force: bool,
     /// Restore database OLD under the name NEW (repeatable), e.g. `orders=orders_check`
     #[arg(long, value_name = "OLD=NEW", value_parser = parse_rename, requires = "site")]
     pub rename: Vec<(String, String)>,
@@ -309,7 +315,8 @@ pub struct PlannedArgs {
 
 #[derive(Args, Debug)]
 pub struct ResumeArgs {
-    /// Go on past a quiesce that could not be confirmed (the achieved RPO is then unknown)
+    /// Go on past a quiesce that could not be confirmed (the achieved RPO is then unknown),
+    /// and replace SQLite files that processes at the site hold open
     #[arg(long)]
     pub force: bool,
 }

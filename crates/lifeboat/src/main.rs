@@ -8,6 +8,7 @@ mod choice;
 mod cli;
 mod commands;
 mod context;
+mod interrupt;
 mod sitestate;
 
 use std::process::ExitCode;

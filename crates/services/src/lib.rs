@@ -20,6 +20,7 @@ pub(crate) mod process;
 mod sandbox;
 mod sqlite;
 mod sqltext;
+mod staging;
 #[cfg(test)]
 mod testpeer;
 mod text;
@@ -37,7 +38,11 @@ pub use pgtls::{PgTls, RootCert, SslMode};
 pub use postgres::{PG_BIN_ENV, PgRestore, PgServer};
 pub use process::stop_children;
 pub use sandbox::{TempEngine, TempServer, stop_leftover};
-pub use sqlite::{capture_sqlite, compare_sqlite, restore_sqlite};
+pub use sqlite::{
+    Holder, SqliteRestore, SqliteRestored, capture_sqlite, compare_sqlite, restore_sqlite,
+    sqlite_holders,
+};
+pub use staging::remove_staged;
 pub use text::{Newlines, escape_untrusted};
 
 #[derive(Debug, thiserror::Error)]

@@ -309,6 +309,8 @@ fn database_targets(
 }
 
 pub fn run(ctx: &Context, args: BackupArgs) -> Result<Exit> {
+    // A signal removes a SQLite capture's temporary copy.
+    crate::interrupt::remove_staging_on_signal()?;
     let (targets, site, discovered) = targets(ctx, &args, None)?;
     let (id, point, left) = capture(ctx, targets, site, discovered, args.tag)?;
     report(ctx, id, &point, &left)

@@ -134,6 +134,9 @@ fn find(repo: &Repository, spec: &str, resource: Option<&str>) -> Result<(Id, Re
 
 pub fn run(ctx: &Context, args: RestoreArgs) -> Result<Exit> {
     let repo = ctx.open_repository()?;
+    if !args.verify {
+        crate::interrupt::remove_staging_on_signal()?;
+    }
     let sources = sources(ctx, &repo, &args.point, &args.resource)?;
     let mut chosen: Vec<(Id, &ResourcePoint)> = Vec::new();
     for (id, point, names) in &sources {
@@ -515,6 +518,7 @@ fn to_site(
     let mut differences = 0usize;
     let how = |progress: Option<Arc<Progress>>| AtSite {
         replace: args.replace,
+        force: args.force,
         rename: &args.rename,
         jobs: args.jobs,
         staging: None,
@@ -606,6 +610,16 @@ fn to_site(
                         if !done.warnings.is_empty() {
                             extra["warnings"] = serde_json::json!(done.warnings);
                         }
+                        if let Some(sqlite) = &done.sqlite {
+                            extra["held_open"] = serde_json::json!(sqlite.held);
+                            extra["stale_staging_removed"] = serde_json::json!(
+                                sqlite
+                                    .stale
+                                    .iter()
+                                    .map(|p| p.display().to_string())
+                                    .collect::<Vec<_>>()
+                            );
+                        }
                         (done.text, extra, done.warnings)
                     })
                 })
@@ -670,6 +684,8 @@ fn to_site(
 /// How `restore_at_site` treats what is already there.
 pub(crate) struct AtSite<'a> {
     pub replace: bool,
+    /// Replace a SQLite file even while processes hold it open (`restore --force`).
+    pub force: bool,
     pub rename: &'a [(String, String)],
     pub jobs: u32,
     /// The PostgreSQL staging database's name (a drill's, so its clean-up can find it).
@@ -687,6 +703,9 @@ pub(crate) struct AtSiteDone {
     pub removed: Option<lifeboat_files::Removed>,
     /// What was applied only in part: account statements skipped or refused, one each.
     pub warnings: Vec<String>,
+    /// A SQLite restore's details: who still holds the old file (forced), stale staging
+    /// files removed.
+    pub sqlite: Option<lifeboat_services::SqliteRestored>,
 }
 
 /// What applying a server's accounts did, as a restore's line and its warnings.
@@ -699,6 +718,7 @@ fn accounts_done(accounts: &lifeboat_services::Accounts, server: &str) -> AtSite
         ),
         removed: None,
         warnings: accounts.warnings.clone(),
+        sqlite: None,
     }
 }
 
@@ -898,6 +918,7 @@ fn database_done(target: &str, bytes: u64, server: &str) -> AtSiteDone {
         ),
         removed: None,
         warnings: Vec::new(),
+        sqlite: None,
     }
 }
 
@@ -930,6 +951,7 @@ pub(crate) fn restore_at_site_done(
         text,
         removed: None,
         warnings: Vec::new(),
+        sqlite: None,
     };
     let replace = args.replace;
     let Some(root) = r.root else {
@@ -974,16 +996,38 @@ pub(crate) fn restore_at_site_done(
                 ),
                 removed: Some(stats.removed),
                 warnings: Vec::new(),
+                sqlite: None,
             })
         }
         ResourceKind::Sqlite(sqlite) => {
             let path = &sqlite.at.get(site).ok_or_else(unbound)?.path;
-            let n = lifeboat_services::restore_sqlite(repo, &root, path, replace)?;
-            Ok(text(format!(
+            let how = lifeboat_services::SqliteRestore {
+                replace,
+                force: args.force,
+            };
+            let done = lifeboat_services::restore_sqlite(repo, &root, path, how)?;
+            let mut said = format!(
                 "restored {} to {}",
-                output::bytes(n),
+                output::bytes(done.bytes),
                 path.display()
-            )))
+            );
+            if !done.stale.is_empty() {
+                said.push_str(&format!(
+                    "; removed {} staging file(s) an interrupted restore left",
+                    done.stale.len()
+                ));
+            }
+            if !done.held.is_empty() {
+                let held: Vec<String> = done.held.iter().map(|h| h.to_string()).collect();
+                said.push_str(&format!(
+                    "; still open in {} (--force): restart them on the new file",
+                    held.join(", ")
+                ));
+            }
+            Ok(AtSiteDone {
+                sqlite: Some(done),
+                ..text(said)
+            })
         }
         ResourceKind::Command(command) => {
             let apply = command

@@ -53,7 +53,8 @@ struct RunFile {
     steps: Vec<Step>,
     /// When the decision was taken: the start of the achieved RTO.
     started: jiff::Timestamp,
-    /// `--force`: a planned move goes on when the site left cannot be confirmed quiesced.
+    /// `--force`: a planned move goes on when the site left cannot be confirmed quiesced, and
+    /// a SQLite file held open at the site is replaced anyway.
     #[serde(default)]
     force: bool,
 }
@@ -1207,6 +1208,8 @@ fn restore_resource(
     }
     let how = AtSite {
         replace: true,
+        // `--force` also replaces a SQLite file that processes at the site hold open.
+        force: run.force,
         rename: &[],
         jobs: 1,
         staging: None,

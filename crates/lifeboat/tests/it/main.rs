@@ -23,6 +23,7 @@ mod prune_races;
 mod races;
 mod servers;
 mod services;
+mod sqlite_dr;
 mod support;
 mod switchover;
 mod watch;

@@ -839,6 +839,7 @@ impl Drill<'_> {
                 .map(|i| match claims.get(i) {
                     Some(claim) => AtSite {
                         replace: false,
+                        force: false,
                         rename: &renames[i],
                         jobs: 1,
                         staging: claim.staging.as_deref(),
@@ -849,6 +850,7 @@ impl Drill<'_> {
                     // be replaced by the captured one.
                     None => AtSite {
                         replace: true,
+                        force: false,
                         rename: &[],
                         jobs: 1,
                         staging: None,
@@ -902,6 +904,7 @@ impl Drill<'_> {
                     let rename: Vec<(String, String)> = claim.rename.iter().cloned().collect();
                     let how = AtSite {
                         replace: false,
+                        force: false,
                         rename: &rename,
                         jobs: 1,
                         staging: claim.staging.as_deref(),
@@ -915,6 +918,7 @@ impl Drill<'_> {
                         // A temporary server is the drill's own: its `postgres` database may
                         // be replaced by the captured one.
                         replace: matches!(placement, Placement::Server),
+                        force: false,
                         rename: &[],
                         jobs: 1,
                         staging: None,

@@ -419,6 +419,8 @@ pub(super) fn on_signal(shared: std::sync::Arc<Shared>, json: bool) -> Result<()
         // so that nothing is made after the teardown.
         shared.stopping.store(true, Ordering::SeqCst);
         lifeboat_services::stop_children();
+        // A SQLite file being restored into a declared drill site is not in the record.
+        lifeboat_services::remove_staged();
         stop_groups(&shared);
         let deadline = std::time::Instant::now() + IN_FLIGHT_GRACE;
         while shared.in_flight.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
